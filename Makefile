@@ -1,0 +1,41 @@
+# The two quickstart commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-turnout
+
+.PHONY: install run test lint format bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install whenever pyproject.toml changes.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Turnout on SQLite (./turnout.db) + a real Envoy + two demo upstreams, split 90/10.
+run: $(STAMP)
+	$(VENV)/bin/turnout demo
+
+## The whole test suite (unit + integration with a real Envoy).
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## Benchmarks print figures and write JSON to bench/results/; never part of `make test`.
+bench: $(STAMP)
+	$(PY) bench/write_to_served.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .run build *.egg-info

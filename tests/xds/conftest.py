@@ -1,0 +1,103 @@
+"""Shared fixtures for tests/xds: the `--update-golden` flag and the golden cases.
+
+Golden cases (Envoy Gateway style): `testdata/in/<case>.yaml` holds a declaration
+(`services`, `routes`, `splits` lists in the specs' JSON shape, an optional
+`revision` and an optional `listener: {address, port, group}`); the expected
+resources live in `testdata/out/<case>.{clusters,endpoints,listeners,routes}.yaml`.
+Any test that takes a `golden_case` argument runs once per input file.
+"""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from turnout.models.declaration import Declaration
+from turnout.models.route import RouteSpec
+from turnout.models.service import ServiceSpec
+from turnout.models.split import SplitSpec
+from turnout.xds.translate import ListenerOptions
+
+TESTDATA = Path(__file__).parent / "testdata"
+IN_DIR = TESTDATA / "in"
+OUT_DIR = TESTDATA / "out"
+
+EXPECTED_ERRORS: dict[str, str] = {
+    "route-to-missing-service": "sends traffic to cluster 'ghost', which does not exist",
+}
+"""Golden cases whose `check_consistent` must fail, with part of the message."""
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    """One `testdata/in/<name>.yaml` file."""
+
+    name: str
+    """The file name without `.yaml`; also the prefix of its output files."""
+    path: Path
+    """The input file."""
+
+    def load(self) -> tuple[Declaration, ListenerOptions]:
+        raw = yaml.safe_load(self.path.read_text()) or {}
+        services = [ServiceSpec.model_validate(s) for s in raw.get("services") or []]
+        routes = [RouteSpec.model_validate(r) for r in raw.get("routes") or []]
+        splits = [SplitSpec.model_validate(s) for s in raw.get("splits") or []]
+        decl = Declaration(
+            revision=raw.get("revision", 1),
+            services={s.name: s for s in services},
+            routes={r.name: r for r in routes},
+            splits={s.name: s for s in splits},
+        )
+        return decl, ListenerOptions(**(raw.get("listener") or {}))
+
+    @property
+    def expected_error(self) -> str | None:
+        return EXPECTED_ERRORS.get(self.name)
+
+    def out_path(self, kind: str) -> Path:
+        """`testdata/out/<case>.<kind>.yaml`, kind one of clusters/endpoints/listeners/routes."""
+        return OUT_DIR / f"{self.name}.{kind}.yaml"
+
+
+def golden_cases() -> list[GoldenCase]:
+    return [GoldenCase(p.stem, p) for p in sorted(IN_DIR.glob("*.yaml"))]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="Rewrite tests/xds/testdata/out from the translator and delete stale files.",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "golden_case" in metafunc.fixturenames:
+        cases = golden_cases()
+        metafunc.parametrize("golden_case", cases, ids=[c.name for c in cases])
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def stale_golden_files() -> list[Path]:
+    """Output files whose case has no input file any more."""
+    names = {c.name for c in golden_cases()}
+    return [p for p in sorted(OUT_DIR.glob("*.yaml")) if p.name.split(".", 1)[0] not in names]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With `--update-golden`, delete outputs whose input case no longer exists."""
+    if not session.config.getoption("--update-golden"):
+        return
+    names = {c.name for c in golden_cases()}
+    for out in sorted(OUT_DIR.glob("*.yaml")):
+        if out.name.split(".", 1)[0] not in names:
+            out.unlink()
+            print(f"deleted stale golden file {out}", file=sys.stderr)

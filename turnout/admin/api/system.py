@@ -1,0 +1,39 @@
+"""Health and audit endpoints: about Turnout itself rather than an entity."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from turnout.admin.deps import StoreDep
+from turnout.models.audit import AuditEvent
+
+health_router = APIRouter(tags=["system"])
+"""Mounted without auth, for load balancers and orchestrators."""
+router = APIRouter(tags=["system"])
+
+
+class Health(BaseModel):
+    status: str = Field(description='"ok" when the database answers.')
+    revision: int = Field(description="The current global revision.")
+
+
+@health_router.get(
+    "/healthz",
+    response_model=Health,
+    summary="Liveness and database reachability (no auth)",
+    responses={503: {"description": "The database cannot be reached."}},
+)
+def healthz(store: StoreDep) -> Health:
+    """Reads the revision, so a 200 also means the database answers."""
+    return Health(status="ok", revision=store.revision())
+
+
+@router.get("/audit", response_model=list[AuditEvent], summary="Recent writes, newest first")
+def audit(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="How many events.")] = 100,
+) -> list[AuditEvent]:
+    """Every successful write leaves one event with the entity before and after;
+    rejected requests leave none."""
+    return store.audit(limit)

@@ -1,0 +1,119 @@
+"""The `turnout` command line."""
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+DEFAULT_DATABASE_URL = "sqlite:///turnout.db"
+
+
+def database_url(arg: str | None) -> str:
+    return arg or os.environ.get("TURNOUT_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from turnout.serve import ServeOptions, serve
+
+    opts = ServeOptions(
+        database_url=database_url(args.database_url),
+        admin_listen=args.admin_listen,
+        xds_listen=args.xds_listen,
+        admin_token=os.environ.get("TURNOUT_ADMIN_TOKEN") or None,
+    )
+    asyncio.run(serve(opts))
+    return 0
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    from turnout.envoy_bootstrap import BootstrapOptions, render_bootstrap
+
+    opts = BootstrapOptions(
+        node_id=args.node_id,
+        node_cluster=args.node_cluster,
+        xds_address=args.xds_address,
+        listener_port=args.listener_port,
+        listener_address=args.listener_address,
+        admin_port=args.admin_port,
+    )
+    try:
+        text = render_bootstrap(opts)
+    except ValueError as exc:
+        print(f"turnout bootstrap: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from turnout.models.store import Store
+
+    store = Store(database_url(args.database_url))
+    try:
+        store.upgrade()
+        print(f"database at revision {store.revision()}")
+    finally:
+        store.close()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from turnout.demo import run_demo
+
+    return run_demo(database_url(args.database_url))
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="turnout", description="Envoy xDS control plane for zero-downtime API migrations."
+    )
+    root.add_argument("--log-level", default=os.environ.get("TURNOUT_LOG_LEVEL", "INFO"))
+    sub = root.add_subparsers(dest="command", required=True)
+    db_help = "database URL (default: $TURNOUT_DATABASE_URL or sqlite:///turnout.db)"
+
+    serve = sub.add_parser("serve", help="run the admin API and the ADS server")
+    serve.add_argument("--database-url", help=db_help)
+    serve.add_argument("--admin-listen", default="127.0.0.1:8001", metavar="HOST:PORT")
+    serve.add_argument("--xds-listen", default="127.0.0.1:18000", metavar="HOST:PORT")
+    serve.set_defaults(func=_serve)
+
+    boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at Turnout")
+    boot.add_argument("--node-id", required=True)
+    boot.add_argument("--node-cluster", default="default")
+    boot.add_argument("--xds-address", default="127.0.0.1:18000", metavar="HOST:PORT")
+    boot.add_argument("--listener-port", type=int, default=10000)
+    boot.add_argument("--listener-address", default="0.0.0.0")
+    boot.add_argument("--admin-port", type=int, default=9901)
+    boot.add_argument("-o", "--output", help="write to this file instead of stdout")
+    boot.set_defaults(func=_bootstrap)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply all migrations")
+    upgrade.add_argument("--database-url", help=db_help)
+    upgrade.set_defaults(func=_db_upgrade)
+
+    demo = sub.add_parser(
+        "demo", help="run Turnout, a real Envoy and two demo upstreams (what `make run` does)"
+    )
+    demo.add_argument("--database-url", help=db_help)
+    demo.set_defaults(func=_demo)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

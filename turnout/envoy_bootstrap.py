@@ -1,0 +1,52 @@
+"""Render the Envoy bootstrap that points a proxy at Turnout (envoy/bootstrap/)."""
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+from turnout.models.service import is_ip
+
+TEMPLATE = "ads.yaml"
+
+# In a source checkout the templates sit in envoy/bootstrap/; an installed wheel
+# carries them as the data package `turnout.bootstrap` (pyproject.toml).
+_SOURCE_DIR = Path(__file__).resolve().parent.parent / "envoy" / "bootstrap"
+
+
+def read_template(name: str = TEMPLATE) -> str:
+    if (_SOURCE_DIR / name).is_file():
+        return (_SOURCE_DIR / name).read_text()
+    return resources.files("turnout.bootstrap").joinpath(name).read_text()
+
+
+@dataclass(frozen=True)
+class BootstrapOptions:
+    node_id: str
+    node_cluster: str = "default"
+    xds_address: str = "127.0.0.1:18000"
+    listener_port: int = 10000
+    listener_address: str = "0.0.0.0"
+    admin_port: int = 9901
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def render_bootstrap(opts: BootstrapOptions) -> str:
+    host, port = split_host_port(opts.xds_address)
+    return Template(read_template()).substitute(
+        node_id=opts.node_id,
+        node_cluster=opts.node_cluster,
+        listener_address=opts.listener_address,
+        listener_port=opts.listener_port,
+        ads_api_type="GRPC",
+        xds_cluster_type="STATIC" if is_ip(host) else "STRICT_DNS",
+        xds_host=host,
+        xds_port=port,
+        admin_port=opts.admin_port,
+    )

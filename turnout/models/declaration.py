@@ -1,0 +1,24 @@
+"""A whole declaration at one revision: what `xds` translates into Envoy config."""
+
+from dataclasses import dataclass, field
+
+from turnout.models.route import RouteSpec
+from turnout.models.service import ServiceSpec
+from turnout.models.split import SplitSpec
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """Every entity at `revision`, keyed by name. Treat as immutable."""
+
+    revision: int
+    """The global revision number this declaration was read at."""
+    services: dict[str, ServiceSpec] = field(default_factory=dict)
+    routes: dict[str, RouteSpec] = field(default_factory=dict)
+    splits: dict[str, SplitSpec] = field(default_factory=dict)
+
+    def split_for_route(self, route: str) -> SplitSpec | None:
+        for split in self.splits.values():
+            if split.route == route:
+                return split
+        return None

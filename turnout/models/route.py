@@ -1,0 +1,185 @@
+"""The Route entity: which requests go to which service.
+
+A route matches on hosts, paths, methods and headers; every listed category must
+match (paths, hosts and methods each match when any of their values does).
+"""
+
+from enum import StrEnum
+from typing import Annotated
+
+import re2
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from turnout.models.db import Base
+from turnout.models.types import Name, Tags
+
+
+class PathKind(StrEnum):
+    PREFIX = "prefix"
+    EXACT = "exact"
+    REGEX = "regex"
+
+
+class PathMatch(BaseModel):
+    """One path matcher. A bare string in a request means `{"prefix": string}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Annotated[PathKind, Field(description="prefix, exact or regex (RE2 syntax).")] = (
+        PathKind.PREFIX
+    )
+    value: Annotated[str, Field(min_length=1, max_length=1024)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: object) -> object:
+        if isinstance(data, str):
+            return {"kind": "prefix", "value": data}
+        if isinstance(data, dict) and len(data) == 1:
+            ((key, value),) = data.items()
+            if key in PathKind.__members__.values():
+                return {"kind": key, "value": value}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "PathMatch":
+        if self.kind is PathKind.REGEX:
+            check_regex(self.value)
+        elif not self.value.startswith("/"):
+            raise ValueError(f"a {self.kind.value} path must start with '/': {self.value!r}")
+        return self
+
+
+# Envoy refuses a regex whose compiled RE2 program is larger than this (runtime key
+# `re2.max_program_size.error_level`, default 100), so the admin API does too.
+MAX_REGEX_PROGRAM_SIZE = 100
+
+
+def check_regex(pattern: str) -> None:
+    """Raise ValueError unless `pattern` compiles under RE2 as Envoy compiles it."""
+    try:
+        compiled = re2.compile(pattern)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode(errors="replace")
+        raise ValueError(f"invalid RE2 regex {pattern!r}: {reason}") from None
+    if compiled.programsize > MAX_REGEX_PROGRAM_SIZE:
+        raise ValueError(
+            f"regex {pattern!r} is too complex for Envoy: RE2 program size "
+            f"{compiled.programsize} > {MAX_REGEX_PROGRAM_SIZE}"
+        )
+
+
+HttpMethod = Annotated[
+    str,
+    Field(pattern=r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT)$"),
+]
+
+_HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
+
+
+class RouteSpec(BaseModel):
+    """Requests matching `hosts`, `paths`, `methods` and `headers` go to `service`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    hosts: Annotated[
+        list[str],
+        Field(
+            description="Host names (a leading `*.` wildcard is allowed). Empty: any host.",
+            max_length=64,
+        ),
+    ] = []
+    paths: Annotated[
+        list[PathMatch],
+        Field(
+            description='Path matchers: "/api" (prefix), {"exact": "/x"}, '
+            '{"regex": "/v[0-9]+/.*"}. A regex (RE2) must match the whole path, query '
+            "string excluded. Empty: any path.",
+            max_length=64,
+        ),
+    ] = []
+    methods: Annotated[
+        list[HttpMethod], Field(description="HTTP methods. Empty: any method.", max_length=9)
+    ] = []
+    headers: Annotated[
+        dict[str, str],
+        Field(description="Request headers that must be present with exactly this value."),
+    ] = {}
+    service: Annotated[str, Field(description="Name of the service that receives the traffic.")]
+    strip_path: Annotated[
+        bool,
+        Field(description="Remove the matched prefix before the request goes upstream."),
+    ] = False
+    priority: Annotated[
+        int, Field(ge=-1000, le=1000, description="Higher priority routes are matched first.")
+    ] = 0
+    tags: Tags
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        out = []
+        for host in hosts:
+            host = host.lower()
+            bare = host[2:] if host.startswith("*.") else host
+            if (
+                not bare
+                or "*" in bare
+                or not all(
+                    part and all(c.isalnum() or c == "-" for c in part) for part in bare.split(".")
+                )
+            ):
+                raise ValueError(f"{host!r} is not a host name or a `*.domain` wildcard")
+            out.append(host)
+        if len(set(out)) != len(out):
+            raise ValueError("hosts must not repeat")
+        return out
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, methods: list[str]) -> list[str]:
+        if len(set(methods)) != len(methods):
+            raise ValueError("methods must not repeat")
+        return methods
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for key, value in headers.items():
+            name = key.lower()
+            if not re2.match(_HEADER_NAME, name) or name.startswith(":") or name == "host":
+                raise ValueError(f"{key!r} is not a header name that can be matched")
+            out[name] = value
+        return out
+
+    @model_validator(mode="after")
+    def _strip(self) -> "RouteSpec":
+        if self.strip_path and any(p.kind is not PathKind.PREFIX for p in self.paths):
+            raise ValueError("strip_path works with prefix paths only")
+        return self
+
+
+class RouteRow(Base):
+    """How a `RouteSpec` is stored. `paths` is a JSON list of `{kind, value}`.
+
+    The foreign key is a safety net; the store checks references first so that
+    the error names the field.
+    """
+
+    __tablename__ = "routes"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    hosts: Mapped[list[str]] = mapped_column(JSON)
+    paths: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    methods: Mapped[list[str]] = mapped_column(JSON)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    service: Mapped[str] = mapped_column(String(128), ForeignKey("services.name"), index=True)
+    strip_path: Mapped[bool] = mapped_column(Boolean)
+    priority: Mapped[int] = mapped_column(Integer)
+    tags: Mapped[list[str]] = mapped_column(JSON)

@@ -1,0 +1,148 @@
+"""The Service entity: a backend that routes send traffic to.
+
+A service is reached either through a `url` (one host, IP or DNS name) or a list
+of weighted `endpoints`. Envoy sees it as one cluster named after the service.
+"""
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import JSON, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from turnout.models.db import Base
+from turnout.models.types import Name, Port, Tags
+
+_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def check_host(host: str) -> str:
+    """Accept an IP address or a DNS name; raise ValueError naming the problem."""
+    if is_ip(host):
+        return host
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > 253 or not all(_DNS_LABEL.match(p) for p in name.split(".")):
+        raise ValueError(f"{host!r} is neither an IP address nor a valid DNS name")
+    return host
+
+
+class Endpoint(BaseModel):
+    """One upstream address of a service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: Annotated[str, Field(description="IP address or DNS name.", examples=["10.0.0.5"])]
+    port: Port
+    weight: Annotated[int, Field(ge=1, le=128, description="Load balancing weight.")] = 1
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return check_host(value)
+
+
+class ParsedUrl(BaseModel):
+    scheme: Literal["http", "https"]
+    host: str
+    port: int
+
+
+def parse_url(url: str) -> ParsedUrl:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("scheme must be http or https")
+    if not parts.hostname:
+        raise ValueError("a host is required, as in http://10.0.0.5:8080")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("only scheme, host and port are allowed (no path, query or fragment)")
+    if parts.username or parts.password:
+        raise ValueError("credentials in the URL are not allowed")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid port: {exc}") from None
+    if port == 0:
+        raise ValueError("port must be between 1 and 65535")
+    host = check_host(parts.hostname)
+    return ParsedUrl(
+        scheme=parts.scheme,  # type: ignore[arg-type]
+        host=host,
+        port=port or (443 if parts.scheme == "https" else 80),
+    )
+
+
+class ServiceSpec(BaseModel):
+    """A backend: one cluster in Envoy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    url: Annotated[
+        str | None,
+        Field(
+            description="Where the service listens: http(s)://host[:port]. "
+            "Mutually exclusive with `endpoints`.",
+            examples=["http://10.0.0.5:8080"],
+        ),
+    ] = None
+    endpoints: Annotated[
+        list[Endpoint] | None,
+        Field(
+            description="Weighted upstream addresses, all on plain HTTP. "
+            "Mutually exclusive with `url`.",
+            min_length=1,
+            max_length=1000,
+        ),
+    ] = None
+    connect_timeout_ms: Annotated[
+        int, Field(ge=1, le=60_000, description="Upstream connect timeout in milliseconds.")
+    ] = 1000
+    tags: Tags
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "ServiceSpec":
+        if (self.url is None) == (self.endpoints is None):
+            raise ValueError("exactly one of `url` or `endpoints` must be given")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return parse_url(self.url).scheme if self.url else "http"
+
+    def resolved_endpoints(self) -> list[Endpoint]:
+        """The endpoints, with `url` expanded into one."""
+        if self.endpoints is not None:
+            return self.endpoints
+        assert self.url is not None
+        parsed = parse_url(self.url)
+        return [Endpoint(address=parsed.host, port=parsed.port)]
+
+
+class ServiceRow(Base):
+    """How a `ServiceSpec` is stored: one column per spec field, same names."""
+
+    __tablename__ = "services"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    url: Mapped[str | None] = mapped_column(String(2048))
+    endpoints: Mapped[list[dict[str, object]] | None] = mapped_column(JSON(none_as_null=True))
+    connect_timeout_ms: Mapped[int] = mapped_column(Integer)
+    tags: Mapped[list[str]] = mapped_column(JSON)

@@ -1,0 +1,70 @@
+"""`ListenerOptions` → the one HTTP `Listener` of a node group.
+
+Owns the HTTP connection manager settings. The listener does not depend on the
+declaration: routes arrive over RDS, so a route change never rebuilds (and never
+drains) the listener. Knows nothing of services or clusters.
+"""
+
+from envoy.config.core.v3.address_pb2 import Address, SocketAddress
+from envoy.config.listener.v3.listener_components_pb2 import Filter, FilterChain
+from envoy.config.listener.v3.listener_pb2 import Listener
+from envoy.extensions.filters.http.router.v3.router_pb2 import Router
+from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
+    HttpConnectionManager,
+    HttpFilter,
+    Rds,
+)
+from google.protobuf.any_pb2 import Any
+from google.protobuf.message import Message
+from google.protobuf.wrappers_pb2 import BoolValue
+
+from turnout.xds.translate.cluster import ads_config_source
+from turnout.xds.translate.options import ListenerOptions, listener_name, route_configuration_name
+
+HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
+ROUTER_FILTER = "envoy.filters.http.router"
+STAT_PREFIX = "turnout_http"
+
+
+def _pack(message: Message) -> Any:
+    packed = Any()
+    packed.Pack(message)
+    return packed
+
+
+def build_http_connection_manager(opts: ListenerOptions) -> HttpConnectionManager:
+    return HttpConnectionManager(
+        stat_prefix=STAT_PREFIX,
+        codec_type=HttpConnectionManager.AUTO,
+        rds=Rds(
+            route_config_name=route_configuration_name(opts),
+            config_source=ads_config_source(),
+        ),
+        # Virtual hosts list bare host names; `example.com:10000` must match them.
+        strip_any_host_port=True,
+        # Turnout sits behind whatever terminates client connections; trust XFF as is.
+        use_remote_address=BoolValue(value=False),
+        # RFC 3986 normalisation before matching, so `/a/../admin` cannot dodge a
+        # route; slashes are not merged because upstreams may tell `//` apart.
+        normalize_path=BoolValue(value=True),
+        merge_slashes=False,
+        http_filters=[HttpFilter(name=ROUTER_FILTER, typed_config=_pack(Router()))],
+    )
+
+
+def build_listener(opts: ListenerOptions) -> Listener:
+    """`turnout_http_<port>` on `opts.address:opts.port` with one filter chain."""
+    return Listener(
+        name=listener_name(opts),
+        address=Address(socket_address=SocketAddress(address=opts.address, port_value=opts.port)),
+        filter_chains=[
+            FilterChain(
+                filters=[
+                    Filter(
+                        name=HTTP_CONNECTION_MANAGER,
+                        typed_config=_pack(build_http_connection_manager(opts)),
+                    )
+                ]
+            )
+        ],
+    )

@@ -1,0 +1,240 @@
+"""Routes and splits → the group's `RouteConfiguration`.
+
+Owns virtual host composition, route entry order, matching and the route action
+(cluster, weighted clusters, path stripping). Knows nothing of listeners; refers
+to clusters by service name only (`check_consistent` verifies they exist).
+
+Virtual hosts
+-------------
+Envoy picks exactly ONE virtual host per request from the Host header (exact
+domain first, then the longest `*.suffix` wildcard, then `*`) and never falls
+through to another one. So every virtual host must carry every route that may
+serve its hosts:
+
+- one virtual host `host:<pattern>` (domains `[<pattern>]`) per distinct host
+  pattern across all routes, holding every route with a host that covers the
+  pattern (equal to it, or a wildcard `*.x.com` that matches it, including a more
+  specific wildcard such as `*.a.x.com`) plus every route without hosts;
+- one last virtual host `any` (domains `["*"]`) holding the routes without hosts.
+  It always exists, even empty, so an unknown host gets a clean 404.
+
+Host virtual hosts are sorted by pattern; `any` comes last.
+
+Route entry order
+-----------------
+Each (route, path matcher) pair is one Envoy route entry; a route without paths
+has the single matcher prefix `/`. Envoy tries entries in order and the first
+match wins, so entries are sorted most specific first (Kong-like), by:
+
+1. `priority`, higher first;
+2. path kind: exact, then regex, then prefix;
+3. path length, longer first (a longer prefix or regex before a shorter one);
+4. number of match conditions, more first: one per header, +1 if methods are
+   given, +1 if hosts are given;
+5. route name, then path value, then the path's index in the route, ascending
+   (a total order: equal input always gives the same bytes).
+
+Route entry names: `<route>` when the route has at most one path, otherwise
+`<route>#<i>` with `i` the index of the path in the route's `paths` list.
+
+Matching and action
+-------------------
+- prefix → `prefix`; exact → `path`; regex → `safe_regex` (RE2, Envoy's default
+  engine). Envoy matches a regex against the WHOLE path without the query string:
+  `^/v[0-9]+/` matches `/v1/` but not `/v1/users` (write `^/v[0-9]+/.*`).
+- methods → a `:method` header matcher: exact for one method, else `^(A|B)$`
+  (methods sorted); headers → exact value matchers, sorted by name.
+- A split for the route → `weighted_clusters`, one entry per target with weight
+  > 0 (weight 0 means no traffic; its cluster still exists), sorted by service.
+  Otherwise → `cluster: <service>`.
+- `strip_path` on a prefix P other than `/` → `regex_rewrite` of `^<P>/?` to `/`:
+  with P = `/api`, `/api/users` → `/users`, `/api` and `/api/` → `/`, and the query
+  string is kept. The Host header is passed on unchanged; timeouts are Envoy's.
+
+`opts.group` only names the configuration for now: every group sees every route.
+"""
+
+from dataclasses import dataclass
+
+from envoy.config.route.v3.route_components_pb2 import (
+    HeaderMatcher,
+    Route,
+    RouteAction,
+    RouteMatch,
+    VirtualHost,
+    WeightedCluster,
+)
+from envoy.config.route.v3.route_pb2 import RouteConfiguration
+from envoy.type.matcher.v3.regex_pb2 import RegexMatchAndSubstitute, RegexMatcher
+from envoy.type.matcher.v3.string_pb2 import StringMatcher
+from google.protobuf.wrappers_pb2 import UInt32Value
+
+from turnout.models.declaration import Declaration
+from turnout.models.route import PathKind, PathMatch, RouteSpec
+from turnout.models.split import SplitSpec
+from turnout.xds.translate.options import ListenerOptions, route_configuration_name
+
+CATCH_ALL_VIRTUAL_HOST = "any"
+HOST_VIRTUAL_HOST_PREFIX = "host:"
+
+_ANY_PATH = PathMatch(kind=PathKind.PREFIX, value="/")
+_KIND_RANK = {PathKind.EXACT: 0, PathKind.REGEX: 1, PathKind.PREFIX: 2}
+_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    """One Envoy route entry: a route with one of its path matchers."""
+
+    route: RouteSpec
+    """The declared route."""
+    path: PathMatch
+    """The path matcher this entry matches on (prefix `/` for a route without paths)."""
+    index: int
+    """Position of `path` in `route.paths` (0 for a route without paths)."""
+
+    @property
+    def name(self) -> str:
+        if len(self.route.paths) > 1:
+            return f"{self.route.name}#{self.index}"
+        return self.route.name
+
+    def sort_key(self) -> tuple[int, int, int, int, str, str, int]:
+        """Most specific first; see the module docstring."""
+        route = self.route
+        conditions = len(route.headers) + bool(route.methods) + bool(route.hosts)
+        return (
+            -route.priority,
+            _KIND_RANK[self.path.kind],
+            -len(self.path.value),
+            -conditions,
+            route.name,
+            self.path.value,
+            self.index,
+        )
+
+
+def route_entries(route: RouteSpec) -> list[RouteEntry]:
+    paths = route.paths or [_ANY_PATH]
+    return [RouteEntry(route=route, path=path, index=i) for i, path in enumerate(paths)]
+
+
+def sort_route_entries(routes: list[RouteSpec]) -> list[RouteEntry]:
+    """Every entry of `routes`, in the order Envoy must try them."""
+    entries = [entry for route in routes for entry in route_entries(route)]
+    return sorted(entries, key=RouteEntry.sort_key)
+
+
+def host_covers(host: str, pattern: str) -> bool:
+    """True when every Host that `pattern` matches is also matched by `host`.
+
+    `*.x.com` covers `a.x.com`, `*.a.x.com` and itself, but not `x.com`: an Envoy
+    wildcard never matches the empty string.
+    """
+    if host == pattern:
+        return True
+    return host.startswith("*.") and pattern.endswith(host[1:])
+
+
+def re2_escape(text: str) -> str:
+    """Quote `text` for RE2 (Python's `re.escape` may emit escapes RE2 rejects)."""
+    return "".join("\\" + c if c in _RE2_SPECIAL else c for c in text)
+
+
+def build_route_match(entry: RouteEntry) -> RouteMatch:
+    match = RouteMatch()
+    value = entry.path.value
+    if entry.path.kind is PathKind.EXACT:
+        match.path = value
+    elif entry.path.kind is PathKind.REGEX:
+        match.safe_regex.CopyFrom(RegexMatcher(regex=value))
+    else:
+        match.prefix = value
+    methods = sorted(entry.route.methods)
+    if len(methods) == 1:
+        match.headers.append(
+            HeaderMatcher(name=":method", string_match=StringMatcher(exact=methods[0]))
+        )
+    elif methods:
+        regex = RegexMatcher(regex=f"^({'|'.join(methods)})$")
+        match.headers.append(
+            HeaderMatcher(name=":method", string_match=StringMatcher(safe_regex=regex))
+        )
+    for name in sorted(entry.route.headers):
+        match.headers.append(
+            HeaderMatcher(name=name, string_match=StringMatcher(exact=entry.route.headers[name]))
+        )
+    return match
+
+
+def build_route_action(entry: RouteEntry, split: SplitSpec | None) -> RouteAction:
+    action = RouteAction()
+    if split is None:
+        action.cluster = entry.route.service
+    else:
+        targets = sorted((t for t in split.targets if t.weight > 0), key=lambda t: t.service)
+        action.weighted_clusters.CopyFrom(
+            WeightedCluster(
+                clusters=[
+                    WeightedCluster.ClusterWeight(
+                        name=t.service, weight=UInt32Value(value=t.weight)
+                    )
+                    for t in targets
+                ]
+            )
+        )
+    prefix = entry.path.value
+    if entry.route.strip_path and entry.path.kind is PathKind.PREFIX and prefix != "/":
+        action.regex_rewrite.CopyFrom(
+            RegexMatchAndSubstitute(
+                pattern=RegexMatcher(regex=f"^{re2_escape(prefix)}/?"), substitution="/"
+            )
+        )
+    return action
+
+
+def build_route(entry: RouteEntry, split: SplitSpec | None) -> Route:
+    return Route(
+        name=entry.name,
+        match=build_route_match(entry),
+        route=build_route_action(entry, split),
+    )
+
+
+def build_virtual_host(
+    name: str, domains: list[str], entries: list[RouteEntry], decl: Declaration
+) -> VirtualHost:
+    """`entries` must already be in match order (`sort_route_entries`)."""
+    return VirtualHost(
+        name=name,
+        domains=domains,
+        routes=[build_route(e, decl.split_for_route(e.route.name)) for e in entries],
+    )
+
+
+def build_virtual_hosts(decl: Declaration) -> list[VirtualHost]:
+    routes = [decl.routes[name] for name in sorted(decl.routes)]
+    host_less = [r for r in routes if not r.hosts]
+    patterns = sorted({host for r in routes for host in r.hosts})
+    virtual_hosts = []
+    for pattern in patterns:
+        covering = [r for r in routes if any(host_covers(h, pattern) for h in r.hosts)]
+        virtual_hosts.append(
+            build_virtual_host(
+                HOST_VIRTUAL_HOST_PREFIX + pattern,
+                [pattern],
+                sort_route_entries(covering + host_less),
+                decl,
+            )
+        )
+    virtual_hosts.append(
+        build_virtual_host(CATCH_ALL_VIRTUAL_HOST, ["*"], sort_route_entries(host_less), decl)
+    )
+    return virtual_hosts
+
+
+def build_route_configuration(decl: Declaration, opts: ListenerOptions) -> RouteConfiguration:
+    # Every group sees every route for now; opts.group only names the configuration.
+    return RouteConfiguration(
+        name=route_configuration_name(opts), virtual_hosts=build_virtual_hosts(decl)
+    )
