@@ -36,6 +36,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
         listener_port=args.listener_port,
         listener_address=args.listener_address,
         admin_port=args.admin_port,
+        delta=args.delta,
     )
     try:
         text = render_bootstrap(opts)
@@ -89,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
     boot.add_argument("--listener-port", type=int, default=10000)
     boot.add_argument("--listener-address", default="0.0.0.0")
     boot.add_argument("--admin-port", type=int, default=9901)
+    boot.add_argument("--delta", action="store_true", help="use Delta xDS (DELTA_GRPC)")
     boot.add_argument("-o", "--output", help="write to this file instead of stdout")
     boot.set_defaults(func=_bootstrap)
 

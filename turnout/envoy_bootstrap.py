@@ -28,6 +28,8 @@ class BootstrapOptions:
     listener_port: int = 10000
     listener_address: str = "0.0.0.0"
     admin_port: int = 9901
+    delta: bool = False
+    """Use Delta (incremental) xDS: `DELTA_GRPC` instead of State of the World."""
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -44,7 +46,7 @@ def render_bootstrap(opts: BootstrapOptions) -> str:
         node_cluster=opts.node_cluster,
         listener_address=opts.listener_address,
         listener_port=opts.listener_port,
-        ads_api_type="GRPC",
+        ads_api_type="DELTA_GRPC" if opts.delta else "GRPC",
         xds_cluster_type="STATIC" if is_ip(host) else "STRICT_DNS",
         xds_host=host,
         xds_port=port,

@@ -233,6 +233,8 @@ class EnvoyProcess:
     log_path: Path | None = None
     runtime: dict[str, Any] = field(default_factory=dict)
     """Runtime keys added to the bootstrap's static layer."""
+    delta: bool = False
+    """Delta xDS instead of State of the World."""
     proc: subprocess.Popen[bytes] | None = None
     _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -253,6 +255,7 @@ class EnvoyProcess:
                 listener_port=self.listener_port,
                 listener_address="127.0.0.1",
                 admin_port=self.admin_port,
+                delta=self.delta,
             )
         )
         if not self.runtime:

@@ -23,15 +23,23 @@ class FixedProxies:
     def proxies(self) -> list[ProxyStatus]:
         return list(self._proxies)
 
+    def proxy_config(self, node_id: str) -> dict[str, list[dict[str, Any]]] | None:
+        if not any(p.node_id == node_id for p in self._proxies):
+            return None
+        return {"type.googleapis.com/envoy.config.cluster.v3.Cluster": [{"name": "orders"}]}
+
 
 PROXY = ProxyStatus(
     node_id="envoy-1",
     node_cluster="edge",
     connected_since=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+    xds="sotw",
     listener_port=10000,
+    revision=6,
     types=[
         TypeStatus(
             type_url="type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            state="NACKED",
             version_sent="7",
             version_acked="6",
             last_nack="bad cluster",

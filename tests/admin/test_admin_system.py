@@ -16,6 +16,15 @@ def test_proxies(client: TestClient) -> None:
     (proxy,) = response.json()
     assert proxy["node_id"] == "envoy-1"
     assert proxy["types"][0]["last_nack"] == "bad cluster"
+    assert proxy["types"][0]["state"] == "NACKED"
+
+
+def test_one_proxy_and_its_config(client: TestClient) -> None:
+    assert client.get("/proxies/envoy-1").json()["revision"] == 6
+    assert client.get("/proxies/nope").status_code == 404
+    config = client.get("/proxies/envoy-1/config").json()
+    assert config["type.googleapis.com/envoy.config.cluster.v3.Cluster"] == [{"name": "orders"}]
+    assert client.get("/proxies/nope/config").status_code == 404
 
 
 def test_audit_limit_bounds(client: TestClient) -> None:
@@ -60,3 +69,10 @@ def test_openapi(client: TestClient) -> None:
     )
     assert "ServiceSpec" in doc["components"]["schemas"]
     assert client.get("/docs").status_code == 200
+
+
+def test_metrics_need_no_token(anon: TestClient) -> None:
+    response = anon.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "python_info" in response.text

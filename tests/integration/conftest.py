@@ -73,14 +73,21 @@ def admin(turnout: TurnoutProcess) -> Iterator[AdminClient]:
     client.close()
 
 
+@pytest.fixture(params=["sotw", "delta"])
+def xds_mode(request: pytest.FixtureRequest) -> str:
+    """Every Envoy test runs with State of the World and with Delta xDS."""
+    return str(request.param)
+
+
 @pytest.fixture
 def start_envoy(
-    turnout: TurnoutProcess, tmp_path: Path, request: pytest.FixtureRequest
+    turnout: TurnoutProcess, tmp_path: Path, request: pytest.FixtureRequest, xds_mode: str
 ) -> Iterator[Callable[..., EnvoyProcess]]:
     started: list[EnvoyProcess] = []
 
     def start(node_id: str = "envoy-1", **kwargs: Any) -> EnvoyProcess:
         kwargs.setdefault("log_path", tmp_path / f"{node_id}.log")
+        kwargs.setdefault("delta", xds_mode == "delta")
         proc = EnvoyProcess(node_id, turnout.xds_address, **kwargs).start()
         started.append(proc)
         return proc

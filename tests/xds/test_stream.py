@@ -1,6 +1,7 @@
 """The per-stream SotW state machine, without sockets (xds/stream.py)."""
 
 import itertools
+from collections.abc import Iterable
 
 import pytest
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
@@ -8,7 +9,7 @@ from envoy.config.core.v3.base_pb2 import Node
 from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
-from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
+from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
 from google.rpc.status_pb2 import Status
 
 from turnout.xds.snapshot import (
@@ -36,6 +37,7 @@ def snapshot(
     clusters: dict[str, bytes] | None = None,
     routes: str = "r0",
     previous: Snapshot | None = None,
+    refs: Iterable[str] = (),
 ) -> Snapshot:
     """Clusters by name (the bytes vary their content), all with EDS endpoints."""
     clusters = {"a": b"", "b": b""} if clusters is None else clusters
@@ -47,7 +49,8 @@ def snapshot(
         LISTENER_TYPE: [pack(Listener(name="http"))],
         ROUTE_TYPE: [pack(RouteConfiguration(name="routes", internal_only_headers=[routes]))],
     }
-    return build_snapshot(revision, packed, frozenset(clusters), previous)
+    route_refs = {"routes": frozenset(refs)}
+    return build_snapshot(revision, packed, frozenset(clusters), route_refs, previous)
 
 
 def request(
@@ -348,3 +351,128 @@ def test_in_sync_after_start_up_and_not_while_a_response_is_in_flight() -> None:
     assert not state.in_sync(snap2)
     ack(state, rds, ["routes"])
     assert state.in_sync(snap2)
+
+
+def test_a_cluster_routes_still_use_is_removed_only_after_new_routes_are_acked() -> None:
+    snap1 = snapshot(1, clusters={"old": b"", "new": b""}, refs=["old"])
+    state = connect(snap1)
+    # The route moves from "old" to "new" and "old" is deleted in the same revision.
+    snap2 = snapshot(2, clusters={"new": b""}, routes="to-new", previous=snap1, refs=["new"])
+    (rds,) = drain(state, snap2)  # "old" is kept: the acked routes still use it
+    assert rds.type_url == ROUTE_TYPE
+    assert "old" in state.subscriptions[CLUSTER_TYPE].sent
+    ack(state, rds, ["routes"])
+    (cds,) = drain(state, snap2)  # now nothing uses "old": it goes
+    assert cds.type_url == CLUSTER_TYPE and cds.names == ("new",)
+    ack(state, cds)
+    assert state.in_sync(snap2)
+
+
+# --- Delta xDS ------------------------------------------------------------------------------
+
+
+def delta_request(
+    type_url: str,
+    subscribe: list[str] | None = None,
+    unsubscribe: list[str] | None = None,
+    nonce: str = "",
+    error: str | None = None,
+    initial: dict[str, str] | None = None,
+    node: bool = False,
+) -> DeltaDiscoveryRequest:
+    req = DeltaDiscoveryRequest(
+        type_url=type_url,
+        resource_names_subscribe=subscribe or [],
+        resource_names_unsubscribe=unsubscribe or [],
+        response_nonce=nonce,
+        initial_resource_versions=initial or {},
+    )
+    if node:
+        req.node.CopyFrom(Node(id="envoy-1", cluster="default"))
+    if error is not None:
+        req.error_detail.CopyFrom(Status(code=13, message=error))
+    return req
+
+
+def delta_ack(state: StreamState, resp: Response) -> None:
+    state.on_delta_request(delta_request(resp.type_url, nonce=resp.nonce))
+
+
+def delta_connect(snap: Snapshot) -> StreamState:
+    state = StreamState(delta=True)
+    state.on_delta_request(delta_request(CLUSTER_TYPE, node=True))
+    (cds,) = drain(state, snap)
+    delta_ack(state, cds)
+    state.on_delta_request(delta_request(ENDPOINT_TYPE, sorted(snap.resources(CLUSTER_TYPE))))
+    (eds,) = drain(state, snap)
+    delta_ack(state, eds)
+    state.on_delta_request(delta_request(LISTENER_TYPE))
+    (lds,) = drain(state, snap)
+    delta_ack(state, lds)
+    state.on_delta_request(delta_request(ROUTE_TYPE, ["routes"]))
+    (rds,) = drain(state, snap)
+    delta_ack(state, rds)
+    assert state.in_sync(snap)
+    return state
+
+
+def test_delta_first_wildcard_request_is_answered_even_when_empty() -> None:
+    state = StreamState(delta=True)
+    state.on_delta_request(delta_request(CLUSTER_TYPE, node=True))
+    (cds,) = drain(state, snapshot(1, clusters={}))
+    assert cds.names == () and cds.removed == ()
+
+
+def test_delta_sends_only_changed_resources_and_removes_deleted_ones() -> None:
+    snap1 = snapshot(1, clusters={"a": b"", "b": b"", "c": b""})
+    state = delta_connect(snap1)
+    snap2 = snapshot(2, clusters={"a": b"changed", "b": b""}, previous=snap1)
+    cds, eds = drain(state, snap2)
+    assert cds.names == ("a",) and cds.removed == ("c",)
+    assert eds.names == ("a",)  # the changed cluster's endpoints, though unchanged
+    assert eds.removed == ("c",)
+
+
+def test_delta_unknown_name_is_reported_removed_then_sent_when_it_appears() -> None:
+    snap1 = snapshot(1, clusters={"a": b""})
+    state = delta_connect(snap1)
+    rds_sub = state.subscriptions[ROUTE_TYPE]
+    state.on_delta_request(delta_request(ROUTE_TYPE, ["later"], nonce=rds_sub.nonce))
+    (resp,) = drain(state, snap1)
+    assert resp.names == () and resp.removed == ("later",)
+    delta_ack(state, resp)
+    assert drain(state, snap1) == []  # told once
+
+
+def test_delta_reconnect_skips_what_the_client_already_has() -> None:
+    snap = snapshot(7, clusters={"a": b"", "b": b""})
+    known = {name: r.hash for name, r in snap.resources(CLUSTER_TYPE).items()}
+    known["gone"] = "x"
+    state = StreamState(delta=True)
+    state.on_delta_request(delta_request(CLUSTER_TYPE, initial=known, node=True))
+    (cds,) = drain(state, snap)
+    assert cds.names == () and cds.removed == ("gone",)
+
+
+def test_delta_stale_nonce_still_applies_subscription_changes() -> None:
+    snap1 = snapshot(1, clusters={"a": b"", "b": b""})
+    state = delta_connect(snap1)
+    snap2 = snapshot(2, clusters={"a": b"x", "b": b""}, previous=snap1)
+    _cds, _eds = drain(state, snap2)
+    outcome = state.on_delta_request(delta_request(ENDPOINT_TYPE, unsubscribe=["b"], nonce="1"))
+    assert outcome.stale
+    assert state.subscriptions[ENDPOINT_TYPE].names == {"a"}
+
+
+def test_delta_nack_is_not_resent_until_the_next_change() -> None:
+    snap1 = snapshot(1)
+    state = delta_connect(snap1)
+    snap2 = snapshot(2, routes="bad", previous=snap1)
+    (rds,) = drain(state, snap2)
+    outcome = state.on_delta_request(delta_request(ROUTE_TYPE, nonce=rds.nonce, error="bad"))
+    assert outcome.nack == "bad"
+    assert drain(state, snap2) == []
+    assert state.type_state(state.subscriptions[ROUTE_TYPE], snap2).value == "NACKED"
+    snap3 = snapshot(3, routes="good", previous=snap2)
+    (rds3,) = drain(state, snap3)
+    assert rds3.names == ("routes",)

@@ -4,7 +4,7 @@
 """
 
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -13,6 +13,11 @@ class TypeStatus(BaseModel):
     """Where one resource type stands on one proxy's stream."""
 
     type_url: str
+    state: Literal["SYNCED", "STALE", "NACKED"] = Field(
+        description="SYNCED: acknowledged the current declaration; STALE: a push is in "
+        "flight or due; NACKED: rejected the newest content (see last_nack) and keeps the "
+        "previous one until the declaration changes."
+    )
     version_sent: str | None = Field(None, description="Last version_info sent.")
     version_acked: str | None = Field(None, description="Last version_info the proxy ACKed.")
     last_nack: str | None = Field(None, description="Envoy's message for the last rejection.")
@@ -23,6 +28,7 @@ class ProxyStatus(BaseModel):
     node_id: str
     node_cluster: str
     connected_since: datetime
+    xds: Literal["sotw", "delta"] = Field(description="State of the World or Delta xDS.")
     listener_port: int
     revision: int | None = Field(
         None, description="The newest declaration revision this proxy acknowledged in full."
@@ -32,3 +38,7 @@ class ProxyStatus(BaseModel):
 
 class ProxyStatusSource(Protocol):
     def proxies(self) -> list[ProxyStatus]: ...
+
+    def proxy_config(self, node_id: str) -> dict[str, list[dict[str, Any]]] | None:
+        """The resources last sent to `node_id` as JSON by type URL; None if unknown."""
+        ...

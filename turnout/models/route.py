@@ -80,6 +80,10 @@ HttpMethod = Annotated[
 
 _HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
 
+DEFAULT_GROUP = "default"
+"""The gateway group of proxies whose bootstrap names no node cluster, and of routes
+that name no group."""
+
 
 class RouteSpec(BaseModel):
     """Requests matching `hosts`, `paths`, `methods` and `headers` go to `service`."""
@@ -118,6 +122,14 @@ class RouteSpec(BaseModel):
     priority: Annotated[
         int, Field(ge=-1000, le=1000, description="Higher priority routes are matched first.")
     ] = 0
+    groups: Annotated[
+        list[Name],
+        Field(
+            description="Gateway groups (Envoy `node.cluster`) whose proxies serve this route.",
+            min_length=1,
+            max_length=32,
+        ),
+    ] = [DEFAULT_GROUP]
     tags: Tags
 
     @field_validator("hosts")
@@ -139,6 +151,13 @@ class RouteSpec(BaseModel):
         if len(set(out)) != len(out):
             raise ValueError("hosts must not repeat")
         return out
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, groups: list[str]) -> list[str]:
+        if len(set(groups)) != len(groups):
+            raise ValueError("groups must not repeat")
+        return sorted(groups)
 
     @field_validator("methods")
     @classmethod
@@ -182,4 +201,5 @@ class RouteRow(Base):
     service: Mapped[str] = mapped_column(String(128), ForeignKey("services.name"), index=True)
     strip_path: Mapped[bool] = mapped_column(Boolean)
     priority: Mapped[int] = mapped_column(Integer)
+    groups: Mapped[list[str]] = mapped_column(JSON)
     tags: Mapped[list[str]] = mapped_column(JSON)

@@ -9,14 +9,17 @@ reload of the newest revision, so a burst of writes yields a handful of pushes.
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from envoy.config.core.v3.base_pb2 import Node
+from envoy.config.route.v3.route_pb2 import RouteConfiguration
 from google.protobuf.message import Message
 
 from turnout.models.declaration import Declaration
+from turnout.xds.metrics import RELOADS
 from turnout.xds.snapshot import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -37,6 +40,15 @@ from turnout.xds.translate import (
 )
 
 log = logging.getLogger(__name__)
+
+# Coalescing (DESIGN.md "Bursts"): a reload starts once the feed has been quiet for
+# QUIET_SECONDS, or at the latest MAX_DELAY_SECONDS after the first change it covers.
+# Istio uses 100 ms / 10 s; Turnout's writes are explicit operator actions, so it
+# favours latency: a single write waits 5 ms, a stream of writes reloads 10 times a
+# second.
+QUIET_SECONDS = 0.005
+MAX_DELAY_SECONDS = 0.1
+_COMMIT_TIMES_KEPT = 4096
 
 DEFAULT_LISTENER_PORT = 10000
 DEFAULT_LISTENER_ADDRESS = "0.0.0.0"
@@ -106,7 +118,18 @@ def _build_group(
         LISTENER_TYPE: [pack(listener)],
         ROUTE_TYPE: [pack(routes)],
     }
-    return build_snapshot(decl.revision, packed, shared.eds_cluster_names, previous)
+    refs = {routes.name: referenced_clusters(routes)}
+    return build_snapshot(decl.revision, packed, shared.eds_cluster_names, refs, previous)
+
+
+def referenced_clusters(config: RouteConfiguration) -> frozenset[str]:
+    names: set[str] = set()
+    for vhost in config.virtual_hosts:
+        for route in vhost.routes:
+            if route.route.cluster:
+                names.add(route.route.cluster)
+            names.update(w.name for w in route.route.weighted_clusters.clusters)
+    return frozenset(names)
 
 
 class SnapshotCache:
@@ -118,6 +141,7 @@ class SnapshotCache:
         self._snapshots: dict[ListenerOptions, Snapshot] = {}
         self._changed = asyncio.Condition()
         self._dirty = asyncio.Event()
+        self._committed_at: dict[int, float] = {}
 
     @property
     def revision(self) -> int | None:
@@ -154,24 +178,44 @@ class SnapshotCache:
         async with self._changed:
             self._changed.notify_all()
 
-    def mark_dirty(self) -> None:
-        """Called on the loop when the store committed a revision."""
+    def committed(self, revision: int) -> None:
+        """Called on the loop when the store committed `revision`."""
+        self._committed_at.setdefault(revision, time.monotonic())
+        if len(self._committed_at) > _COMMIT_TIMES_KEPT:
+            del self._committed_at[next(iter(self._committed_at))]
         self._dirty.set()
+
+    def commit_time(self, revision: int) -> float | None:
+        """`time.monotonic()` when this process learnt of `revision`'s commit."""
+        return self._committed_at.get(revision)
 
     async def run(self, source: DeclarationSource) -> None:
         """Follow the store's change feed until cancelled."""
         loop = asyncio.get_running_loop()
-        unsubscribe = source.subscribe(lambda _rev: loop.call_soon_threadsafe(self.mark_dirty))
+        unsubscribe = source.subscribe(lambda rev: loop.call_soon_threadsafe(self.committed, rev))
         try:
-            self.mark_dirty()
+            self._dirty.set()
             while True:
                 await self._dirty.wait()
-                self._dirty.clear()
+                await self._quiet_period(loop)
                 try:
                     decl = await asyncio.to_thread(source.load)
                     if decl.revision != self.revision:
                         await self.set_declaration(decl)
+                        RELOADS.inc()
                 except Exception:
                     log.exception("reloading the declaration failed; keeping the last one")
         finally:
             unsubscribe()
+
+    async def _quiet_period(self, loop: asyncio.AbstractEventLoop) -> None:
+        deadline = loop.time() + MAX_DELAY_SECONDS
+        while True:
+            self._dirty.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._dirty.wait(), min(QUIET_SECONDS, remaining))
+            except TimeoutError:
+                return

@@ -1,15 +1,18 @@
 """The ADS gRPC server (grpc.aio): moves bytes between streams and the cache.
 
-Each stream runs two tasks: one reads requests into its `StreamState`, the other
-sends whatever the state says is due, whenever a request arrives or the cache
-holds a new revision. All protocol decisions live in `turnout.xds.stream`; this module
-only does I/O and maps errors to gRPC status codes.
+State of the World and Delta share one stream loop. Each stream runs a reader task
+that feeds requests into its `StreamState` and a watcher that notices new
+revisions in the cache; the handler itself sends whatever the state says is due.
+All protocol decisions live in `turnout.xds.stream`; this module only does I/O,
+metrics, and maps errors to gRPC status codes.
 """
 
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
@@ -18,12 +21,14 @@ from envoy.service.discovery.v3.discovery_pb2 import (
     DeltaDiscoveryResponse,
     DiscoveryRequest,
     DiscoveryResponse,
+    Resource,
 )
 
+from turnout.xds import metrics
 from turnout.xds.cache import SnapshotCache, node_key
 from turnout.xds.snapshot import Snapshot
 from turnout.xds.status import ConnectedProxy, ProxyRegistry
-from turnout.xds.stream import ProtocolError, Response, StreamState
+from turnout.xds.stream import ProtocolError, RequestOutcome, Response, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,8 @@ log = logging.getLogger(__name__)
 _GRPC_STATUS: dict[type[Exception], grpc.StatusCode] = {
     ProtocolError: grpc.StatusCode.INVALID_ARGUMENT,
 }
+
+Request = DiscoveryRequest | DeltaDiscoveryRequest
 
 
 class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
@@ -40,24 +47,37 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         self._stream_ids = itertools.count(1)
 
     async def StreamAggregatedResources(  # noqa: N802 (gRPC method name)
+        self, request_iterator: AsyncIterator[DiscoveryRequest], context: grpc.aio.ServicerContext
+    ) -> None:
+        await self._serve(request_iterator, context, delta=False)
+
+    async def DeltaAggregatedResources(  # noqa: N802 (gRPC method name)
         self,
-        request_iterator: AsyncIterator[DiscoveryRequest],
+        request_iterator: AsyncIterator[DeltaDiscoveryRequest],
         context: grpc.aio.ServicerContext,
     ) -> None:
+        await self._serve(request_iterator, context, delta=True)
+
+    async def _serve(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, delta: bool
+    ) -> None:
         stream_id = next(self._stream_ids)
-        state = StreamState()
+        state = StreamState(delta=delta)
         wake = asyncio.Event()
+        kind = "delta" if delta else "sotw"
         try:
-            first = await anext(aiter(request_iterator), None)
+            first = await anext(aiter(requests), None)
             if first is None:
                 return
-            state.on_request(first)
+            _receive(state, first)
             assert state.node is not None
-            key = node_key(state.node)
-            proxy = ConnectedProxy(stream_id, state.node.id, key, state)
+            proxy = ConnectedProxy(stream_id, state.node.id, node_key(state.node), state)
             self._registry.add(proxy)
-            log.info("stream %d opened by node %s (%s)", stream_id, state.node.id, key)
-            reader = asyncio.create_task(self._read(request_iterator, state, wake))
+            metrics.CONNECTED_PROXIES.labels(kind).inc()
+            log.info(
+                "%s stream %d opened by node %s (%s)", kind, stream_id, proxy.node_id, proxy.key
+            )
+            reader = asyncio.create_task(self._read(requests, proxy, wake))
             watcher = asyncio.create_task(self._watch_cache(wake))
             try:
                 await self._send_loop(context, proxy, wake, reader)
@@ -65,6 +85,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 reader.cancel()
                 watcher.cancel()
                 await asyncio.gather(reader, watcher, return_exceptions=True)
+                metrics.CONNECTED_PROXIES.labels(kind).dec()
         except tuple(_GRPC_STATUS) as exc:
             log.warning("stream %d closed: %s", stream_id, exc)
             await context.abort(_GRPC_STATUS[type(exc)], str(exc))
@@ -72,43 +93,24 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             self._registry.remove(stream_id)
             log.info("stream %d closed", stream_id)
 
-    async def DeltaAggregatedResources(  # noqa: N802 (gRPC method name)
-        self,
-        request_iterator: AsyncIterator[DeltaDiscoveryRequest],
-        context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[DeltaDiscoveryResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Delta xDS is not served yet (#3)")
-        yield DeltaDiscoveryResponse()  # pragma: no cover - makes this a generator
-
     async def _read(
-        self,
-        request_iterator: AsyncIterator[DiscoveryRequest],
-        state: StreamState,
-        wake: asyncio.Event,
+        self, requests: AsyncIterator[Request], proxy: ConnectedProxy, wake: asyncio.Event
     ) -> None:
-        async for request in request_iterator:
-            outcome = state.on_request(request)
-            log.debug(
-                "recv %s version=%r nonce=%r names=%d %s",
-                _short(request.type_url),
-                request.version_info,
-                request.response_nonce,
-                len(request.resource_names),
-                outcome,
-            )
+        async for request in requests:
+            outcome = _receive(proxy.state, request)
+            if outcome.stale:
+                metrics.STALE_NONCES.inc()
             if outcome.nack is not None:
+                metrics.NACKS.labels(request.type_url).inc()
+                metrics.RESENDS_SUPPRESSED.inc()
                 log.warning(
-                    "node %s rejected %s: %s",
-                    state.node.id if state.node else "?",
-                    request.type_url,
-                    outcome.nack,
+                    "node %s rejected %s: %s", proxy.node_id, request.type_url, outcome.nack
                 )
             wake.set()
 
     async def _watch_cache(self, wake: asyncio.Event) -> None:
         while True:
-            revision = self._cache.revision
-            await self._cache.wait_changed(revision)
+            await self._cache.wait_changed(self._cache.revision)
             wake.set()
 
     async def _send_loop(
@@ -131,32 +133,63 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             snapshot = self._cache.snapshot(proxy.key)
             if snapshot is None:
                 continue  # nothing loaded yet; the cache wakes us
+            proxy.snapshot = snapshot
             while (response := state.next_response(snapshot)) is not None:
+                started = time.perf_counter()
                 log.debug(
-                    "send %s version=%s nonce=%s names=%d to %s",
+                    "send %s version=%s nonce=%s resources=%d removed=%d to %s",
                     _short(response.type_url),
                     response.version,
                     response.nonce,
                     len(response.resources),
+                    len(response.removed),
                     proxy.node_id,
                 )
-                await context.write(_discovery_response(response, snapshot))
+                message = _wire(response, state.delta, snapshot)
+                # Recorded before the write yields: the ACK may be read before it returns.
                 state.on_sent(response)
-            if state.in_sync(snapshot):
+                await context.write(message)
+                metrics.PUSHES.labels(response.type_url).inc()
+                metrics.PUSH_DURATION.observe(time.perf_counter() - started)
+            if proxy.revision != snapshot.revision and state.in_sync(snapshot):
                 proxy.revision = snapshot.revision
+                committed = self._cache.commit_time(snapshot.revision)
+                if committed is not None:
+                    metrics.COMMIT_TO_ACK.observe(time.monotonic() - committed)
+
+
+def _receive(state: StreamState, request: Request) -> RequestOutcome:
+    if isinstance(request, DeltaDiscoveryRequest):
+        outcome = state.on_delta_request(request)
+    else:
+        outcome = state.on_request(request)
+    log.debug("recv %s nonce=%r %s", _short(request.type_url), request.response_nonce, outcome)
+    return outcome
 
 
 def _short(type_url: str) -> str:
     return type_url.rsplit(".", 1)[-1]
 
 
-def _discovery_response(response: Response, snapshot: Snapshot) -> DiscoveryResponse:
-    resources = snapshot.resources(response.type_url)
-    return DiscoveryResponse(
-        version_info=response.version,
+def _wire(
+    response: Response, delta: bool, snapshot: Snapshot
+) -> DiscoveryResponse | DeltaDiscoveryResponse:
+    if not delta:
+        return DiscoveryResponse(
+            version_info=response.version,
+            type_url=response.type_url,
+            nonce=response.nonce,
+            resources=[r.any for r in response.resources.values()],
+        )
+    return DeltaDiscoveryResponse(
+        system_version_info=str(snapshot.revision),
         type_url=response.type_url,
         nonce=response.nonce,
-        resources=[resources[name].any for name in response.names],
+        resources=[
+            Resource(name=r.name, version=r.hash, resource=r.any)
+            for r in response.resources.values()
+        ],
+        removed_resources=response.removed,
     )
 
 

@@ -76,6 +76,8 @@ class Snapshot:
     types: dict[str, TypeResources]
     eds_cluster_names: frozenset[str]
     """Clusters whose endpoints come over EDS: they warm until endpoints arrive."""
+    route_refs: dict[str, frozenset[str]]
+    """Route configuration name → the clusters its routes send traffic to."""
 
     def version(self, type_url: str) -> str:
         entry = self.types.get(type_url)
@@ -90,6 +92,7 @@ def build_snapshot(
     revision: int,
     packed: dict[str, list[PackedResource]],
     eds_cluster_names: frozenset[str],
+    route_refs: dict[str, frozenset[str]],
     previous: Snapshot | None,
 ) -> Snapshot:
     """Version `packed` (type URL → resources) against the group's previous snapshot."""
@@ -98,4 +101,4 @@ def build_snapshot(
     for type_url in TYPE_ORDER:
         before = previous.types.get(type_url) if previous else None
         types[type_url] = _type_resources(version, packed.get(type_url, []), before)
-    return Snapshot(revision, types, eds_cluster_names)
+    return Snapshot(revision, types, eds_cluster_names, route_refs)

@@ -7,9 +7,12 @@ and readers copy before iterating, so no lock is needed under the GIL.
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
 
 from turnout.models.proxy_status import ProxyStatus, TypeStatus
-from turnout.xds.snapshot import TYPE_ORDER
+from turnout.xds.snapshot import TYPE_ORDER, Snapshot
 from turnout.xds.stream import StreamState
 from turnout.xds.translate import ListenerOptions
 
@@ -23,6 +26,8 @@ class ConnectedProxy:
     connected_since: datetime = field(default_factory=lambda: datetime.now(UTC))
     revision: int | None = None
     """The newest revision the proxy acknowledged in full."""
+    snapshot: Snapshot | None = None
+    """The snapshot the stream last worked from."""
 
 
 class ProxyRegistry:
@@ -39,28 +44,55 @@ class ProxyRegistry:
         return len(self._proxies)
 
     def proxies(self) -> list[ProxyStatus]:
-        out = []
-        for proxy in list(self._proxies.values()):
-            subs = dict(proxy.state.subscriptions)
-            types = [
-                TypeStatus(
-                    type_url=type_url,
-                    version_sent=sub.version_sent,
-                    version_acked=sub.version_acked,
-                    last_nack=sub.last_nack,
-                    nacked_version=sub.nacked_version,
-                )
-                for type_url in TYPE_ORDER
-                if (sub := subs.get(type_url)) is not None
-            ]
-            out.append(
-                ProxyStatus(
-                    node_id=proxy.node_id,
-                    node_cluster=proxy.key.group,
-                    connected_since=proxy.connected_since,
-                    listener_port=proxy.key.port,
-                    revision=proxy.revision,
-                    types=types,
-                )
-            )
+        # Read on the admin's threads while the loop may change a stream: a dict
+        # "changed size during iteration" just means that proxy is read again.
+        out = [_status(proxy) for proxy in list(self._proxies.values())]
         return sorted(out, key=lambda p: (p.node_id, p.connected_since))
+
+    def proxy_config(self, node_id: str) -> dict[str, list[dict[str, Any]]] | None:
+        streams = [p for p in list(self._proxies.values()) if p.node_id == node_id]
+        if not streams:
+            return None
+        newest = max(streams, key=lambda p: p.connected_since)
+        return {
+            type_url: [MessageToDict(r.any, preserving_proto_field_name=True) for r in sent]
+            for type_url, sent in newest.state.resources_sent().items()
+        }
+
+
+def _status(proxy: ConnectedProxy) -> ProxyStatus:
+    for _ in range(10):
+        try:
+            return _read_status(proxy)
+        except RuntimeError:
+            continue
+    return _read_status(proxy)
+
+
+def _read_status(proxy: ConnectedProxy) -> ProxyStatus:
+    subs = dict(proxy.state.subscriptions)
+    types = []
+    for type_url in TYPE_ORDER:
+        sub = subs.get(type_url)
+        if sub is None:
+            continue
+        state = proxy.state.type_state(sub, proxy.snapshot) if proxy.snapshot else None
+        types.append(
+            TypeStatus(
+                type_url=type_url,
+                state=state.value if state else "STALE",
+                version_sent=sub.version_sent,
+                version_acked=sub.version_acked,
+                last_nack=sub.last_nack,
+                nacked_version=sub.nacked_version,
+            )
+        )
+    return ProxyStatus(
+        node_id=proxy.node_id,
+        node_cluster=proxy.key.group,
+        connected_since=proxy.connected_since,
+        xds="delta" if proxy.state.delta else "sotw",
+        listener_port=proxy.key.port,
+        revision=proxy.revision,
+        types=types,
+    )

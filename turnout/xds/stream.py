@@ -1,35 +1,41 @@
-"""Per-stream State-of-the-World ADS protocol state. No I/O, no clock, no asyncio.
+"""Per-stream ADS protocol state, State of the World and Delta. No I/O, no clock.
 
 One `StreamState` per gRPC stream holds one `Subscription` per type URL. The server
-feeds it every request (`on_request`) and asks it what to send (`next_response`)
-whenever a request arrives or the snapshot changes; it records what went out
-(`on_sent`). Rules it enforces (xDS spec, docs/root/api-docs/xds_protocol.rst):
+feeds it every request (`on_request` / `on_delta_request`), asks it what to send
+(`next_response`) whenever a request arrives or the snapshot changes, and records
+what went out (`on_sent`). Rules it enforces (xDS spec,
+docs/root/api-docs/xds_protocol.rst; DESIGN.md "xDS rules"):
 
 1. Only the first request is sure to carry `node`; it is kept for the stream.
-2. Nonces are unique within the stream (a counter).
-3. A NACK is a request with `error_detail`; the rejected version is not sent again
-   while it is still the newest (go-control-plane#962 shows the loop this avoids).
+2. Nonces are unique within the stream (a counter); versions are per type.
+3. A NACK is a request with `error_detail`. What a client was sent is tracked by
+   content, so a rejected version is never sent again while it is the newest
+   (go-control-plane#962 shows the loop this avoids); the next change goes out.
 4. At most one unacknowledged response per type; changes made meanwhile collapse
    into the newest snapshot, sent when the ACK arrives.
-5. A request with a stale nonce gets no response, but its resource names are
-   applied (envoy#10363): the change is honoured with the next response.
-6. Listeners and clusters are sent whole; routes and endpoints by requested name.
-7. Wildcard is `*`, or an empty list on a stream that never named anything.
+5. A stale nonce gets no response, but its resource names are applied
+   (envoy#10363); in Delta, subscription changes are always honoured.
+6. SotW listeners and clusters are sent whole; routes and endpoints by name.
+7. Wildcard is `*`, or an empty first request; once names were sent, an empty
+   SotW list unsubscribes.
 8. Newly requested names are sent even when unchanged; names that do not exist
-   yet are remembered and sent when they appear.
-9. Make before break: types go out in the order clusters, endpoints, listeners,
-   routes; listeners and routes wait until every cluster and its endpoints are
-   acknowledged, so a route never points at a warming cluster. Endpoints do not
-   wait for the clusters' ACK: Envoy acknowledges new clusters only once they have
-   warmed, which takes their endpoints.
+   are remembered and sent when they appear (Delta: listed as removed first).
+9. Make before break: clusters, endpoints, listeners, routes, in that order.
+   Listeners and routes wait until every cluster and its endpoints are
+   acknowledged, so a route never points at a warming cluster; a cluster that the
+   proxy's routes still use stays until routes without it are acknowledged.
+   Endpoints do not wait for the clusters' ACK: Envoy acknowledges new clusters
+   only once they warmed, which takes their endpoints.
 """
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from envoy.config.core.v3.base_pb2 import Node
-from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
+from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
+from google.rpc.status_pb2 import Status
 
 from turnout.models.errors import TurnoutError
 from turnout.xds.snapshot import (
@@ -73,6 +79,14 @@ _TRANSITIONS: dict[tuple[State, Input], State] = {
 }
 
 
+class TypeState(Enum):
+    """Where one type stands on one proxy, as `GET /proxies` shows it."""
+
+    SYNCED = "SYNCED"  # acknowledged the current content
+    STALE = "STALE"  # behind: a response is in flight or due
+    NACKED = "NACKED"  # rejected the newest content; waits for the next change
+
+
 @dataclass
 class Subscription:
     """What one stream asked for and received of one resource type."""
@@ -84,21 +98,25 @@ class Subscription:
     wildcard: bool = False
     """The client wants every resource of this type."""
     ever_named: bool = False
-    """A name was sent once; an empty list no longer means wildcard."""
+    """A name was sent once; an empty SotW list no longer means wildcard."""
     must_respond: bool = False
     """New names (or a new stream) need an answer even if nothing changed."""
     nonce: str = ""
     """Nonce of the last response sent."""
     version_sent: str | None = None
     sent: dict[str, str] = field(default_factory=dict)
-    """Name → content hash of each resource in the last response."""
+    """Name → hash of what the client holds if it accepts everything sent."""
     version_acked: str | None = None
     acked: dict[str, str] = field(default_factory=dict)
-    """Name → content hash of each resource the client last accepted."""
+    """Name → hash of what the client accepted."""
     resend: set[str] = field(default_factory=set)
     """Names to send again even if unchanged (endpoints of a changed cluster)."""
+    told_missing: set[str] = field(default_factory=set)
+    """Delta: requested names already reported as not existing."""
     nacked_version: str | None = None
     last_nack: str | None = None
+    nacked: bool = False
+    """The last response was rejected and nothing newer was sent since."""
 
     def process_input(self, inp: Input) -> None:
         try:
@@ -107,7 +125,7 @@ class Subscription:
             raise ProtocolError(f"{inp.name} in {self.state.name} for {self.type_url}") from None
 
     def set_names(self, requested: Iterable[str]) -> None:
-        """Apply a request's `resource_names` (spec: "How the client specifies ...")."""
+        """Apply a SotW request's `resource_names`."""
         names = set(requested)
         if not names:
             wildcard, names = not self.ever_named, set()
@@ -115,26 +133,54 @@ class Subscription:
             self.ever_named = True
             wildcard = WILDCARD in names
             names.discard(WILDCARD)
+        self._apply(wildcard, names)
+
+    def change_names(self, subscribe: Iterable[str], unsubscribe: Iterable[str]) -> None:
+        """Apply a Delta request's subscribe and unsubscribe lists."""
+        add, drop = set(subscribe), set(unsubscribe)
+        wildcard = self.wildcard
+        if self.state is State.IDLE and not add and not self.ever_named:
+            wildcard = True  # an empty first request is a wildcard subscription
+        if WILDCARD in add:
+            wildcard = True
+        if WILDCARD in drop:
+            wildcard = False
+        self.ever_named = True
+        names = (self.names | add) - drop - {WILDCARD}
+        for name in drop - {WILDCARD}:
+            self.told_missing.discard(name)
+            if wildcard:
+                self.resend.add(name)  # spec: reply with it, still covered by `*`
+            else:
+                self.sent.pop(name, None)  # the client forgets it
+                self.acked.pop(name, None)
+        self._apply(wildcard, names)
+
+    def _apply(self, wildcard: bool, names: set[str]) -> None:
         if (wildcard and not self.wildcard) or (names - self.names):
             self.must_respond = True
         self.wildcard, self.names = wildcard, names
 
-    def wanted(self, available: dict[str, PackedResource]) -> dict[str, str]:
-        """Name → hash of the snapshot's resources this subscription asks for."""
+    def wanted(self, available: dict[str, PackedResource]) -> dict[str, PackedResource]:
+        """The snapshot's resources this subscription asks for, by name."""
         if self.wildcard:
-            return {name: r.hash for name, r in available.items()}
-        return {name: r.hash for name, r in available.items() if name in self.names}
+            return dict(available)
+        return {name: r for name, r in available.items() if name in self.names}
 
 
 @dataclass(frozen=True)
 class Response:
-    """What the server must send: the snapshot resources named, at `version`."""
+    """What the server must send for one type."""
 
     type_url: str
     version: str
-    resources: dict[str, str]
-    """Name → hash of each resource to send, in name order."""
+    resources: dict[str, PackedResource]
+    """Resources to send, in name order (SotW: all wanted; Delta: changed ones)."""
+    removed: tuple[str, ...]
+    """Delta only: names the client must drop or that do not exist."""
     nonce: str
+    route_refs: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Routes only: the clusters each route configuration sent refers to."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -148,35 +194,60 @@ class RequestOutcome:
     stale: bool = False
     ack: bool = False
     nack: str | None = None
-    suppressed_resend: bool = False
 
 
 class StreamState:
-    """All protocol state of one ADS stream."""
+    """All protocol state of one ADS stream (SotW, or Delta when `delta`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, delta: bool = False) -> None:
+        self.delta = delta
         self.node: Node | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self._nonce_counter = 0
+        self._resources_sent: dict[str, dict[str, PackedResource]] = {t: {} for t in TYPE_ORDER}
+        """What the client holds if it accepted everything: for `GET /proxies/{id}/config`
+        and to keep the clusters and endpoints its routes still use."""
+        self._route_refs_sent: dict[str, frozenset[str]] = {}
+        self._route_refs_acked: dict[str, frozenset[str]] = {}
+
+    # --- requests ---------------------------------------------------------------------
 
     def on_request(self, request: DiscoveryRequest) -> RequestOutcome:
+        sub = self._subscription(request.node if request.HasField("node") else None, request)
+        sub.set_names(request.resource_names)
+        return self._on_nonce(sub, request.response_nonce, request)
+
+    def on_delta_request(self, request: DeltaDiscoveryRequest) -> RequestOutcome:
+        sub = self._subscription(request.node if request.HasField("node") else None, request)
+        if sub.state is State.IDLE and request.initial_resource_versions:
+            # A reconnect: the client still holds these; send only what differs.
+            sub.sent = dict(request.initial_resource_versions)
+            sub.acked = dict(sub.sent)
+        sub.change_names(request.resource_names_subscribe, request.resource_names_unsubscribe)
+        return self._on_nonce(sub, request.response_nonce, request)
+
+    def _subscription(
+        self, node: Node | None, request: DiscoveryRequest | DeltaDiscoveryRequest
+    ) -> Subscription:
         if self.node is None:
-            if not request.HasField("node"):
+            if node is None:
                 raise ProtocolError("the first request on a stream must carry node")
-            self.node = request.node
+            self.node = node
         if not request.type_url:
             raise ProtocolError("a request on ADS must carry type_url")
-        sub = self.subscriptions.setdefault(request.type_url, Subscription(request.type_url))
-        outcome = RequestOutcome()
-        sub.set_names(request.resource_names)
+        return self.subscriptions.setdefault(request.type_url, Subscription(request.type_url))
 
-        if not request.response_nonce:
+    def _on_nonce(
+        self, sub: Subscription, nonce: str, request: DiscoveryRequest | DeltaDiscoveryRequest
+    ) -> RequestOutcome:
+        outcome = RequestOutcome()
+        if not nonce:
             # A new subscription or a reconnect: always answered (rule 12).
             sub.must_respond = True
             if sub.state is State.IDLE:
                 sub.process_input(Input.RECV_REQUEST)
             return outcome
-        if request.response_nonce != sub.nonce:
+        if nonce != sub.nonce:
             outcome.stale = True  # names were applied above; nothing else
             return outcome
         if sub.state is not State.AWAITING_ACK:
@@ -184,16 +255,18 @@ class StreamState:
             return outcome
         if request.HasField("error_detail"):
             sub.process_input(Input.RECV_NACK)
-            sub.nacked_version = sub.version_sent
-            sub.last_nack = request.error_detail.message
-            outcome.nack = request.error_detail.message
-            outcome.suppressed_resend = True
+            sub.nacked_version, sub.nacked = sub.version_sent, True
+            sub.last_nack = _message(request.error_detail)
+            outcome.nack = sub.last_nack
         else:
             sub.process_input(Input.RECV_ACK)
-            sub.version_acked = sub.version_sent
-            sub.acked = sub.sent
+            sub.version_acked, sub.acked, sub.nacked = sub.version_sent, dict(sub.sent), False
+            if sub.type_url == ROUTE_TYPE:
+                self._route_refs_acked = dict(self._route_refs_sent)
             outcome.ack = True
         return outcome
+
+    # --- responses --------------------------------------------------------------------
 
     def next_response(self, snapshot: Snapshot) -> Response | None:
         """The first response due, in make-before-break order; None if none is."""
@@ -203,54 +276,105 @@ class StreamState:
                 continue
             if type_url in (LISTENER_TYPE, ROUTE_TYPE) and not self._clusters_settled(snapshot):
                 continue
-            version = snapshot.version(type_url)
-            wanted = sub.wanted(snapshot.resources(type_url))
-            if not (sub.must_respond or self._changed(sub, version, wanted)):
+            wanted = self._wanted(sub, snapshot)
+            updated = {
+                n: r for n, r in wanted.items() if sub.sent.get(n) != r.hash or n in sub.resend
+            }
+            gone = tuple(n for n in sub.sent if n not in wanted)
+            missing = tuple(sorted(sub.names - wanted.keys() - sub.told_missing - set(gone)))
+            if self.delta:
+                due = sub.must_respond or updated or gone or missing
+                resources, removed = updated, tuple(sorted(gone)) + missing
+            else:
+                due = sub.must_respond or updated or (gone and type_url in FULL_STATE_TYPES)
+                resources, removed = wanted, ()
+            if not due:
                 continue
             self._nonce_counter += 1
-            return Response(type_url, version, wanted, str(self._nonce_counter))
+            version = _version_label(snapshot.version(type_url), wanted, snapshot, type_url)
+            refs = {}
+            if type_url == ROUTE_TYPE:
+                refs = {n: snapshot.route_refs.get(n, frozenset()) for n in resources}
+            return Response(type_url, version, resources, removed, str(self._nonce_counter), refs)
         return None
-
-    @staticmethod
-    def _changed(sub: Subscription, version: str, wanted: dict[str, str]) -> bool:
-        if sub.type_url in FULL_STATE_TYPES:
-            # The whole set goes out; a NACKed version waits for the next change.
-            return version != sub.version_sent and version != sub.nacked_version
-        # Routes and endpoints: only what this client asked for counts. A name that
-        # does not exist yet is absent until it appears; one it dropped needs no answer.
-        return not _covers(sub.sent, wanted) or bool(sub.resend & wanted.keys())
 
     def on_sent(self, response: Response) -> None:
         sub = self.subscriptions[response.type_url]
         sub.process_input(Input.SEND_RESPONSE)
-        sub.nonce = response.nonce
-        sub.version_sent = response.version
+        sub.nonce, sub.version_sent = response.nonce, response.version
+        sub.must_respond = False
+        sub.nacked = False
         if response.type_url == CLUSTER_TYPE:
             self._resend_endpoints_of_changed_clusters(sub.sent, response.resources)
-        sub.sent = response.resources
+        held = self._resources_sent[response.type_url]
+        if not self.delta:
+            held.clear()
+        held.update(response.resources)
+        for name in response.removed:
+            held.pop(name, None)
+        if response.type_url == ROUTE_TYPE:
+            if not self.delta:
+                self._route_refs_sent = {}
+            self._route_refs_sent.update(response.route_refs)
+            for name in response.removed:
+                self._route_refs_sent.pop(name, None)
+        hashes = {n: r.hash for n, r in response.resources.items()}
+        if self.delta:
+            sub.sent.update(hashes)
+            for name in response.removed:
+                sub.sent.pop(name, None)
+                if name in sub.names:
+                    sub.told_missing.add(name)
+        else:
+            sub.sent = hashes
         sub.resend -= response.resources.keys()
-        sub.must_respond = False
+
+    def _wanted(self, sub: Subscription, snapshot: Snapshot) -> dict[str, PackedResource]:
+        wanted = sub.wanted(snapshot.resources(sub.type_url))
+        if sub.type_url in (CLUSTER_TYPE, ENDPOINT_TYPE):
+            # Keep what the proxy's routes (acknowledged or in flight) still use.
+            used = set().union(*self._route_refs_acked.values(), *self._route_refs_sent.values())
+            if sub.type_url == ENDPOINT_TYPE and not sub.wildcard:
+                used &= sub.names
+            holding = self._resources_sent[sub.type_url]
+            for name in sorted(used - wanted.keys()):
+                if name in holding and name in sub.sent:
+                    wanted[name] = holding[name]
+        return dict(sorted(wanted.items()))
 
     def _resend_endpoints_of_changed_clusters(
-        self, before: dict[str, str], after: dict[str, str]
+        self, before: dict[str, str], after: dict[str, PackedResource]
     ) -> None:
         """A changed cluster warms until it receives endpoints, even unchanged ones
-        (xDS spec "Knowing When a Requested Resource Does Not Exist"; go-control-plane#245)."""
-        changed = {name for name, h in after.items() if name in before and before[name] != h}
+        (xDS spec "Resource warming"; go-control-plane#245)."""
+        changed = {n for n, r in after.items() if n in before and before[n] != r.hash}
         if changed:
             eds = self.subscriptions.setdefault(ENDPOINT_TYPE, Subscription(ENDPOINT_TYPE))
             eds.resend |= changed
+
+    # --- status -----------------------------------------------------------------------
+
+    def resources_sent(self) -> dict[str, list[PackedResource]]:
+        """By type URL, what the client holds if it accepted everything sent."""
+        return {t: list(r.values()) for t, r in self._resources_sent.items() if r}
+
+    def type_state(self, sub: Subscription, snapshot: Snapshot) -> TypeState:
+        if sub.nacked:
+            return TypeState.NACKED
+        wanted = self._wanted(sub, snapshot)
+        synced = (
+            sub.state is State.WATCHING
+            and not sub.must_respond
+            and not sub.resend & wanted.keys()
+            and {n: r.hash for n, r in wanted.items()} == _restrict(sub.acked, sub, wanted)
+        )
+        return TypeState.SYNCED if synced else TypeState.STALE
 
     def in_sync(self, snapshot: Snapshot) -> bool:
         """Every subscribed type acknowledged with the snapshot's content."""
         active = [s for s in self.subscriptions.values() if s.state is not State.IDLE]
         return bool(active) and all(
-            sub.state is State.WATCHING
-            and not sub.must_respond
-            and sub.version_acked == sub.version_sent
-            and not self._changed(sub, snapshot.version(sub.type_url), sub.acked)
-            and _covers(sub.acked, sub.wanted(snapshot.resources(sub.type_url)))
-            for sub in active
+            self.type_state(sub, snapshot) is TypeState.SYNCED for sub in active
         )
 
     def _clusters_settled(self, snapshot: Snapshot) -> bool:
@@ -258,9 +382,10 @@ class StreamState:
         cds = self.subscriptions.get(CLUSTER_TYPE)
         if cds is None:
             return True  # not a proxy that uses CDS over this stream
-        if cds.state is not State.WATCHING or not _covers(
-            cds.acked, cds.wanted(snapshot.resources(CLUSTER_TYPE))
-        ):
+        if cds.state is not State.WATCHING:
+            return False
+        clusters = snapshot.resources(CLUSTER_TYPE)
+        if any(cds.acked.get(n) != r.hash for n, r in cds.wanted(clusters).items()):
             return False
         needed = snapshot.eds_cluster_names
         if not needed:
@@ -272,6 +397,22 @@ class StreamState:
         return all(eds.acked.get(name) == endpoints[name].hash for name in needed)
 
 
-def _covers(have: dict[str, str], wanted: dict[str, str]) -> bool:
-    """`have` holds every wanted resource at the wanted content."""
-    return all(have.get(name) == digest for name, digest in wanted.items())
+def _restrict(acked: dict[str, str], sub: Subscription, wanted: dict[str, object]) -> dict:
+    """SotW routes and endpoints: names the client dropped do not count against it."""
+    if sub.type_url in FULL_STATE_TYPES:
+        return acked
+    return {n: h for n, h in acked.items() if n in wanted}
+
+
+def _version_label(
+    version: str, wanted: dict[str, PackedResource], snapshot: Snapshot, type_url: str
+) -> str:
+    """The type's version, marked when clusters or endpoints are held for old routes."""
+    extra = sorted(wanted.keys() - snapshot.resources(type_url).keys())
+    if not extra:
+        return version
+    return f"{version}+{hashlib.sha256(','.join(extra).encode()).hexdigest()[:8]}"
+
+
+def _message(status: Status) -> str:
+    return status.message or f"rejected with code {status.code}"

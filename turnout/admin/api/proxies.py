@@ -1,8 +1,11 @@
 """`GET /proxies`: what each connected Envoy runs, as the xDS side reports it."""
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from turnout.admin.deps import ProxyStatusDep
+from turnout.models.errors import NotFound
 from turnout.models.proxy_status import ProxyStatus
 
 router = APIRouter(tags=["proxies"])
@@ -13,3 +16,22 @@ def list_proxies(proxy_status: ProxyStatusDep) -> list[ProxyStatus]:
     """Per proxy: the versions sent and acknowledged per resource type, and the last
     rejection (NACK) with Envoy's message, so a bad change is visible here."""
     return proxy_status.proxies()
+
+
+@router.get("/proxies/{node_id}", response_model=ProxyStatus, summary="One proxy's status")
+def get_proxy(node_id: str, proxy_status: ProxyStatusDep) -> ProxyStatus:
+    """The state per resource type (SYNCED, STALE, NACKED with Envoy's message) and the
+    revision the proxy runs. With several streams under one node id, the newest."""
+    matching = [p for p in proxy_status.proxies() if p.node_id == node_id]
+    if not matching:
+        raise NotFound("proxy", node_id)
+    return max(matching, key=lambda p: p.connected_since)
+
+
+@router.get("/proxies/{node_id}/config", summary="The resources Turnout last sent a proxy")
+def get_proxy_config(node_id: str, proxy_status: ProxyStatusDep) -> dict[str, Any]:
+    """Every resource last sent to the proxy, as Envoy JSON, by type URL."""
+    config = proxy_status.proxy_config(node_id)
+    if config is None:
+        raise NotFound("proxy", node_id)
+    return config

@@ -3,6 +3,8 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, Field
 
 from turnout.admin.deps import StoreDep
@@ -27,6 +29,18 @@ class Health(BaseModel):
 def healthz(store: StoreDep) -> Health:
     """Reads the revision, so a 200 also means the database answers."""
     return Health(status="ok", revision=store.revision())
+
+
+@health_router.get(
+    "/metrics",
+    summary="Prometheus metrics (no auth, like /healthz)",
+    response_class=PlainTextResponse,
+)
+def metrics() -> PlainTextResponse:
+    """Connected proxies, pushes, push duration, commit-to-ACK time, NACKs by type,
+    stale nonces and suppressed resends, in the Prometheus text format. Open like
+    `/healthz` so a scraper needs no admin credential; it reveals no declaration."""
+    return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/audit", response_model=list[AuditEvent], summary="Recent writes, newest first")

@@ -16,7 +16,7 @@ class ListenerOptions:
     port: int = 10000
     """Port the HTTP listener binds to (node metadata `listener_port`)."""
     group: str = "default"
-    """The node group (`node.cluster`). Every group sees every route for now."""
+    """The node group (`node.cluster`): its proxies see only the routes attached to it."""
 
 
 def listener_name(opts: ListenerOptions) -> str:

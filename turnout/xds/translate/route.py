@@ -70,7 +70,7 @@ from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.wrappers_pb2 import UInt32Value
 
 from turnout.models.declaration import Declaration
-from turnout.models.route import PathKind, PathMatch, RouteSpec
+from turnout.models.route import DEFAULT_GROUP, PathKind, PathMatch, RouteSpec
 from turnout.models.split import SplitSpec
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 
@@ -212,8 +212,9 @@ def build_virtual_host(
     )
 
 
-def build_virtual_hosts(decl: Declaration) -> list[VirtualHost]:
-    routes = [decl.routes[name] for name in sorted(decl.routes)]
+def build_virtual_hosts(decl: Declaration, group: str = DEFAULT_GROUP) -> list[VirtualHost]:
+    """The virtual hosts of one node group: only the routes attached to it."""
+    routes = [r for name in sorted(decl.routes) if group in (r := decl.routes[name]).groups]
     host_less = [r for r in routes if not r.hosts]
     patterns = sorted({host for r in routes for host in r.hosts})
     virtual_hosts = []
@@ -234,7 +235,6 @@ def build_virtual_hosts(decl: Declaration) -> list[VirtualHost]:
 
 
 def build_route_configuration(decl: Declaration, opts: ListenerOptions) -> RouteConfiguration:
-    # Every group sees every route for now; opts.group only names the configuration.
     return RouteConfiguration(
-        name=route_configuration_name(opts), virtual_hosts=build_virtual_hosts(decl)
+        name=route_configuration_name(opts), virtual_hosts=build_virtual_hosts(decl, opts.group)
     )

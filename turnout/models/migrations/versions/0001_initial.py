@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("service", _NAME, nullable=False),
         sa.Column("strip_path", sa.Boolean(), nullable=False),
         sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("groups", sa.JSON(), nullable=False),
         sa.Column("tags", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_routes"),
         sa.ForeignKeyConstraint(["service"], ["services.name"], name="fk_routes_service_services"),

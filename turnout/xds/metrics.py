@@ -1,0 +1,25 @@
+"""Prometheus metrics of the xDS side (the admin API serves them at `/metrics`)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONNECTED_PROXIES = Gauge("turnout_connected_proxies", "ADS streams open now.", ["xds"])
+PUSHES = Counter("turnout_xds_pushes_total", "xDS responses sent.", ["type_url"])
+PUSH_DURATION = Histogram(
+    "turnout_xds_push_duration_seconds",
+    "Time to build and write one xDS response on a stream.",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+)
+COMMIT_TO_ACK = Histogram(
+    "turnout_xds_commit_to_ack_seconds",
+    "Time from a revision's commit to a proxy acknowledging all of it.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+NACKS = Counter("turnout_xds_nacks_total", "Responses rejected by proxies.", ["type_url"])
+STALE_NONCES = Counter(
+    "turnout_xds_stale_nonces_total", "Requests whose nonce was not the latest sent."
+)
+RESENDS_SUPPRESSED = Counter(
+    "turnout_xds_resends_suppressed_total",
+    "Rejected versions not sent again (a naive server would resend each at once).",
+)
+RELOADS = Counter("turnout_declaration_reloads_total", "Declarations loaded and translated.")
