@@ -6,6 +6,7 @@ of weighted `endpoints`. Envoy sees it as one cluster named after the service.
 
 import ipaddress
 import re
+from functools import cached_property, lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from turnout.models.types import Name, Port, Tags
 _DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
+@lru_cache(maxsize=65536)
 def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -123,17 +125,26 @@ class ServiceSpec(BaseModel):
             raise ValueError("exactly one of `url` or `endpoints` must be given")
         return self
 
+    @cached_property
+    def parsed_url(self) -> ParsedUrl | None:
+        """`url` taken apart once (translation asks for it several times)."""
+        return parse_url(self.url) if self.url else None
+
     @property
     def scheme(self) -> str:
-        return parse_url(self.url).scheme if self.url else "http"
+        return self.parsed_url.scheme if self.parsed_url else "http"
 
     def resolved_endpoints(self) -> list[Endpoint]:
         """The endpoints, with `url` expanded into one."""
+        return self.endpoint_list
+
+    @cached_property
+    def endpoint_list(self) -> list[Endpoint]:
         if self.endpoints is not None:
             return self.endpoints
-        assert self.url is not None
-        parsed = parse_url(self.url)
-        return [Endpoint(address=parsed.host, port=parsed.port)]
+        assert self.parsed_url is not None
+        # Already validated by parse_url: no need to validate again.
+        return [Endpoint.model_construct(address=self.parsed_url.host, port=self.parsed_url.port)]
 
 
 class ServiceRow(Base):

@@ -92,6 +92,43 @@ class Store:
             }
         return Declaration(revision=revision, **specs)
 
+    def load_since(self, previous: Declaration) -> Declaration:
+        """The declaration now, reading only the entities written after `previous`.
+
+        The audit log names every entity each revision touched; when it does not
+        cover every revision since `previous` (or the kinds differ), this falls
+        back to a full `load()`. Keeps a reload O(changes), not O(declaration).
+        """
+        with self._read() as session:
+            revision = _current_revision(session)
+            if revision == previous.revision:
+                return previous
+            events = session.execute(
+                select(AuditEventRow.revision, AuditEventRow.entity_kind, AuditEventRow.entity_name)
+                .where(AuditEventRow.revision > previous.revision)
+                .where(AuditEventRow.revision <= revision)
+            ).all()
+            if revision < previous.revision or len({e.revision for e in events}) != (
+                revision - previous.revision
+            ):
+                return self.load()
+            touched: dict[str, set[str]] = {}
+            for event in events:
+                if event.entity_kind in ENTITIES:
+                    touched.setdefault(event.entity_kind, set()).add(event.entity_name)
+            specs = {ent.plural: dict(getattr(previous, ent.plural)) for ent in ENTITIES.values()}
+            for kind, names in touched.items():
+                ent = ENTITIES[kind]
+                rows = session.scalars(select(ent.row).where(ent.row.name.in_(names)))  # type: ignore[attr-defined]
+                found = {row.name: ent.to_spec(row) for row in rows}
+                current = specs[ent.plural]
+                for name in names:
+                    if name in found:
+                        current[name] = found[name]
+                    else:
+                        current.pop(name, None)
+        return Declaration(revision=revision, **specs)
+
     def audit(self, limit: int = 100) -> builtins.list[AuditEvent]:
         """The newest `limit` audit events, newest first."""
         with self._read() as session:

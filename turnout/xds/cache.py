@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from envoy.config.core.v3.base_pb2 import Node
-from envoy.config.route.v3.route_pb2 import RouteConfiguration
-from google.protobuf.message import Message
 
 from turnout.models.declaration import Declaration
+from turnout.xds.memo import TranslationMemo
 from turnout.xds.metrics import RELOADS
 from turnout.xds.snapshot import (
     CLUSTER_TYPE,
@@ -30,14 +29,7 @@ from turnout.xds.snapshot import (
     build_snapshot,
     pack,
 )
-from turnout.xds.translate import (
-    ListenerOptions,
-    build_clusters,
-    build_endpoints,
-    build_listener,
-    build_route_configuration,
-    check_consistent,
-)
+from turnout.xds.translate import ListenerOptions, build_listener
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +50,8 @@ class DeclarationSource(Protocol):
     """What the cache needs from the store (`turnout.models.store.Store` is one)."""
 
     def load(self) -> Declaration: ...
+
+    def load_since(self, previous: Declaration) -> Declaration: ...
 
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]: ...
 
@@ -80,55 +74,47 @@ def node_key(node: Node) -> ListenerOptions:
 class _Shared:
     """Resources every group shares at one revision."""
 
-    clusters: list[Message]
-    endpoints: list[Message]
-    packed_clusters: list[PackedResource]
-    packed_endpoints: list[PackedResource]
+    clusters: list[PackedResource]
+    endpoints: list[PackedResource]
     eds_cluster_names: frozenset[str]
 
 
-def _build_shared(decl: Declaration) -> _Shared:
-    clusters = build_clusters(decl)
-    endpoints = build_endpoints(decl)
-    return _Shared(
-        clusters,
-        endpoints,
-        [pack(c) for c in clusters],
-        [pack(e) for e in endpoints],
-        frozenset(e.cluster_name for e in endpoints),
-    )
+def _build_shared(decl: Declaration, memo: TranslationMemo) -> _Shared:
+    results = memo.services(decl)
+    endpoints = [r.endpoints for r in results if r.endpoints is not None]
+    return _Shared([r.cluster for r in results], endpoints, frozenset(e.name for e in endpoints))
 
 
 def _build_group(
-    decl: Declaration, shared: _Shared, key: ListenerOptions, previous: Snapshot | None
+    decl: Declaration,
+    shared: _Shared,
+    key: ListenerOptions,
+    previous: Snapshot | None,
+    memo: TranslationMemo,
 ) -> Snapshot:
-    listener = build_listener(key)
-    routes = build_route_configuration(decl, key)
-    check_consistent(
-        {
-            CLUSTER_TYPE: shared.clusters,
-            ENDPOINT_TYPE: shared.endpoints,
-            LISTENER_TYPE: [listener],
-            ROUTE_TYPE: [routes],
-        }
-    )
+    routes = memo.route_configuration(decl, key)
     packed = {
-        CLUSTER_TYPE: shared.packed_clusters,
-        ENDPOINT_TYPE: shared.packed_endpoints,
-        LISTENER_TYPE: [pack(listener)],
-        ROUTE_TYPE: [pack(routes)],
+        CLUSTER_TYPE: shared.clusters,
+        ENDPOINT_TYPE: shared.endpoints,
+        LISTENER_TYPE: [pack(build_listener(key))],
+        ROUTE_TYPE: [routes],
     }
-    refs = {routes.name: referenced_clusters(routes)}
+    refs = {routes.name: referenced_services(decl, key.group)}
     return build_snapshot(decl.revision, packed, shared.eds_cluster_names, refs, previous)
 
 
-def referenced_clusters(config: RouteConfiguration) -> frozenset[str]:
+def referenced_services(decl: Declaration, group: str) -> frozenset[str]:
+    """The clusters a group's route configuration sends traffic to."""
+    splits = {split.route: split for split in decl.splits.values()}
     names: set[str] = set()
-    for vhost in config.virtual_hosts:
-        for route in vhost.routes:
-            if route.route.cluster:
-                names.add(route.route.cluster)
-            names.update(w.name for w in route.route.weighted_clusters.clusters)
+    for route in decl.routes.values():
+        if group not in route.groups:
+            continue
+        split = splits.get(route.name)
+        if split is None:
+            names.add(route.service)
+        else:
+            names.update(t.service for t in split.targets if t.weight > 0)
     return frozenset(names)
 
 
@@ -142,6 +128,7 @@ class SnapshotCache:
         self._changed = asyncio.Condition()
         self._dirty = asyncio.Event()
         self._committed_at: dict[int, float] = {}
+        self._memo = TranslationMemo()
 
     @property
     def revision(self) -> int | None:
@@ -153,7 +140,7 @@ class SnapshotCache:
             return None
         snap = self._snapshots.get(key)
         if snap is None or snap.revision != self._declaration.revision:
-            snap = _build_group(self._declaration, self._shared, key, snap)
+            snap = _build_group(self._declaration, self._shared, key, snap, self._memo)
             self._snapshots[key] = snap
         return snap
 
@@ -168,8 +155,9 @@ class SnapshotCache:
         previous = dict(self._snapshots)
 
         def build() -> tuple[_Shared, dict[ListenerOptions, Snapshot]]:
-            shared = _build_shared(decl)
-            snaps = {k: _build_group(decl, shared, k, previous.get(k)) for k in keys}
+            shared = _build_shared(decl, self._memo)
+            snaps = {k: _build_group(decl, shared, k, previous.get(k), self._memo) for k in keys}
+            self._memo.forget_routes_except(decl)
             return shared, snaps
 
         shared, snaps = await asyncio.to_thread(build)
@@ -199,7 +187,11 @@ class SnapshotCache:
                 await self._dirty.wait()
                 await self._quiet_period(loop)
                 try:
-                    decl = await asyncio.to_thread(source.load)
+                    previous = self._declaration
+                    if previous is None:
+                        decl = await asyncio.to_thread(source.load)
+                    else:
+                        decl = await asyncio.to_thread(source.load_since, previous)
                     if decl.revision != self.revision:
                         await self.set_declaration(decl)
                         RELOADS.inc()

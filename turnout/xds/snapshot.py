@@ -29,6 +29,7 @@ __all__ = [
     "TypeResources",
     "build_snapshot",
     "pack",
+    "packed_bytes",
 ]
 
 
@@ -45,6 +46,11 @@ def pack(message: Message) -> PackedResource:
     packed = Any()
     packed.Pack(message, deterministic=True)
     name = message.name if hasattr(message, "name") else message.cluster_name  # type: ignore[attr-defined]
+    return packed_bytes(name, packed)
+
+
+def packed_bytes(name: str, packed: Any) -> PackedResource:
+    """A resource already serialized into `packed`."""
     return PackedResource(name, packed, hashlib.sha256(packed.value).hexdigest())
 
 

@@ -24,7 +24,7 @@ from google.protobuf.any_pb2 import Any
 from google.protobuf.duration_pb2 import Duration
 
 from turnout.models.declaration import Declaration
-from turnout.models.service import ServiceSpec, is_ip, parse_url
+from turnout.models.service import ServiceSpec, is_ip
 from turnout.xds.translate.endpoint import build_cluster_load_assignment, uses_eds
 
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
@@ -57,7 +57,8 @@ def build_cluster(service: ServiceSpec) -> Cluster:
 
 def _build_upstream_tls(service: ServiceSpec) -> TransportSocket:
     assert service.url is not None  # only a url can say https
-    host = parse_url(service.url).host
+    assert service.parsed_url is not None
+    host = service.parsed_url.host
     # SNI must be a host name (RFC 6066 §3): an IP literal is not sent.
     tls = UpstreamTlsContext(sni="" if is_ip(host) else host.rstrip("."))
     typed = Any()

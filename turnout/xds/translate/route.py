@@ -54,7 +54,10 @@ Matching and action
 `opts.group` only names the configuration for now: every group sees every route.
 """
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from envoy.config.route.v3.route_components_pb2 import (
     HeaderMatcher,
@@ -99,6 +102,7 @@ class RouteEntry:
             return f"{self.route.name}#{self.index}"
         return self.route.name
 
+    @cached_property
     def sort_key(self) -> tuple[int, int, int, int, str, str, int]:
         """Most specific first; see the module docstring."""
         route = self.route
@@ -119,10 +123,19 @@ def route_entries(route: RouteSpec) -> list[RouteEntry]:
     return [RouteEntry(route=route, path=path, index=i) for i, path in enumerate(paths)]
 
 
-def sort_route_entries(routes: list[RouteSpec]) -> list[RouteEntry]:
-    """Every entry of `routes`, in the order Envoy must try them."""
-    entries = [entry for route in routes for entry in route_entries(route)]
-    return sorted(entries, key=RouteEntry.sort_key)
+EntriesOf = Callable[[RouteSpec], list[RouteEntry]]
+
+
+def sort_route_entries(
+    routes: list[RouteSpec], entries_of: EntriesOf = route_entries
+) -> list[RouteEntry]:
+    """Every entry of `routes`, in the order Envoy must try them. `entries_of` may
+    hand back entries made earlier for the same route (their sort keys are kept)."""
+    entries = [entry for route in routes for entry in entries_of(route)]
+    return sorted(entries, key=_SORT_KEY)
+
+
+_SORT_KEY = operator.attrgetter("sort_key")
 
 
 def host_covers(host: str, pattern: str) -> bool:
@@ -202,36 +215,45 @@ def build_route(entry: RouteEntry, split: SplitSpec | None) -> Route:
 
 
 def build_virtual_host(
-    name: str, domains: list[str], entries: list[RouteEntry], decl: Declaration
+    name: str, domains: list[str], entries: list[RouteEntry], splits: dict[str, SplitSpec]
 ) -> VirtualHost:
-    """`entries` must already be in match order (`sort_route_entries`)."""
+    """`entries` must already be in match order (`sort_route_entries`); `splits` maps
+    a route name to its split."""
     return VirtualHost(
         name=name,
         domains=domains,
-        routes=[build_route(e, decl.split_for_route(e.route.name)) for e in entries],
+        routes=[build_route(e, splits.get(e.route.name)) for e in entries],
     )
 
 
-def build_virtual_hosts(decl: Declaration, group: str = DEFAULT_GROUP) -> list[VirtualHost]:
-    """The virtual hosts of one node group: only the routes attached to it."""
+def virtual_host_layout(
+    decl: Declaration, group: str = DEFAULT_GROUP, entries_of: EntriesOf = route_entries
+) -> list[tuple[str, list[str], list[RouteEntry]]]:
+    """(name, domains, entries in match order) of each virtual host of one node group:
+    only the routes attached to the group."""
     routes = [r for name in sorted(decl.routes) if group in (r := decl.routes[name]).groups]
     host_less = [r for r in routes if not r.hosts]
     patterns = sorted({host for r in routes for host in r.hosts})
-    virtual_hosts = []
+    layout = []
     for pattern in patterns:
         covering = [r for r in routes if any(host_covers(h, pattern) for h in r.hosts)]
-        virtual_hosts.append(
-            build_virtual_host(
+        layout.append(
+            (
                 HOST_VIRTUAL_HOST_PREFIX + pattern,
                 [pattern],
                 sort_route_entries(covering + host_less),
-                decl,
             )
         )
-    virtual_hosts.append(
-        build_virtual_host(CATCH_ALL_VIRTUAL_HOST, ["*"], sort_route_entries(host_less), decl)
-    )
-    return virtual_hosts
+    layout.append((CATCH_ALL_VIRTUAL_HOST, ["*"], sort_route_entries(host_less, entries_of)))
+    return layout
+
+
+def build_virtual_hosts(decl: Declaration, group: str = DEFAULT_GROUP) -> list[VirtualHost]:
+    splits = {split.route: split for split in decl.splits.values()}
+    return [
+        build_virtual_host(name, domains, entries, splits)
+        for name, domains, entries in virtual_host_layout(decl, group)
+    ]
 
 
 def build_route_configuration(decl: Declaration, opts: ListenerOptions) -> RouteConfiguration:

@@ -1,0 +1,94 @@
+"""The snapshot cache's reload policy: coalescing bursts, always ending on the newest."""
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from turnout.models.declaration import Declaration
+from turnout.models.route import RouteSpec
+from turnout.models.service import ServiceSpec
+from turnout.xds.cache import MAX_DELAY_SECONDS, SnapshotCache
+from turnout.xds.snapshot import ROUTE_TYPE
+from turnout.xds.translate import ListenerOptions
+
+
+class InMemorySource:
+    """A `DeclarationSource` whose commits cost nothing, so a test can commit a
+    thousand revisions in well under a second from another thread, as the admin
+    API's worker threads do."""
+
+    def __init__(self) -> None:
+        service = ServiceSpec(name="s", url="http://127.0.0.1:1")
+        self.decl = Declaration(revision=0, services={"s": service})
+        self.loads = 0
+        self._subscribers: list[Callable[[int], None]] = []
+        self._lock = threading.Lock()
+
+    def commit_route(self, i: int) -> None:
+        with self._lock:
+            route = RouteSpec(name=f"r{i}", paths=[f"/r{i}"], service="s")
+            self.decl = replace(
+                self.decl,
+                revision=self.decl.revision + 1,
+                routes=self.decl.routes | {route.name: route},
+            )
+            revision = self.decl.revision
+        for callback in list(self._subscribers):
+            callback(revision)
+
+    def load(self) -> Declaration:
+        self.loads += 1
+        with self._lock:
+            return self.decl
+
+    def load_since(self, previous: Declaration) -> Declaration:
+        return self.load()
+
+    def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+
+async def test_a_thousand_commits_in_a_second_make_a_handful_of_reloads() -> None:
+    source = InMemorySource()
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(source))
+    key = ListenerOptions()
+    try:
+        await asyncio.wait_for(cache.wait_changed(None), 5)
+        cache.snapshot(key)  # a connected group
+        loads_before = source.loads
+
+        def burst() -> float:
+            started = time.monotonic()
+            for i in range(1000):
+                source.commit_route(i)
+            return time.monotonic() - started
+
+        elapsed = await asyncio.to_thread(burst)
+        while cache.revision != 1000:
+            await asyncio.wait_for(cache.wait_changed(cache.revision), 5)
+        reloads = source.loads - loads_before
+        # One reload per cap window at most, plus the last one after the burst.
+        assert 1 <= reloads <= elapsed / MAX_DELAY_SECONDS + 3, reloads
+        snapshot = cache.snapshot(key)
+        assert snapshot is not None and snapshot.revision == 1000
+        (routes,) = snapshot.resources(ROUTE_TYPE).values()
+        assert b"/r999" in routes.any.value
+    finally:
+        runner.cancel()
+
+
+async def test_a_lone_commit_is_loaded() -> None:
+    source = InMemorySource()
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(source))
+    try:
+        await asyncio.wait_for(cache.wait_changed(None), 5)
+        await asyncio.to_thread(source.commit_route, 1)
+        await asyncio.wait_for(cache.wait_changed(0), 5)
+        assert cache.revision == 1
+    finally:
+        runner.cancel()

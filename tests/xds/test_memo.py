@@ -1,0 +1,55 @@
+"""The translation memo: the same bytes as translating from scratch, rebuilt only
+where inputs changed."""
+
+from dataclasses import replace
+
+import pytest
+
+from tests.xds.conftest import golden_cases
+from turnout.models.route import RouteSpec
+from turnout.xds.memo import TranslationMemo
+from turnout.xds.snapshot import pack
+from turnout.xds.translate import (
+    TranslationError,
+    build_clusters,
+    build_endpoints,
+    build_route_configuration,
+)
+
+CASES = [c for c in golden_cases() if c.expected_error is None]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_memo_bytes_equal_a_translation_from_scratch(case: object) -> None:
+    decl, opts = case.load()  # type: ignore[attr-defined]
+    memo = TranslationMemo()
+    routes = memo.route_configuration(decl, opts)
+    assert routes.any.value == pack(build_route_configuration(decl, opts)).any.value
+    results = memo.services(decl)
+    assert [r.cluster.any.value for r in results] == [
+        pack(c).any.value for c in build_clusters(decl)
+    ]
+    assert [r.endpoints.any.value for r in results if r.endpoints] == [
+        pack(e).any.value for e in build_endpoints(decl)
+    ]
+
+
+def test_an_unchanged_spec_object_is_not_translated_again() -> None:
+    decl, opts = next(c for c in CASES if c.name == "route-ordering").load()
+    memo = TranslationMemo()
+    memo.route_configuration(decl, opts)
+    before = dict(memo._entries)
+    name = sorted(decl.routes)[0]
+    changed = RouteSpec.model_validate(decl.routes[name].model_dump() | {"priority": 7})
+    decl2 = replace(decl, revision=decl.revision + 1, routes=decl.routes | {name: changed})
+    assert memo.route_configuration(decl2, opts).any.value == (
+        pack(build_route_configuration(decl2, opts)).any.value
+    )
+    rebuilt = {k for k, v in memo._entries.items() if before.get(k) is not v}
+    assert rebuilt and {k[0] for k in rebuilt} == {name}
+
+
+def test_a_reference_to_a_missing_service_is_refused() -> None:
+    decl, opts = next(c for c in golden_cases() if c.expected_error).load()
+    with pytest.raises(TranslationError, match="unknown service"):
+        TranslationMemo().route_configuration(decl, opts)
