@@ -126,6 +126,7 @@ class SnapshotCache:
         self._shared: _Shared | None = None
         self._snapshots: dict[ListenerOptions, Snapshot] = {}
         self._changed = asyncio.Condition()
+        self._watchers: set[asyncio.Event] = set()
         self._dirty = asyncio.Event()
         self._committed_at: dict[int, float] = {}
         self._memo = TranslationMemo()
@@ -143,6 +144,11 @@ class SnapshotCache:
             snap = _build_group(self._declaration, self._shared, key, snap, self._memo)
             self._snapshots[key] = snap
         return snap
+
+    def watch(self, wake: asyncio.Event) -> Callable[[], None]:
+        """Set `wake` whenever the cache holds a new revision; returns the undo."""
+        self._watchers.add(wake)
+        return lambda: self._watchers.discard(wake)
 
     async def wait_changed(self, revision: int | None) -> None:
         """Return once the cache holds a revision other than `revision`."""
@@ -163,6 +169,8 @@ class SnapshotCache:
         shared, snaps = await asyncio.to_thread(build)
         self._declaration, self._shared = decl, shared
         self._snapshots.update(snaps)
+        for wake in self._watchers:
+            wake.set()
         async with self._changed:
             self._changed.notify_all()
 

@@ -78,13 +78,13 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 "%s stream %d opened by node %s (%s)", kind, stream_id, proxy.node_id, proxy.key
             )
             reader = asyncio.create_task(self._read(requests, proxy, wake))
-            watcher = asyncio.create_task(self._watch_cache(wake))
+            unwatch = self._cache.watch(wake)
             try:
                 await self._send_loop(context, proxy, wake, reader)
             finally:
+                unwatch()
                 reader.cancel()
-                watcher.cancel()
-                await asyncio.gather(reader, watcher, return_exceptions=True)
+                await asyncio.gather(reader, return_exceptions=True)
                 metrics.CONNECTED_PROXIES.labels(kind).dec()
         except tuple(_GRPC_STATUS) as exc:
             log.warning("stream %d closed: %s", stream_id, exc)
@@ -96,22 +96,20 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
     async def _read(
         self, requests: AsyncIterator[Request], proxy: ConnectedProxy, wake: asyncio.Event
     ) -> None:
-        async for request in requests:
-            outcome = _receive(proxy.state, request)
-            if outcome.stale:
-                metrics.STALE_NONCES.inc()
-            if outcome.nack is not None:
-                metrics.NACKS.labels(request.type_url).inc()
-                metrics.RESENDS_SUPPRESSED.inc()
-                log.warning(
-                    "node %s rejected %s: %s", proxy.node_id, request.type_url, outcome.nack
-                )
-            wake.set()
-
-    async def _watch_cache(self, wake: asyncio.Event) -> None:
-        while True:
-            await self._cache.wait_changed(self._cache.revision)
-            wake.set()
+        try:
+            async for request in requests:
+                outcome = _receive(proxy.state, request)
+                if outcome.stale:
+                    metrics.STALE_NONCES.inc()
+                if outcome.nack is not None:
+                    metrics.NACKS.labels(request.type_url).inc()
+                    metrics.RESENDS_SUPPRESSED.inc()
+                    log.warning(
+                        "node %s rejected %s: %s", proxy.node_id, request.type_url, outcome.nack
+                    )
+                wake.set()
+        finally:
+            wake.set()  # the send loop notices the stream ended
 
     async def _send_loop(
         self,
@@ -123,13 +121,11 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         state = proxy.state
         wake.set()
         while True:
-            waiter = asyncio.create_task(wake.wait())
-            done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if reader in done:
-                waiter.cancel()
+            await wake.wait()
+            wake.clear()
+            if reader.done():
                 reader.result()  # re-raise a protocol error from the reader
                 return
-            wake.clear()
             snapshot = self._cache.snapshot(proxy.key)
             if snapshot is None:
                 continue  # nothing loaded yet; the cache wakes us

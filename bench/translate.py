@@ -1,0 +1,505 @@
+"""Translation + serialization time, the incremental route change, and Store.load().
+
+A synthetic declaration of N services (IP endpoints, so EDS) and N routes, a
+fraction of them split between two services, is translated the way the snapshot
+cache does it (`turnout.xds.cache._build_shared` + `_build_group`: build every
+resource, check consistency, `Any.Pack(deterministic=True)` + SHA-256 each). Timed:
+
+- full: the whole reload translation, and each step on its own;
+- incremental: one route changed among N → the new serialized RouteConfiguration
+  (what the cache does today: rebuild and pack the whole RouteConfiguration), plus
+  two prototypes of what per-route caching would cost (cached `Route` messages;
+  cached serialized bytes spliced together), both checked byte-equal to the real one;
+- Store.load() of N services + N routes + splits from SQLite (rows written in one
+  transaction, as a bulk import would).
+
+Every figure is the median of --runs runs (after one warm-up).
+
+    .venv/bin/python bench/translate.py --sizes 1000 10000 --runs 5
+    .venv/bin/python bench/translate.py --sizes 10000 --profile   # cProfile top functions
+"""
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from envoy.config.route.v3.route_components_pb2 import VirtualHost
+from envoy.config.route.v3.route_pb2 import RouteConfiguration
+from google.protobuf.any_pb2 import Any
+
+from turnout.models.audit import Action, AuditEventRow
+from turnout.models.declaration import Declaration
+from turnout.models.entities import ENTITIES
+from turnout.models.route import RouteSpec
+from turnout.models.rows import REVISION_ROW_ID, RevisionRow
+from turnout.models.service import ServiceSpec
+from turnout.models.split import SplitSpec
+from turnout.models.store import Store
+from turnout.xds.snapshot import pack
+from turnout.xds.translate import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    ListenerOptions,
+    build_clusters,
+    build_endpoints,
+    build_listener,
+    build_route_configuration,
+    check_consistent,
+)
+from turnout.xds.translate.route import (
+    CATCH_ALL_VIRTUAL_HOST,
+    HOST_VIRTUAL_HOST_PREFIX,
+    build_route,
+    host_covers,
+    sort_route_entries,
+)
+
+RESULTS = Path(__file__).parent / "results"
+OPTS = ListenerOptions(address="0.0.0.0", port=10000, group="default")
+METHODS = (["GET"], ["GET", "POST"], [], ["PUT", "PATCH", "DELETE"])
+
+
+# --- the synthetic declaration ---------------------------------------------------------
+
+
+def make_service(i: int) -> ServiceSpec:
+    if i % 3 == 0:
+        return ServiceSpec(
+            name=f"svc-{i}", url=f"http://10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}:8080"
+        )
+    return ServiceSpec(
+        name=f"svc-{i}",
+        endpoints=[
+            {"address": f"10.{k}.{i // 256 % 256}.{i % 256}", "port": 8080 + k, "weight": k + 1}
+            for k in range(1 + i % 3)
+        ],
+        connect_timeout_ms=500,
+    )
+
+
+def make_route(i: int, n_hosts: int, hostless_every: int, service: str) -> RouteSpec:
+    hosts = [] if hostless_every and i % hostless_every == 0 else [f"api-{i % n_hosts}.example.com"]
+    paths: list[object] = [f"/r{i}/v1"]
+    if i % 10 == 1:
+        paths.append({"exact": f"/r{i}/health"})
+    if i % 50 == 2:
+        paths = [{"regex": f"/r{i}/v[0-9]+/.*"}]
+    return RouteSpec(
+        name=f"route-{i}",
+        hosts=hosts,
+        paths=paths,
+        methods=METHODS[i % len(METHODS)],
+        headers={"x-tenant": f"t{i % 7}"} if i % 5 == 0 else {},
+        service=service,
+        strip_path=i % 4 == 0 and i % 50 != 2,
+        priority=i % 3,
+    )
+
+
+def make_declaration(
+    n: int, n_hosts: int, hostless_every: int, split_every: int, revision: int = 1
+) -> Declaration:
+    services = {s.name: s for s in (make_service(i) for i in range(n))}
+    routes = {
+        r.name: r for r in (make_route(i, n_hosts, hostless_every, f"svc-{i}") for i in range(n))
+    }
+    splits = {}
+    if split_every:
+        for i in range(0, n, split_every):
+            split = SplitSpec(
+                name=f"split-{i}",
+                route=f"route-{i}",
+                targets=[
+                    {"service": f"svc-{i}", "weight": 90},
+                    {"service": f"svc-{(i + 1) % n}", "weight": 10},
+                ],
+            )
+            splits[split.name] = split
+    return Declaration(revision=revision, services=services, routes=routes, splits=splits)
+
+
+def change_one_route(decl: Declaration, i: int) -> Declaration:
+    """A copy of `decl` at the next revision where route `i` points at another service."""
+    name = f"route-{i}"
+    routes = dict(decl.routes)
+    routes[name] = decl.routes[name].model_copy(
+        update={"service": f"svc-{(i + 7) % len(decl.services)}"}
+    )
+    return Declaration(
+        revision=decl.revision + 1, services=decl.services, routes=routes, splits=decl.splits
+    )
+
+
+# --- timing helpers -------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], object], runs: int) -> tuple[float, object]:
+    """Median wall time in ms over `runs` runs after one warm-up, and the last result."""
+    result = fn()
+    samples = []
+    for _ in range(runs):
+        gc.collect()
+        start = time.perf_counter()
+        result = fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples), result
+
+
+def profile(fn: Callable[[], object], top: int = 18) -> str:
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+def packed_size(decl_routes: RouteConfiguration) -> int:
+    packed = Any()
+    packed.Pack(decl_routes, deterministic=True)
+    return len(packed.value)
+
+
+# --- per-route cache prototypes (what incremental could cost) --------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+class RouteCache:
+    """Per-(route entry) cached `Route` messages and their serialized bytes.
+
+    Keyed by the RouteSpec object and the split (pydantic models compare by value;
+    here identity of unchanged specs is enough because the store reload keeps
+    unchanged specs equal). A prototype for the report, not product code.
+    """
+
+    def __init__(self) -> None:
+        self.messages: dict[tuple[str, int], tuple[object, object, object]] = {}
+
+    def entry(self, decl: Declaration, splits: dict[str, SplitSpec], entry) -> tuple[object, bytes]:  # type: ignore[no-untyped-def]
+        key = (entry.route.name, entry.index)
+        split = splits.get(entry.route.name)
+        hit = self.messages.get(key)
+        if hit is not None and hit[0] == entry.route and hit[1] == split:
+            return hit[2]  # type: ignore[return-value]
+        route = build_route(entry, split)
+        value = (route, _field(3, route.SerializeToString(deterministic=True)))
+        self.messages[key] = (entry.route, split, value)
+        return value
+
+
+def virtual_host_plan(decl: Declaration) -> list[tuple[str, list[str], list]]:  # type: ignore[type-arg]
+    """The same virtual hosts and entry order as `build_virtual_hosts`, without protobufs."""
+    routes = [decl.routes[name] for name in sorted(decl.routes)]
+    host_less = [r for r in routes if not r.hosts]
+    patterns = sorted({host for r in routes for host in r.hosts})
+    plan = []
+    for pattern in patterns:
+        covering = [r for r in routes if any(host_covers(h, pattern) for h in r.hosts)]
+        plan.append(
+            (
+                HOST_VIRTUAL_HOST_PREFIX + pattern,
+                [pattern],
+                sort_route_entries(covering + host_less),
+            )
+        )
+    plan.append((CATCH_ALL_VIRTUAL_HOST, ["*"], sort_route_entries(host_less)))
+    return plan
+
+
+def rebuild_from_cached_messages(decl: Declaration, cache: RouteCache) -> bytes:
+    splits = {s.route: s for s in decl.splits.values()}
+    config = RouteConfiguration(name=f"turnout_routes_{OPTS.group}")
+    for name, domains, entries in virtual_host_plan(decl):
+        vh = config.virtual_hosts.add(name=name, domains=domains)
+        vh.routes.extend(cache.entry(decl, splits, e)[0] for e in entries)
+    packed = Any()
+    packed.Pack(config, deterministic=True)
+    return packed.value
+
+
+def rebuild_from_cached_bytes(decl: Declaration, cache: RouteCache) -> bytes:
+    """Splice cached serialized Route entries: the bytes deterministic serialization
+    would produce (fields in number order: name 1, domains 2, routes 3)."""
+    splits = {s.route: s for s in decl.splits.values()}
+    parts = [RouteConfiguration(name=f"turnout_routes_{OPTS.group}").SerializeToString()]
+    for name, domains, entries in virtual_host_plan(decl):
+        head = VirtualHost(name=name, domains=domains).SerializeToString(deterministic=True)
+        body = b"".join(cache.entry(decl, splits, e)[1] for e in entries)
+        parts.append(_field(2, head + body))
+    return b"".join(parts)
+
+
+# --- the measurements -----------------------------------------------------------------
+
+
+def bench_memo(
+    decl: Declaration, changed: Declaration, runs: int, expected: bytes
+) -> dict[str, object]:
+    """`turnout.xds.memo.TranslationMemo` (work in progress at the time of writing), if
+    present: cold = a first reload, incremental = one changed route with a warm memo."""
+    try:
+        from turnout.xds.memo import TranslationMemo  # type: ignore[import-not-found]
+    except ImportError:
+        return {}
+    try:
+
+        def cold() -> object:
+            memo = TranslationMemo()
+            memo.services(decl)
+            return memo.route_configuration(decl, OPTS)
+
+        cold_ms, _ = timed(cold, runs)
+        warm = TranslationMemo()
+        warm.services(decl)
+        warm.route_configuration(decl, OPTS)
+
+        def incremental() -> object:
+            warm.services(changed)
+            return warm.route_configuration(changed, OPTS)
+
+        incr_ms, packed = timed(incremental, runs)
+        return {
+            "memo_full_ms": cold_ms,
+            "memo_incremental_ms": incr_ms,
+            "memo_bytes_equal": packed.any.value == expected,  # type: ignore[attr-defined]
+        }
+    except Exception as exc:  # the memo's API may have moved on
+        return {"memo_error": repr(exc)}
+
+
+def bench_translate(
+    n: int, runs: int, n_hosts: int, hostless_every: int, split_every: int, do_profile: bool
+) -> dict[str, object]:
+    decl = make_declaration(n, n_hosts, hostless_every, split_every)
+    r: dict[str, object] = {
+        "benchmark": "translate",
+        "services": n,
+        "routes": n,
+        "splits": len(decl.splits),
+        "host_patterns": len({h for x in decl.routes.values() for h in x.hosts}),
+        "hostless_routes": sum(1 for x in decl.routes.values() if not x.hosts),
+        "runs": runs,
+    }
+
+    def full_for(d: Declaration) -> object:
+        # What a reload does without memoisation: build, check, pack + hash everything.
+        clusters, endpoints = build_clusters(d), build_endpoints(d)
+        listener, routes = build_listener(OPTS), build_route_configuration(d, OPTS)
+        check_consistent(
+            {
+                CLUSTER_TYPE: clusters,
+                ENDPOINT_TYPE: endpoints,
+                LISTENER_TYPE: [listener],
+                ROUTE_TYPE: [routes],
+            }
+        )
+        return [pack(m) for m in (*clusters, *endpoints, listener, routes)]
+
+    def full() -> object:
+        return full_for(decl)
+
+    r["full_ms"], _ = timed(full, runs)
+    r["clusters_ms"], clusters = timed(lambda: build_clusters(decl), runs)
+    r["endpoints_ms"], endpoints = timed(lambda: build_endpoints(decl), runs)
+    r["routes_build_ms"], routes = timed(lambda: build_route_configuration(decl, OPTS), runs)
+    r["listener_ms"], listener = timed(lambda: build_listener(OPTS), runs)
+    r["check_consistent_ms"], _ = timed(
+        lambda: check_consistent(
+            {
+                CLUSTER_TYPE: clusters,
+                ENDPOINT_TYPE: endpoints,
+                LISTENER_TYPE: [listener],
+                ROUTE_TYPE: [routes],
+            }
+        ),
+        runs,
+    )
+    r["pack_clusters_endpoints_ms"], _ = timed(
+        lambda: ([pack(c) for c in clusters], [pack(e) for e in endpoints]),
+        runs,  # type: ignore[attr-defined]
+    )
+    r["pack_routes_ms"], _ = timed(lambda: pack(routes), runs)  # type: ignore[arg-type]
+    r["route_entries"] = sum(len(vh.routes) for vh in routes.virtual_hosts)  # type: ignore[attr-defined]
+    r["virtual_hosts"] = len(routes.virtual_hosts)  # type: ignore[attr-defined]
+    r["route_config_bytes"] = packed_size(routes)  # type: ignore[arg-type]
+
+    # Incremental: route i changes; today the whole RouteConfiguration is rebuilt.
+    i = n // 2
+    changed = change_one_route(decl, i)
+
+    def incremental() -> object:
+        return pack(build_route_configuration(changed, OPTS))
+
+    r["incremental_ms"], new_packed = timed(incremental, runs)
+    expected = new_packed.any.value  # type: ignore[attr-defined]
+
+    r["incremental_full_reload_ms"], _ = timed(lambda: full_for(changed), runs)
+    r.update(bench_memo(decl, changed, runs, expected))
+
+    msg_cache, byte_cache = RouteCache(), RouteCache()
+    assert rebuild_from_cached_messages(decl, msg_cache)
+    assert rebuild_from_cached_bytes(decl, byte_cache)
+    r["incremental_cached_messages_ms"], got = timed(
+        lambda: rebuild_from_cached_messages(changed, msg_cache), runs
+    )
+    assert got == expected, "cached Route messages give other bytes"
+    r["incremental_cached_bytes_ms"], got = timed(
+        lambda: rebuild_from_cached_bytes(changed, byte_cache), runs
+    )
+    assert got == expected, "spliced Route bytes differ from deterministic serialization"
+    r["incremental_plan_only_ms"], _ = timed(lambda: virtual_host_plan(changed), runs)
+
+    for key, value in list(r.items()):
+        if key.endswith("_ms"):
+            r[key] = round(value, 2)  # type: ignore[arg-type]
+    if do_profile:
+        r["profile_full"] = profile(full)
+        r["profile_incremental"] = profile(incremental)
+    return r
+
+
+def bench_store_load(
+    n: int, runs: int, n_hosts: int, hostless_every: int, split_every: int
+) -> dict[str, object]:
+    decl = make_declaration(n, n_hosts, hostless_every, split_every)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(f"sqlite:///{tmp}/bench.db")
+        store.upgrade()
+        start = time.perf_counter()
+        # One transaction, like a bulk import: rows, one revision bump, one audit event.
+        with store._write() as session:
+            for kind, specs in (
+                ("service", decl.services),
+                ("route", decl.routes),
+                ("split", decl.splits),
+            ):
+                session.add_all(ENTITIES[kind].to_row(s) for s in specs.values())
+                session.flush()
+            rev = session.get_one(RevisionRow, REVISION_ROW_ID)
+            rev.value += 1
+            session.add(
+                AuditEventRow(
+                    revision=rev.value,
+                    at=datetime.now(UTC),
+                    actor="bench",
+                    action=Action.CREATE.value,
+                    entity_kind="route",
+                    entity_name="bulk",
+                    before=None,
+                    after=None,
+                )
+            )
+            session.info["revision"] = rev.value
+        bulk_ms = (time.perf_counter() - start) * 1000
+        # A few writes through the normal API, for the per-write cost.
+        start = time.perf_counter()
+        for k in range(20):
+            store.create(
+                "route",
+                RouteSpec(name=f"extra-{k}", paths=[f"/extra/{k}"], service="svc-0"),
+                "bench",
+            )
+        create_ms = (time.perf_counter() - start) * 1000 / 20
+        load_ms, loaded = timed(store.load, runs)
+        assert len(loaded.routes) == n + 20 and len(loaded.services) == n
+        store.close()
+    return {
+        "benchmark": "store_load",
+        "database": "sqlite",
+        "services": n,
+        "routes": n + 20,
+        "splits": len(decl.splits),
+        "bulk_insert_ms": round(bulk_ms, 1),
+        "create_one_route_ms": round(create_ms, 2),
+        "load_ms": round(load_ms, 1),
+        "runs": runs,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--hosts", type=int, default=20, help="distinct host patterns")
+    parser.add_argument(
+        "--hostless-every",
+        type=int,
+        default=20,
+        help="every k-th route has no hosts (0: none); 1 = all host-less",
+    )
+    parser.add_argument("--split-every", type=int, default=10, help="every k-th route is split")
+    parser.add_argument("--profile", action="store_true", help="print cProfile top functions")
+    parser.add_argument("--skip-store", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS / "translate.json"))
+    args = parser.parse_args()
+
+    shape = (args.hosts, args.hostless_every, args.split_every)
+    results = []
+    for n in args.sizes:
+        r = bench_translate(n, args.runs, *shape, args.profile)
+        if not args.skip_store:
+            r["store"] = bench_store_load(n, args.runs, *shape)
+        results.append(r)
+        print(f"n={n} done", file=sys.stderr, flush=True)
+
+    cols = [
+        ("routes", "routes"), ("splits", "splits"), ("route_entries", "entries"),
+        ("virtual_hosts", "vhosts"), ("full_ms", "full ms"), ("routes_build_ms", "rds build"),
+        ("pack_routes_ms", "rds pack"), ("pack_clusters_endpoints_ms", "cds+eds pack"),
+        ("clusters_ms", "cds build"), ("endpoints_ms", "eds build"),
+        ("check_consistent_ms", "consist."), ("incremental_ms", "incr ms"),
+        ("incremental_cached_messages_ms", "incr msgs"),
+        ("incremental_cached_bytes_ms", "incr bytes"),
+        ("memo_full_ms", "memo full"), ("memo_incremental_ms", "memo incr"),
+    ]  # fmt: skip
+    print(" ".join(f"{h:>12}" for _, h in cols))
+    for r in results:
+        print(" ".join(f"{r.get(k)!s:>12}" for k, _ in cols))
+    if not args.skip_store:
+        print(f"{'routes':>12} {'bulk insert':>12} {'create 1':>12} {'load ms':>12}")
+        for r in results:
+            s = r["store"]
+            cells = (s["routes"], s["bulk_insert_ms"], s["create_one_route_ms"], s["load_ms"])  # type: ignore[index]
+            print(" ".join(f"{c!s:>12}" for c in cells))
+    print(f"medians of {args.runs} runs; goals at 10,000: full <= 1000 ms, incremental <= 50 ms")
+    for r in results:
+        for key in ("profile_full", "profile_incremental"):
+            if key in r:
+                print(f"--- {key} (routes={r['routes']}) ---\n{r[key]}")
+    out = Path(args.out)
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
