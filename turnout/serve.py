@@ -78,7 +78,7 @@ async def serve(opts: ServeOptions) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    grpc_server = await start_server(cache, registry, opts.xds_listen)
+    grpc_server, _port = await start_server(cache, registry, opts.xds_listen)
     tasks = [
         asyncio.create_task(cache.run(store), name="snapshot-cache"),
         asyncio.create_task(admin.serve(), name="admin-api"),

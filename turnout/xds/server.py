@@ -191,8 +191,9 @@ def _wire(
 
 async def start_server(
     cache: SnapshotCache, registry: ProxyRegistry, listen: str
-) -> grpc.aio.Server:
-    """Start serving ADS on `listen` (host:port); the caller stops it."""
+) -> tuple[grpc.aio.Server, int]:
+    """Start serving ADS on `listen` (host:port, port 0 picks one); return the
+    server, which the caller stops, and the port it listens on."""
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -209,4 +210,4 @@ async def start_server(
     if port == 0:
         raise OSError(f"cannot listen for xDS on {listen}")
     await server.start()
-    return server
+    return server, port
