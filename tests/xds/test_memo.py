@@ -53,3 +53,34 @@ def test_a_reference_to_a_missing_service_is_refused() -> None:
     decl, opts = next(c for c in golden_cases() if c.expected_error).load()
     with pytest.raises(TranslationError, match="unknown service"):
         TranslationMemo().route_configuration(decl, opts)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"service": "other"}, {"strip_path": True}, {"paths": ["/moved"]}, {"hosts": ["new.example"]}],
+    ids=["backend", "rewrite", "paths", "hosts"],
+)
+def test_a_changed_route_gives_the_bytes_of_a_fresh_translation(
+    change: dict[str, object],
+) -> None:
+    decl, opts = next(c for c in CASES if c.name == "virtual-hosts").load()
+    memo = TranslationMemo()
+    memo.route_configuration(decl, opts)
+    name = sorted(decl.routes)[0]
+    services = decl.services
+    if "service" in change:
+        other = next(iter(services.values())).model_copy(update={"name": "other"})
+        services = services | {"other": other}
+    changed = RouteSpec.model_validate(decl.routes[name].model_dump() | change)
+    decl2 = replace(
+        decl, revision=decl.revision + 1, services=services, routes=decl.routes | {name: changed}
+    )
+    assert memo.route_configuration(decl2, opts).any.value == (
+        pack(build_route_configuration(decl2, opts)).any.value
+    )
+    smaller = replace(
+        decl2, revision=decl2.revision + 1, routes=dict(list(decl2.routes.items())[1:])
+    )
+    assert memo.route_configuration(smaller, opts).any.value == (
+        pack(build_route_configuration(smaller, opts)).any.value
+    )

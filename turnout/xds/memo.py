@@ -12,7 +12,7 @@ are 2), gives exactly the bytes of the whole message (a unit test holds it to
 that).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 from envoy.config.route.v3.route_components_pb2 import VirtualHost
@@ -63,6 +63,56 @@ class _EntryResult:
     """The serialized Route as a `routes` field record, ready to concatenate."""
 
 
+def _layout_key(route: RouteSpec) -> tuple[object, ...]:
+    """The fields that place a route's entries in virtual hosts and in match order."""
+    return (
+        tuple(route.hosts),
+        tuple((p.kind, p.value) for p in route.paths),
+        route.priority,
+        tuple(route.methods),
+        tuple(sorted(route.headers.items())),
+        tuple(route.groups),
+    )
+
+
+@dataclass
+class _Layout:
+    """One group's virtual hosts and entry order, with what it was computed from."""
+
+    keys: dict[str, tuple[object, ...]]
+    """Layout key of every route at the time."""
+    routes: dict[str, RouteSpec]
+    """The spec object of every route the records were built from."""
+    splits: dict[str, SplitSpec]
+    """The split of every route the records were built from, by route name."""
+    vhosts: list[tuple[bytes, list[tuple[str, int]]]]
+    """Per virtual host: serialized `VirtualHost(name, domains)` and its entries as
+    (route name, path index) in match order."""
+    positions: dict[str, list[tuple[int, int]]]
+    """Route name → (virtual host, position) of each of its entries."""
+    records: list[list[bytes]] = field(default_factory=list)
+    """Per virtual host, the serialized entries (filled on first use)."""
+
+    def still_fits(self, decl: Declaration) -> bool:
+        """True unless a route was added, removed or moved; a change of backend,
+        split or rewrite leaves the layout as it is (the usual migration step)."""
+        if decl.routes.keys() != self.routes.keys():
+            return False
+        return all(
+            route is self.routes[name] or _layout_key(route) == self.keys[name]
+            for name, route in decl.routes.items()
+        )
+
+    def changed_routes(self, decl: Declaration, splits: dict[str, SplitSpec]) -> set[str]:
+        """Routes whose spec or split is not the one their records were built from."""
+        changed = {n for n, r in decl.routes.items() if r is not self.routes[n]}
+        changed |= {
+            n for n in splits.keys() | self.splits.keys() if splits.get(n) is not self.splits.get(n)
+        }
+        self.routes, self.splits = dict(decl.routes), dict(splits)
+        return changed
+
+
 class TranslationMemo:
     """Results by entity name, valid while the entity's spec object is the same."""
 
@@ -70,6 +120,7 @@ class TranslationMemo:
         self._services: dict[str, _ServiceResult] = {}
         self._entries: dict[tuple[str, int], _EntryResult] = {}
         self._route_entries: dict[str, tuple[RouteSpec, list[RouteEntry]]] = {}
+        self._layouts: dict[str, _Layout] = {}
 
     def services(self, decl: Declaration) -> list[_ServiceResult]:
         results = []
@@ -93,15 +144,40 @@ class TranslationMemo:
         """The group's RouteConfiguration, packed, from cached route entries."""
         splits = {split.route: split for split in decl.splits.values()}
         check_references(decl)
-        vhosts = []
-        for name, domains, entries in virtual_host_layout(decl, opts.group, self._entries_of):
-            head = VirtualHost(name=name, domains=domains).SerializeToString(deterministic=True)
-            body = b"".join(self._entry(e, splits.get(e.route.name)) for e in entries)
-            vhosts.append(_record(_VIRTUAL_HOSTS_FIELD, head + body))
+        layout = self._layouts.get(opts.group)
+        if layout is None or not layout.still_fits(decl):
+            layout = self._layout(decl, opts.group, splits)
+            self._layouts[opts.group] = layout
+            layout.records = [
+                [self._entry(decl.routes[n], i, splits.get(n)) for n, i in entries]
+                for _head, entries in layout.vhosts
+            ]
+        else:
+            for name in layout.changed_routes(decl, splits):
+                for vhost, position in layout.positions.get(name, ()):
+                    index = layout.vhosts[vhost][1][position][1]
+                    record = self._entry(decl.routes[name], index, splits.get(name))
+                    layout.records[vhost][position] = record
+        vhosts = [
+            _record(_VIRTUAL_HOSTS_FIELD, head + b"".join(records))
+            for (head, _entries), records in zip(layout.vhosts, layout.records, strict=True)
+        ]
         config_name = route_configuration_name(opts)
         head = RouteConfiguration(name=config_name).SerializeToString(deterministic=True)
         value = head + b"".join(vhosts)
         return packed_bytes(config_name, Any(type_url=ROUTE_TYPE, value=value))
+
+    def _layout(self, decl: Declaration, group: str, splits: dict[str, SplitSpec]) -> _Layout:
+        vhosts = []
+        positions: dict[str, list[tuple[int, int]]] = {}
+        layout = virtual_host_layout(decl, group, self._entries_of)
+        for vhost, (name, domains, entries) in enumerate(layout):
+            head = VirtualHost(name=name, domains=domains).SerializeToString(deterministic=True)
+            vhosts.append((head, [(e.route.name, e.index) for e in entries]))
+            for position, e in enumerate(entries):
+                positions.setdefault(e.route.name, []).append((vhost, position))
+        keys = {name: _layout_key(route) for name, route in decl.routes.items()}
+        return _Layout(keys, dict(decl.routes), dict(splits), vhosts, positions)
 
     def _entries_of(self, route: RouteSpec) -> list[RouteEntry]:
         cached = self._route_entries.get(route.name)
@@ -110,12 +186,13 @@ class TranslationMemo:
             self._route_entries[route.name] = cached
         return cached[1]
 
-    def _entry(self, entry: RouteEntry, split: SplitSpec | None) -> bytes:
-        key = (entry.route.name, entry.index)
+    def _entry(self, route: RouteSpec, index: int, split: SplitSpec | None) -> bytes:
+        key = (route.name, index)
         cached = self._entries.get(key)
-        if cached is None or cached.route is not entry.route or cached.split is not split:
-            route = build_route(entry, split).SerializeToString(deterministic=True)
-            cached = _EntryResult(entry.route, split, _record(_ROUTES_FIELD, route))
+        if cached is None or cached.route is not route or cached.split is not split:
+            entry = self._entries_of(route)[index]
+            built = build_route(entry, split).SerializeToString(deterministic=True)
+            cached = _EntryResult(route, split, _record(_ROUTES_FIELD, built))
             self._entries[key] = cached
         return cached.record
 
