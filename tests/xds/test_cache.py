@@ -10,7 +10,7 @@ from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.xds.cache import MAX_DELAY_SECONDS, SnapshotCache
-from turnout.xds.snapshot import ROUTE_TYPE
+from turnout.xds.snapshot import ROUTE_TYPE, Snapshot
 from turnout.xds.translate import ListenerOptions
 
 
@@ -51,6 +51,32 @@ class InMemorySource:
         return lambda: self._subscribers.remove(callback)
 
 
+async def group_snapshot(cache: SnapshotCache, key: ListenerOptions) -> Snapshot:
+    """The group's snapshot, once translated (a new group is translated off the loop)."""
+    wake = asyncio.Event()
+    unwatch = cache.watch(wake)
+    try:
+        while (snapshot := cache.snapshot(key)) is None:
+            await asyncio.wait_for(wake.wait(), 5)
+            wake.clear()
+        return snapshot
+    finally:
+        unwatch()
+
+
+async def test_a_new_group_is_translated_off_the_loop_and_its_streams_woken() -> None:
+    source = InMemorySource()
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(source))
+    try:
+        await asyncio.wait_for(cache.wait_changed(None), 5)
+        assert cache.snapshot(ListenerOptions(group="new")) is None  # being built
+        snapshot = await group_snapshot(cache, ListenerOptions(group="new"))
+        assert snapshot.revision == cache.revision
+    finally:
+        runner.cancel()
+
+
 async def test_a_thousand_commits_in_a_second_make_a_handful_of_reloads() -> None:
     source = InMemorySource()
     cache = SnapshotCache()
@@ -58,7 +84,7 @@ async def test_a_thousand_commits_in_a_second_make_a_handful_of_reloads() -> Non
     key = ListenerOptions()
     try:
         await asyncio.wait_for(cache.wait_changed(None), 5)
-        cache.snapshot(key)  # a connected group
+        await group_snapshot(cache, key)  # a connected group
         loads_before = source.loads
 
         def burst() -> float:
@@ -73,8 +99,8 @@ async def test_a_thousand_commits_in_a_second_make_a_handful_of_reloads() -> Non
         reloads = source.loads - loads_before
         # One reload per cap window at most, plus the last one after the burst.
         assert 1 <= reloads <= elapsed / MAX_DELAY_SECONDS + 3, reloads
-        snapshot = cache.snapshot(key)
-        assert snapshot is not None and snapshot.revision == 1000
+        snapshot = await group_snapshot(cache, key)
+        assert snapshot.revision == 1000
         (routes,) = snapshot.resources(ROUTE_TYPE).values()
         assert b"/r999" in routes.any.value
     finally:

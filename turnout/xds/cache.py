@@ -9,10 +9,11 @@ reload of the newest revision, so a burst of writes yields a handful of pushes.
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from envoy.config.core.v3.base_pb2 import Node
 
@@ -32,6 +33,8 @@ from turnout.xds.snapshot import (
 from turnout.xds.translate import ListenerOptions, build_listener
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # Coalescing (DESIGN.md "Bursts"): a reload starts once the feed has been quiet for
 # QUIET_SECONDS, or at the latest MAX_DELAY_SECONDS after the first change it covers.
@@ -130,20 +133,44 @@ class SnapshotCache:
         self._dirty = asyncio.Event()
         self._committed_at: dict[int, float] = {}
         self._memo = TranslationMemo()
+        self._memo_lock = threading.Lock()
+        self._building: dict[ListenerOptions, asyncio.Task[None]] = {}
 
     @property
     def revision(self) -> int | None:
         return self._declaration.revision if self._declaration else None
 
     def snapshot(self, key: ListenerOptions) -> Snapshot | None:
-        """The group's snapshot, translated now if this group is new."""
-        if self._declaration is None or self._shared is None:
+        """The group's current snapshot; for a new group None, while it is translated
+        off the event loop (its streams are woken when it is ready)."""
+        decl, shared = self._declaration, self._shared
+        if decl is None or shared is None:
             return None
         snap = self._snapshots.get(key)
-        if snap is None or snap.revision != self._declaration.revision:
-            snap = _build_group(self._declaration, self._shared, key, snap, self._memo)
-            self._snapshots[key] = snap
-        return snap
+        if snap is not None and snap.revision == decl.revision:
+            return snap
+        if key not in self._building:
+            self._building[key] = asyncio.create_task(self._build_new_group(key, decl, shared))
+        return None
+
+    async def _build_new_group(
+        self, key: ListenerOptions, decl: Declaration, shared: _Shared
+    ) -> None:
+        try:
+            snap = await asyncio.to_thread(self._locked, _build_group, decl, shared, key, None)
+            if self._declaration is decl:
+                self._snapshots[key] = snap
+            elif key not in self._snapshots:
+                self._snapshots[key] = snap  # set_declaration will bring it up to date
+        finally:
+            del self._building[key]
+        for wake in self._watchers:
+            wake.set()
+
+    def _locked(self, build: Callable[..., _T], *args: object) -> _T:
+        """Run a translation with the memo to itself (builds run in worker threads)."""
+        with self._memo_lock:
+            return build(*args, self._memo)
 
     def watch(self, wake: asyncio.Event) -> Callable[[], None]:
         """Set `wake` whenever the cache holds a new revision; returns the undo."""
@@ -160,13 +187,13 @@ class SnapshotCache:
         keys = list(self._snapshots)
         previous = dict(self._snapshots)
 
-        def build() -> tuple[_Shared, dict[ListenerOptions, Snapshot]]:
-            shared = _build_shared(decl, self._memo)
-            snaps = {k: _build_group(decl, shared, k, previous.get(k), self._memo) for k in keys}
-            self._memo.forget_routes_except(decl)
+        def build(memo: TranslationMemo) -> tuple[_Shared, dict[ListenerOptions, Snapshot]]:
+            shared = _build_shared(decl, memo)
+            snaps = {k: _build_group(decl, shared, k, previous.get(k), memo) for k in keys}
+            memo.forget_routes_except(decl)
             return shared, snaps
 
-        shared, snaps = await asyncio.to_thread(build)
+        shared, snaps = await asyncio.to_thread(self._locked, build)
         self._declaration, self._shared = decl, shared
         self._snapshots.update(snaps)
         for wake in self._watchers:
