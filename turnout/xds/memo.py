@@ -79,8 +79,8 @@ def _layout_key(route: RouteSpec) -> tuple[object, ...]:
 class _Layout:
     """One group's virtual hosts and entry order, with what it was computed from."""
 
-    keys: dict[str, tuple[object, ...]]
-    """Layout key of every route at the time."""
+    placed: dict[str, RouteSpec]
+    """The spec objects the layout was computed from."""
     routes: dict[str, RouteSpec]
     """The spec object of every route the records were built from."""
     splits: dict[str, SplitSpec]
@@ -99,7 +99,9 @@ class _Layout:
         if decl.routes.keys() != self.routes.keys():
             return False
         return all(
-            route is self.routes[name] or _layout_key(route) == self.keys[name]
+            route is self.placed[name]
+            or route is self.routes[name]
+            or _layout_key(route) == _layout_key(self.placed[name])
             for name, route in decl.routes.items()
         )
 
@@ -176,8 +178,7 @@ class TranslationMemo:
             vhosts.append((head, [(e.route.name, e.index) for e in entries]))
             for position, e in enumerate(entries):
                 positions.setdefault(e.route.name, []).append((vhost, position))
-        keys = {name: _layout_key(route) for name, route in decl.routes.items()}
-        return _Layout(keys, dict(decl.routes), dict(splits), vhosts, positions)
+        return _Layout(dict(decl.routes), dict(decl.routes), dict(splits), vhosts, positions)
 
     def _entries_of(self, route: RouteSpec) -> list[RouteEntry]:
         cached = self._route_entries.get(route.name)

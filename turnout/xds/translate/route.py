@@ -233,17 +233,18 @@ def virtual_host_layout(
     only the routes attached to the group."""
     routes = [r for name in sorted(decl.routes) if group in (r := decl.routes[name]).groups]
     host_less = [r for r in routes if not r.hosts]
-    patterns = sorted({host for r in routes for host in r.hosts})
+    by_host: dict[str, list[RouteSpec]] = {}
+    for route in routes:
+        for host in route.hosts:
+            by_host.setdefault(host, []).append(route)
+    wildcards = [h for h in by_host if h.startswith("*.")]
     layout = []
-    for pattern in patterns:
-        covering = [r for r in routes if any(host_covers(h, pattern) for h in r.hosts)]
-        layout.append(
-            (
-                HOST_VIRTUAL_HOST_PREFIX + pattern,
-                [pattern],
-                sort_route_entries(covering + host_less),
-            )
-        )
+    for pattern in sorted(by_host):
+        # The routes naming this pattern or a wildcard that covers it, each once.
+        hosts = [pattern, *(w for w in wildcards if w != pattern and host_covers(w, pattern))]
+        covering = list({id(r): r for h in hosts for r in by_host[h]}.values())
+        entries = sort_route_entries(covering + host_less, entries_of)
+        layout.append((HOST_VIRTUAL_HOST_PREFIX + pattern, [pattern], entries))
     layout.append((CATCH_ALL_VIRTUAL_HOST, ["*"], sort_route_entries(host_less, entries_of)))
     return layout
 
