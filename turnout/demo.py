@@ -1,17 +1,22 @@
 """`turnout demo` (what `make run` starts): Turnout on SQLite, a real Envoy, two
 demo upstreams and a route split 90/10 between them. Ctrl-C stops everything."""
 
-import json
 import os
 import secrets
 import signal
 import sys
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from turnout.local import EchoUpstream, EnvoyProcess, TurnoutProcess, wait_for
+from turnout.local import (
+    AdminClient,
+    AdminError,
+    EchoUpstream,
+    EnvoyProcess,
+    TurnoutProcess,
+    http_ok,
+    wait_for,
+)
 
 ADMIN_PORT, XDS_PORT, LISTENER_PORT, ENVOY_ADMIN_PORT = 8001, 18000, 10000, 9901
 
@@ -31,26 +36,15 @@ DECLARATION: list[tuple[str, dict[str, object]]] = [
 ]
 
 
-def _request(method: str, url: str, token: str, body: object | None = None) -> int:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-
-
-def apply_demo_declaration(admin_url: str, token: str) -> None:
+def apply_demo_declaration(admin: AdminClient) -> None:
     """Create the demo entities, or put them back as declared if they exist."""
     for collection, body in DECLARATION:
-        status = _request("POST", f"{admin_url}/{collection}", token, body)
-        if status == 409:
-            status = _request("PUT", f"{admin_url}/{collection}/{body['name']}", token, body)
-        if status >= 300:
-            raise RuntimeError(f"demo declaration: {collection}/{body['name']} answered {status}")
+        try:
+            admin.create(collection, body)
+        except AdminError as exc:
+            if exc.response.status_code != 409:
+                raise RuntimeError(f"demo declaration: {exc}") from None
+            admin.write("PUT", f"/{collection}/{body['name']}", body)
 
 
 def run_demo(database_url: str) -> int:
@@ -75,12 +69,14 @@ def run_demo(database_url: str) -> int:
         for upstream in upstreams:
             upstream.start()
         turnout.start()
-        apply_demo_declaration(turnout.admin_url, token)
+        admin = AdminClient(turnout.admin_url, token)
+        apply_demo_declaration(admin)
+        admin.close()
         envoy.start()
-        wait_for(lambda: _request("GET", f"{envoy.url}/", token) == 200, 10, "the demo route")
+        wait_for(lambda: http_ok(f"{envoy.url}/"), 10, "the demo route")
         print(_instructions(token), flush=True)
         stop.wait()
-    except (OSError, RuntimeError, TimeoutError) as exc:
+    except (OSError, RuntimeError, TimeoutError, AdminError) as exc:
         print(f"turnout demo: {exc} (logs in {logs}/)", file=sys.stderr)
         return 1
     finally:
