@@ -35,7 +35,10 @@ format: $(STAMP)
 
 ## Benchmarks print figures and write JSON to bench/results/; never part of `make test`.
 bench: $(STAMP)
-	$(PY) bench/write_to_served.py
+	$(PY) bench/write_to_served.py --changes 200 --envoys 1 20
+	$(PY) bench/translate.py --sizes 1000 10000 --runs 5
+	$(PY) bench/bulk_routes.py --routes 1000 --repeat 5
+	$(PY) bench/ads_load.py --streams 1000 5000 --streams-per-channel 500 --changes 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .run build *.egg-info

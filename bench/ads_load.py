@@ -52,10 +52,9 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 from google.protobuf.struct_pb2 import Struct
 from google.rpc.status_pb2 import Status
+from results_io import RESULTS, write_results
 
 from turnout.local import AdminClient, AdminError, TurnoutProcess
-
-RESULTS = Path(__file__).parent / "results"
 
 PREFIX = "type.googleapis.com/"
 CDS = PREFIX + "envoy.config.cluster.v3.Cluster"
@@ -63,12 +62,6 @@ EDS = PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 LDS = PREFIX + "envoy.config.listener.v3.Listener"
 RDS = PREFIX + "envoy.config.route.v3.RouteConfiguration"
 SHORT = {CDS: "CDS", EDS: "EDS", LDS: "LDS", RDS: "RDS"}
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
 
 
 def fmt(value: object) -> str:
@@ -560,10 +553,7 @@ def main() -> int:
         f"client and server share this machine ({os.cpu_count()} CPUs): "
         "figures include the client's CPU competition"
     )
-    out = Path(args.out)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_results(results, args.out)
     return 0
 
 

@@ -8,7 +8,6 @@ every new route is served; the script checks all of them afterwards (untimed).
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -16,10 +15,9 @@ import time
 from pathlib import Path
 
 import httpx
+from results_io import RESULTS, write_results
 
 from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def document(upstream_url: str, batch: int, routes: int) -> dict[str, object]:
@@ -94,10 +92,7 @@ def main() -> int:
         f"{result['post_config_ms_median']:>8} {result['commit_to_served_ms_median']:>14} "
         f"{result['commit_to_served_ms_max']:>8}"
     )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "bulk_routes.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_results(result, RESULTS / "bulk_routes.json")
     return 0
 
 

@@ -23,7 +23,6 @@ import argparse
 import cProfile
 import gc
 import io
-import json
 import pstats
 import statistics
 import sys
@@ -31,11 +30,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from envoy.config.route.v3.route_components_pb2 import VirtualHost
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
 from google.protobuf.any_pb2 import Any
+from results_io import RESULTS, write_results
 
 from turnout.models.audit import Action, AuditEventRow
 from turnout.models.declaration import Declaration
@@ -66,7 +65,6 @@ from turnout.xds.translate.route import (
     sort_route_entries,
 )
 
-RESULTS = Path(__file__).parent / "results"
 OPTS = ListenerOptions(address="0.0.0.0", port=10000, group="default")
 METHODS = (["GET"], ["GET", "POST"], [], ["PUT", "PATCH", "DELETE"])
 
@@ -494,10 +492,7 @@ def main() -> int:
         for key in ("profile_full", "profile_incremental"):
             if key in r:
                 print(f"--- {key} (routes={r['routes']}) ---\n{r[key]}")
-    out = Path(args.out)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_results(results, args.out)
     return 0
 
 

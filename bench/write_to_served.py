@@ -9,7 +9,6 @@ starts when the write's HTTP response arrives and stops when every Envoy answere
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -17,16 +16,9 @@ import time
 from pathlib import Path
 
 import httpx
+from results_io import RESULTS, percentile, write_results
 
 from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
 
 
 def run(changes: int, envoys: int, database_url: str | None) -> dict[str, object]:
@@ -87,10 +79,7 @@ def main() -> int:
             f"{r['envoys']:>6} {r['changes']:>7} {r['p50_ms']:>8} {r['p90_ms']:>8} "
             f"{r['p99_ms']:>8} {r['max_ms']:>8}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "write_to_served.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_results(results, RESULTS / "write_to_served.json")
     return 0
 
 
