@@ -117,6 +117,13 @@ class Subscription:
     last_nack: str | None = None
     nacked: bool = False
     """The last response was rejected and nothing newer was sent since."""
+    names_version: int = 0
+    """Bumped whenever `names` or `wildcard` change."""
+    clean_basis: tuple[object, ...] | None = None
+    """The basis (see `StreamState._basis`) at which what was sent covers what the
+    client wants: while it holds, there is nothing to compute for this type."""
+    acked_all: bool = False
+    """The last response sent was acknowledged."""
 
     def process_input(self, inp: Input) -> None:
         try:
@@ -149,6 +156,7 @@ class Subscription:
         names = (self.names | add) - drop - {WILDCARD}
         for name in drop - {WILDCARD}:
             self.told_missing.discard(name)
+            self.names_version += 1
             if wildcard:
                 self.resend.add(name)  # spec: reply with it, still covered by `*`
             else:
@@ -159,6 +167,8 @@ class Subscription:
     def _apply(self, wildcard: bool, names: set[str]) -> None:
         if (wildcard and not self.wildcard) or (names - self.names):
             self.must_respond = True
+        if wildcard != self.wildcard or names != self.names:
+            self.names_version += 1
         self.wildcard, self.names = wildcard, names
 
     def wanted(self, available: dict[str, PackedResource]) -> dict[str, PackedResource]:
@@ -181,6 +191,8 @@ class Response:
     nonce: str
     route_refs: dict[str, frozenset[str]] = field(default_factory=dict)
     """Routes only: the clusters each route configuration sent refers to."""
+    basis: tuple[object, ...] | None = None
+    """What the response was computed from (`StreamState._basis`)."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -261,6 +273,7 @@ class StreamState:
         else:
             sub.process_input(Input.RECV_ACK)
             sub.version_acked, sub.acked, sub.nacked = sub.version_sent, dict(sub.sent), False
+            sub.acked_all = True
             if sub.type_url == ROUTE_TYPE:
                 self._route_refs_acked = dict(self._route_refs_sent)
             outcome.ack = True
@@ -276,6 +289,9 @@ class StreamState:
                 continue
             if type_url in (LISTENER_TYPE, ROUTE_TYPE) and not self._clusters_settled(snapshot):
                 continue
+            basis = self._basis(sub, snapshot)
+            if self._clean(sub, basis):
+                continue  # nothing this client wants changed since it was last checked
             wanted = self._wanted(sub, snapshot)
             updated = {
                 n: r for n, r in wanted.items() if sub.sent.get(n) != r.hash or n in sub.resend
@@ -289,13 +305,15 @@ class StreamState:
                 due = sub.must_respond or updated or (gone and type_url in FULL_STATE_TYPES)
                 resources, removed = wanted, ()
             if not due:
+                sub.clean_basis = basis
                 continue
             self._nonce_counter += 1
             version = _version_label(snapshot.version(type_url), wanted, snapshot, type_url)
             refs = {}
             if type_url == ROUTE_TYPE:
                 refs = {n: snapshot.route_refs.get(n, frozenset()) for n in resources}
-            return Response(type_url, version, resources, removed, str(self._nonce_counter), refs)
+            nonce = str(self._nonce_counter)
+            return Response(type_url, version, resources, removed, nonce, refs, basis)
         return None
 
     def on_sent(self, response: Response) -> None:
@@ -304,6 +322,8 @@ class StreamState:
         sub.nonce, sub.version_sent = response.nonce, response.version
         sub.must_respond = False
         sub.nacked = False
+        sub.acked_all = False
+        sub.clean_basis = response.basis
         if response.type_url == CLUSTER_TYPE:
             self._resend_endpoints_of_changed_clusters(sub.sent, response.resources)
         held = self._resources_sent[response.type_url]
@@ -331,16 +351,32 @@ class StreamState:
 
     def _wanted(self, sub: Subscription, snapshot: Snapshot) -> dict[str, PackedResource]:
         wanted = sub.wanted(snapshot.resources(sub.type_url))
-        if sub.type_url in (CLUSTER_TYPE, ENDPOINT_TYPE):
-            # Keep what the proxy's routes (acknowledged or in flight) still use.
-            used = set().union(*self._route_refs_acked.values(), *self._route_refs_sent.values())
-            if sub.type_url == ENDPOINT_TYPE and not sub.wildcard:
-                used &= sub.names
-            holding = self._resources_sent[sub.type_url]
-            for name in sorted(used - wanted.keys()):
-                if name in holding and name in sub.sent:
-                    wanted[name] = holding[name]
+        holding = self._resources_sent.get(sub.type_url, {})
+        for name in self._held_back(sub, snapshot):
+            wanted[name] = holding[name]
         return dict(sorted(wanted.items()))
+
+    def _held_back(self, sub: Subscription, snapshot: Snapshot) -> tuple[str, ...]:
+        """Clusters (and their endpoints) gone from the snapshot that the proxy's
+        routes, acknowledged or in flight, still use: kept until they no longer are."""
+        if sub.type_url not in (CLUSTER_TYPE, ENDPOINT_TYPE):
+            return ()
+        used = set().union(*self._route_refs_acked.values(), *self._route_refs_sent.values())
+        if sub.type_url == ENDPOINT_TYPE and not sub.wildcard:
+            used &= sub.names
+        holding = self._resources_sent[sub.type_url]
+        gone = used - snapshot.resources(sub.type_url).keys()
+        return tuple(sorted(n for n in gone if n in holding and n in sub.sent))
+
+    def _basis(self, sub: Subscription, snapshot: Snapshot) -> tuple[object, ...]:
+        """Everything a type's response depends on: the snapshot's content of the type
+        (its digest), what the client subscribed to, and what is held back for it."""
+        entry = snapshot.types.get(sub.type_url)
+        return (entry.digest if entry else "", sub.names_version, self._held_back(sub, snapshot))
+
+    @staticmethod
+    def _clean(sub: Subscription, basis: tuple[object, ...]) -> bool:
+        return not sub.must_respond and not sub.resend and sub.clean_basis == basis
 
     def _resend_endpoints_of_changed_clusters(
         self, before: dict[str, str], after: dict[str, PackedResource]
@@ -361,6 +397,10 @@ class StreamState:
     def type_state(self, sub: Subscription, snapshot: Snapshot) -> TypeState:
         if sub.nacked:
             return TypeState.NACKED
+        if sub.state is not State.WATCHING:
+            return TypeState.STALE
+        if sub.acked_all and self._clean(sub, self._basis(sub, snapshot)):
+            return TypeState.SYNCED
         wanted = self._wanted(sub, snapshot)
         synced = (
             sub.state is State.WATCHING
@@ -384,6 +424,23 @@ class StreamState:
             return True  # not a proxy that uses CDS over this stream
         if cds.state is not State.WATCHING:
             return False
+        eds = self.subscriptions.get(ENDPOINT_TYPE)
+        needed = snapshot.eds_cluster_names
+        if (
+            cds.acked_all
+            and self._clean(cds, self._basis(cds, snapshot))
+            and (
+                not needed
+                or (
+                    eds is not None
+                    and eds.state is State.WATCHING
+                    and eds.acked_all
+                    and (eds.wildcard or needed <= eds.names)
+                    and self._clean(eds, self._basis(eds, snapshot))
+                )
+            )
+        ):
+            return True  # the common case, without comparing every resource
         clusters = snapshot.resources(CLUSTER_TYPE)
         if any(cds.acked.get(n) != r.hash for n, r in cds.wanted(clusters).items()):
             return False
