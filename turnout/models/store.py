@@ -25,7 +25,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from turnout.models import changes, db, history
+from turnout.models import backup, changes, db, history
 from turnout.models.audit import Action, AuditEvent, AuditEventRow
 from turnout.models.changes import Change
 from turnout.models.declaration import Declaration
@@ -197,6 +197,20 @@ class Store:
             decl = history.declaration_at(session, revision, _current_revision(session))
         how.setdefault("reason", f"restore revision {revision}")
         return self.apply(decl.by_kind(), actor, **how)
+
+    # -- backup --------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """Everything a backup holds, read at one revision (`turnout/models/backup.py`)."""
+        with self._read() as session:
+            return backup.export(session)
+
+    def restore(self, data: dict[str, Any], force: bool = False) -> int:
+        """Write a backup into an empty database (or any, with `force`); its revision."""
+        with self._write() as session:
+            revision = backup.restore(session, data, force)
+            session.info["revision"] = revision
+            return revision
 
     # -- history -------------------------------------------------------------
 
