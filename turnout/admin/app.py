@@ -6,12 +6,13 @@ only assembles routers, auth and error handling around what it is given.
 
 from fastapi import Depends, FastAPI
 
-from turnout.admin.api import config, freezes, proxies, revisions, system
+from turnout.admin.api import config, freezes, plans, proxies, revisions, system
 from turnout.admin.api.entities import entity_router
 from turnout.admin.auth import hash_token
 from turnout.admin.deps import require_admin
 from turnout.admin.errors import install_error_handlers
 from turnout.models.entities import ENTITIES
+from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
 from turnout.models.store import Store
 
@@ -28,7 +29,10 @@ writes to it get 423; an admin may pass one request through with header
 
 
 def create_app(
-    store: Store, proxy_status: ProxyStatusSource, admin_token: str | None = None
+    store: Store,
+    proxy_status: ProxyStatusSource,
+    admin_token: str | None = None,
+    load_stats: LoadStatsSource | None = None,
 ) -> FastAPI:
     """The admin app.
 
@@ -39,9 +43,11 @@ def create_app(
     app.state.store = store
     app.state.proxy_status = proxy_status
     app.state.admin_token_hash = hash_token(admin_token) if admin_token else None
+    app.state.load_stats = load_stats
 
     authed = [Depends(require_admin)]
     app.include_router(system.health_router)
+    app.include_router(plans.router, dependencies=authed)  # before /splits/{name}: see plans
     for ent in ENTITIES.values():
         app.include_router(entity_router(ent), dependencies=authed)
     app.include_router(proxies.router, dependencies=authed)

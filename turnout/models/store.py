@@ -159,6 +159,28 @@ class Store:
             change = changes.replace(session, ent, name, spec)
             return self._commit(session, actor, [change], **how)
 
+    def modify(
+        self,
+        kind: str,
+        name: str,
+        change: Callable[[BaseModel], BaseModel],
+        actor: str,
+        **how: Any,
+    ) -> tuple[BaseModel, int]:
+        """Replace entity `name` with `change(current)`, read and written in ONE transaction.
+
+        For read-modify-write callers that must not lose a concurrent write (a plan
+        step racing an operator's pause). Returns the new spec and revision.
+        """
+        ent = entity(kind)
+        with self._write() as session:
+            row = session.get(ent.row, name)
+            if row is None:
+                raise NotFound(kind, name)
+            spec = change(ent.to_spec(row))
+            done = changes.replace(session, ent, name, spec)
+            return spec, self._commit(session, actor, [done], **how)
+
     def delete(self, kind: str, name: str, actor: str, **how: Any) -> int:
         """Remove entity `name`; returns the new revision."""
         ent = entity(kind)

@@ -21,6 +21,8 @@ from envoy.service.discovery.v3.discovery_pb2 import (
 )
 
 from turnout.xds.cache import SnapshotCache, node_key
+from turnout.xds.lrs import LoadStats
+from turnout.xds.lrs import add_to_server as add_lrs_to_server
 from turnout.xds.snapshot import Snapshot
 from turnout.xds.status import ConnectedProxy, ProxyRegistry
 from turnout.xds.stream import ProtocolError, Response, StreamState
@@ -140,8 +142,10 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                     len(response.resources),
                     proxy.node_id,
                 )
-                await context.write(_discovery_response(response, snapshot))
+                # Record the nonce BEFORE the write yields: the reader may otherwise
+                # process the proxy's ACK first and drop it as stale.
                 state.on_sent(response)
+                await context.write(_discovery_response(response, snapshot))
             if state.in_sync(snapshot):
                 proxy.revision = snapshot.revision
 
@@ -161,9 +165,12 @@ def _discovery_response(response: Response, snapshot: Snapshot) -> DiscoveryResp
 
 
 async def start_server(
-    cache: SnapshotCache, registry: ProxyRegistry, listen: str
+    cache: SnapshotCache,
+    registry: ProxyRegistry,
+    listen: str,
+    load_stats: LoadStats | None = None,
 ) -> grpc.aio.Server:
-    """Start serving ADS on `listen` (host:port); the caller stops it."""
+    """Start serving ADS (and LRS, given `load_stats`) on `listen`; the caller stops it."""
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -176,6 +183,8 @@ async def start_server(
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
         AggregatedDiscoveryService(cache, registry), server
     )
+    if load_stats is not None:
+        add_lrs_to_server(server, load_stats)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen for xDS on {listen}")

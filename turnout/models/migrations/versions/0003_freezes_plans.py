@@ -34,9 +34,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("audit_events") as batch:
         batch.add_column(sa.Column("reason", sa.Text(), nullable=True))
+    with op.batch_alter_table("splits") as batch:
+        batch.add_column(sa.Column("plan", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("plan_state", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("splits") as batch:
+        batch.drop_column("plan_state")
+        batch.drop_column("plan")
     with op.batch_alter_table("audit_events") as batch:
         batch.drop_column("reason")
     op.drop_table("freezes")
