@@ -73,6 +73,7 @@ from turnout.models.declaration import Declaration
 from turnout.models.route import PathKind, PathMatch, RouteSpec
 from turnout.models.split import SplitSpec
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
+from turnout.xds.translate.split import split_routes
 
 CATCH_ALL_VIRTUAL_HOST = "any"
 HOST_VIRTUAL_HOST_PREFIX = "host:"
@@ -205,11 +206,11 @@ def build_virtual_host(
     name: str, domains: list[str], entries: list[RouteEntry], decl: Declaration
 ) -> VirtualHost:
     """`entries` must already be in match order (`sort_route_entries`)."""
-    return VirtualHost(
-        name=name,
-        domains=domains,
-        routes=[build_route(e, decl.split_for_route(e.route.name)) for e in entries],
-    )
+    routes: list[Route] = []
+    for e in entries:
+        split = decl.split_for_route(e.route.name)
+        routes.extend(split_routes(build_route(e, split), split))  # pins first: split.py
+    return VirtualHost(name=name, domains=domains, routes=routes)
 
 
 def build_virtual_hosts(decl: Declaration) -> list[VirtualHost]:

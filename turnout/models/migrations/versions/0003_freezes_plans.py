@@ -1,4 +1,4 @@
-"""Freezes, the audit event's reason, and staged plans on splits.
+"""Freezes, the audit event's reason, and pins, stickiness and staged plans on splits.
 
 Revision ID: 0003
 Revises: 0001
@@ -35,6 +35,8 @@ def upgrade() -> None:
     with op.batch_alter_table("audit_events") as batch:
         batch.add_column(sa.Column("reason", sa.Text(), nullable=True))
     with op.batch_alter_table("splits") as batch:
+        batch.add_column(sa.Column("pins", sa.JSON(), nullable=False, server_default="[]"))
+        batch.add_column(sa.Column("sticky", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("plan", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("plan_state", sa.JSON(), nullable=True))
 
@@ -43,6 +45,8 @@ def downgrade() -> None:
     with op.batch_alter_table("splits") as batch:
         batch.drop_column("plan_state")
         batch.drop_column("plan")
+        batch.drop_column("sticky")
+        batch.drop_column("pins")
     with op.batch_alter_table("audit_events") as batch:
         batch.drop_column("reason")
     op.drop_table("freezes")
