@@ -106,6 +106,12 @@ def _apply(args: argparse.Namespace) -> int:
     )
 
 
+def _import_kong(args: argparse.Namespace) -> int:
+    from turnout import config_file
+
+    return _with_store(args, config_file.import_kong, args.file, sys.stdout, dry_run=args.dry_run)
+
+
 def _backup(args: argparse.Namespace) -> int:
     from turnout import backup
 
@@ -187,6 +193,13 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--database-url", help=db_help)
     demo.set_defaults(func=_demo)
     _add_declarative(sub, db_help)
+    imports = sub.add_parser("import", help="import another gateway's configuration")
+    import_sub = imports.add_subparsers(dest="import_command", required=True)
+    kong = import_sub.add_parser("kong", help="import a decK/Kong declarative file (3.0)")
+    kong.add_argument("file", metavar="FILE")
+    kong.add_argument("--database-url", help=db_help)
+    kong.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    kong.set_defaults(func=_import_kong)
     return root
 
 

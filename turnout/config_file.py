@@ -70,3 +70,32 @@ def apply_file(
     else:
         out.write(f"revision {result.revision}: {len(result.changes)} change(s)\n")
     return 0
+
+
+def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
+    """Import a decK/Kong file: print what was imported and what could not be mapped."""
+    from turnout.admin.kong_import import IMPORT_TAG, convert
+
+    try:
+        doc = yaml.safe_load(_read(path))
+    except yaml.YAMLError as exc:
+        print(f"turnout import kong: {path}: not valid YAML: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(doc, dict):
+        print(f"turnout import kong: {path}: not a Kong declarative file", file=sys.stderr)
+        return 2
+    result = convert(doc)
+    try:
+        applied = store.apply(result.target, CLI_ACTOR, select_tag=IMPORT_TAG, dry_run=dry_run)
+    except TurnoutError as exc:
+        print(f"turnout import kong: {exc}; nothing changed", file=sys.stderr)
+        return 1
+    out.write(f"imported ({len(result.imported)}):\n")
+    out.writelines(f"  {line}\n" for line in result.imported)
+    out.write(f"not mapped ({len(result.not_mapped)}):\n")
+    out.writelines(f"  {line}\n" for line in result.not_mapped)
+    if dry_run:
+        out.write(f"dry run: {len(applied.changes)} change(s), nothing written\n")
+    else:
+        out.write(f"revision {applied.revision}: {len(applied.changes)} change(s)\n")
+    return 0

@@ -19,6 +19,7 @@ from turnout.admin.app import create_app
 from turnout.admin.auth import generate_token, hash_token
 from turnout.controller import PlanController
 from turnout.envoy_bootstrap import split_host_port
+from turnout.models.errors import TurnoutError
 from turnout.models.store import Store
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.lrs import LoadStats
@@ -54,6 +55,16 @@ def ensure_admin_token(store: Store, token: str | None) -> None:
     )
 
 
+async def _poll_other_writers(store: Store, every: float = 1.0) -> None:
+    """Pick up revisions committed by other processes (CLI apply/import, see Store)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(store.poll_revision)
+        except TurnoutError as exc:
+            log.warning("polling the revision failed: %s", exc)
+
+
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handling: `serve()` owns SIGINT/SIGTERM."""
 
@@ -84,6 +95,7 @@ async def serve(opts: ServeOptions) -> None:
     grpc_server = await start_server(cache, registry, opts.xds_listen, load_stats)
     tasks = [
         asyncio.create_task(PlanController(store, load_stats).run(), name="plan-controller"),
+        asyncio.create_task(_poll_other_writers(store), name="revision-poll"),
         asyncio.create_task(cache.run(store), name="snapshot-cache"),
         asyncio.create_task(admin.serve(), name="admin-api"),
     ]

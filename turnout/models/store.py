@@ -333,6 +333,15 @@ class Store:
 
         return unsubscribe
 
+    def poll_revision(self) -> None:
+        """Announce the current revision if another process committed it.
+
+        The feed above is in-process; `turnout serve` calls this every second so a
+        `turnout apply` or `import` run against its database reaches its proxies.
+        (A restore with --force to a LOWER revision needs a restart.)
+        """
+        self._notify(self.revision())
+
     def _notify(self, revision: int) -> None:
         with self._notify_lock:
             if revision <= self._notified:
