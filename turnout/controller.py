@@ -67,7 +67,8 @@ class PlanController:
                     at=at, expect=split.plan_state,
                 )  # fmt: skip
             except TurnoutError as exc:
-                log.info("plan controller: %s %s skipped: %s", action, split.name, exc)
+                # e.g. frozen: retried every tick, so keep the log quiet
+                log.debug("plan controller: %s %s skipped: %s", action, split.name, exc)
                 continue
             log.info("plan controller: %s %s: %s", action.value, split.name, reason)
             taken.append((split.name, action, reason))

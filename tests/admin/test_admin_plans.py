@@ -39,9 +39,15 @@ def test_actions_walk_the_plan(seeded: TestClient, body: Any) -> None:
     assert all(e["actor"] == "admin" for e in events)
 
 
-def test_no_plan_is_409(seeded: TestClient, body: Any) -> None:
-    assert seeded.post("/splits", json=body.split(orders=1)).status_code == 201
+def test_no_plan_is_409_but_rollback_goes_to_the_route_service(
+    seeded: TestClient, body: Any
+) -> None:
+    assert seeded.post("/splits", json=body.split(orders=1, orders_v2=9)).status_code == 201
     response = seeded.post("/splits/canary/advance")
     assert response.status_code == 409 and "has no plan" in response.json()["detail"]
+    seeded.post("/freezes", json={"reason": "r", "scope": {"all": True}})
+    rolled = seeded.post("/splits/canary/rollback")
+    assert rolled.status_code == 200
+    assert _weights(rolled.json()) == {"orders": 1, "orders-v2": 0}
     assert seeded.post("/splits/nope/advance").status_code == 404
     assert seeded.get("/splits/canary").json()["plan_status"] is None

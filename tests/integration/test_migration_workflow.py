@@ -3,12 +3,13 @@
 import json
 import urllib.request
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from turnout.local import AdminClient, AdminError, EchoUpstream, EnvoyProcess
+from turnout.local import AdminClient, AdminError, EchoUpstream, EnvoyProcess, wait_for
 
 
 def _declare(admin: AdminClient, upstreams: dict[str, EchoUpstream], **split: Any) -> int:
@@ -126,3 +127,33 @@ def test_global_freeze_rollback_override_and_restore(
     assert _route_config(envoy) == config_at_n
     assert _served_by(http, envoy, 20) == served_at_n
     assert admin.http.get(f"/revisions/{n}/diff/{revision}").json() == {}
+
+
+def test_scheduled_freeze_starts_and_ends_by_itself(
+    admin: AdminClient, envoy: EnvoyProcess, upstreams: dict[str, EchoUpstream], http: httpx.Client
+) -> None:
+    _declare(admin, upstreams)
+    start = datetime.now(UTC) + timedelta(seconds=1.5)
+    response = admin.http.post(
+        "/freezes",
+        json={
+            "reason": "maintenance window",
+            "scope": {"services": ["green"]},
+            "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(seconds=2)).isoformat(),
+        },
+    )
+    assert response.json()["state"] == "scheduled"
+    timeouts = iter(range(100, 100_000))
+
+    def patch_status() -> int:
+        body = {"connect_timeout_ms": next(timeouts)}
+        return admin.http.patch("/services/green", json=body).status_code
+
+    assert patch_status() == 200
+    wait_for(lambda: patch_status() == 423, 15, "the freeze to start")
+    assert admin.http.patch("/services/blue", json={"connect_timeout_ms": 5}).status_code == 200
+    wait_for(lambda: patch_status() == 200, 15, "the freeze to end")
+    revision = admin.revision()
+    admin.wait_synced(envoy.node_id, revision)
+    assert _served_by(http, envoy, 5) == {"blue": 5}

@@ -35,11 +35,12 @@ def step_split(
     was judged, so a decision is never applied to a state it was not made on.
     """
     at = at or now()
+    route_service = _route_service(store, name) if action is PlanAction.ROLLBACK else None
 
     def change(current: BaseModel) -> BaseModel:
         assert isinstance(current, SplitSpec)
         if current.plan is None:
-            raise PlanError(f"split {name!r} has no plan")
+            return _rollback_without_plan(current, action, route_service)
         state = current.plan_state or PlanState()
         if expect is not None and state != expect:
             raise PlanError(f"split {name!r}'s plan changed meanwhile")
@@ -61,3 +62,27 @@ def step_split(
     )
     assert isinstance(spec, SplitSpec)
     return spec, revision
+
+
+def _route_service(store: Store, split_name: str) -> str | None:
+    split = store.get("split", split_name)
+    assert isinstance(split, SplitSpec)
+    route = store.get("route", split.route)
+    return getattr(route, "service", None)
+
+
+def _rollback_without_plan(
+    current: SplitSpec, action: PlanAction, route_service: str | None
+) -> SplitSpec:
+    """A split without a plan can still be rolled back: all traffic to its route's own
+    service (what deleting the split would do), if that service is one of its targets."""
+    if action is not PlanAction.ROLLBACK:
+        raise PlanError(f"split {current.name!r} has no plan")
+    services = [t.service for t in current.targets]
+    if route_service not in services:
+        raise PlanError(
+            f"split {current.name!r} has no plan and its route's service {route_service!r} "
+            "is not a target: nothing to roll back to"
+        )
+    targets = [SplitTarget(service=s, weight=1 if s == route_service else 0) for s in services]
+    return current.model_copy(update={"targets": targets})
