@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -37,6 +37,11 @@ class SplitPin(BaseModel):
     value: Annotated[str, Field(min_length=1, max_length=256)]
     service: Annotated[str, Field(description="One of the split's target services.")]
 
+    @field_validator("header", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _one_source(self) -> "SplitPin":
         if (self.header is None) == (self.cookie is None):
@@ -51,6 +56,11 @@ class SplitSticky(BaseModel):
 
     header: Annotated[str | None, Field(pattern=_HEADER)] = None
     cookie: Annotated[str | None, Field(pattern=_COOKIE)] = None
+
+    @field_validator("header", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_source(self) -> "SplitSticky":
