@@ -5,6 +5,8 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///turnout.db"
 
@@ -69,6 +71,93 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(database_url(args.database_url))
 
 
+def _with_store(args: argparse.Namespace, run: Callable[..., int], *extra: Any, **kw: Any) -> int:
+    from turnout.models.store import Store
+
+    store = Store(database_url(args.database_url))
+    try:
+        store.upgrade()
+        return run(store, *extra, **kw)
+    finally:
+        store.close()
+
+
+def _dump(args: argparse.Namespace) -> int:
+    from turnout import config_file
+
+    return _with_store(args, config_file.dump, sys.stdout)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from turnout import config_file
+
+    return _with_store(args, config_file.diff_file, args.file, sys.stdout)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from turnout import config_file
+
+    return _with_store(
+        args,
+        config_file.apply_file,
+        args.file,
+        sys.stdout,
+        dry_run=args.dry_run,
+        select_tag=args.select_tag,
+    )
+
+
+def _import_kong(args: argparse.Namespace) -> int:
+    from turnout import config_file
+
+    return _with_store(args, config_file.import_kong, args.file, sys.stdout, dry_run=args.dry_run)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from turnout import backup
+
+    return _with_store(args, backup.backup, args.file, sys.stdout)
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from turnout import backup
+
+    return _with_store(args, backup.restore, args.file, sys.stdout, force=args.force)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from turnout import backup
+
+    return _with_store(args, backup.verify, args.file, sys.stdout)
+
+
+def _add_declarative(sub: Any, db_help: str) -> None:
+    """dump, diff, apply, backup, restore, verify: each on the database directly."""
+    commands = [
+        ("dump", "print the whole declaration as YAML", _dump, None),
+        ("diff", "show what applying a file would change", _diff, "-f"),
+        ("apply", "make the declaration equal to a file (one transaction)", _apply, "-f"),
+        ("backup", "write a backup file (declaration, history, freezes, xDS digests)", _backup, ""),
+        ("restore", "restore a backup into an empty database", _restore, ""),
+        ("verify", "prove the database serves the backup's exact xDS bytes", _verify, ""),
+    ]
+    for name, help_text, func, file_arg in commands:
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--database-url", help=db_help)
+        if file_arg == "-f":
+            cmd.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
+        elif file_arg == "":
+            cmd.add_argument("file", metavar="FILE")
+        cmd.set_defaults(func=func)
+        if name == "apply":
+            cmd.add_argument("--dry-run", action="store_true", help="check, change nothing")
+            cmd.add_argument("--select-tag", metavar="T", help="manage only entities tagged T")
+        if name == "restore":
+            cmd.add_argument(
+                "--force", action="store_true", help="replace a database that is not empty"
+            )
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="turnout", description="Envoy xDS control plane for zero-downtime API migrations."
@@ -105,6 +194,14 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--database-url", help=db_help)
     demo.set_defaults(func=_demo)
+    _add_declarative(sub, db_help)
+    imports = sub.add_parser("import", help="import another gateway's configuration")
+    import_sub = imports.add_subparsers(dest="import_command", required=True)
+    kong = import_sub.add_parser("kong", help="import a decK/Kong declarative file (3.0)")
+    kong.add_argument("file", metavar="FILE")
+    kong.add_argument("--database-url", help=db_help)
+    kong.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    kong.set_defaults(func=_import_kong)
     return root
 
 

@@ -79,7 +79,7 @@ class _EchoHandler(BaseHTTPRequestHandler):
                 "headers": {k.lower(): v for k, v in self.headers.items()},
             }
         ).encode()
-        self.send_response(200)
+        self.send_response(self.server.status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.send_header("x-upstream", self.server.service_name)
@@ -97,6 +97,7 @@ class _EchoServer(ThreadingHTTPServer):
     daemon_threads = True
     service_name: str
     requests = 0
+    status = 200
     lock: threading.Lock
 
 
@@ -125,6 +126,11 @@ class EchoUpstream:
     def requests(self) -> int:
         """How many requests this upstream has answered."""
         return self._server.requests if self._server else 0
+
+    def answer_with(self, status: int) -> None:
+        """Answer every request from now on with `status` (500: a failing backend)."""
+        if self._server is not None:
+            self._server.status = status
 
     def stop(self) -> None:
         if self._server is not None:

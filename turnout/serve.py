@@ -17,9 +17,12 @@ import uvicorn
 
 from turnout.admin.app import create_app
 from turnout.admin.auth import generate_token, hash_token
+from turnout.controller import PlanController
 from turnout.envoy_bootstrap import split_host_port
+from turnout.models.errors import TurnoutError
 from turnout.models.store import Store
 from turnout.xds.cache import SnapshotCache
+from turnout.xds.lrs import LoadStats
 from turnout.xds.server import start_server
 from turnout.xds.status import ProxyRegistry
 
@@ -52,6 +55,16 @@ def ensure_admin_token(store: Store, token: str | None) -> None:
     )
 
 
+async def _poll_other_writers(store: Store, every: float = 1.0) -> None:
+    """Pick up revisions committed by other processes (CLI apply/import, see Store)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(store.poll_revision)
+        except TurnoutError as exc:
+            log.warning("polling the revision failed: %s", exc)
+
+
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal handling: `serve()` owns SIGINT/SIGTERM."""
 
@@ -67,7 +80,8 @@ async def serve(opts: ServeOptions) -> None:
 
     cache = SnapshotCache()
     registry = ProxyRegistry()
-    app = create_app(store, registry, admin_token=opts.admin_token)
+    load_stats = LoadStats()
+    app = create_app(store, registry, admin_token=opts.admin_token, load_stats=load_stats)
     host, port = split_host_port(opts.admin_listen)
     admin = _Uvicorn(
         uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
@@ -78,8 +92,10 @@ async def serve(opts: ServeOptions) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    grpc_server, _port = await start_server(cache, registry, opts.xds_listen)
+    grpc_server, _port = await start_server(cache, registry, opts.xds_listen, load_stats)
     tasks = [
+        asyncio.create_task(PlanController(store, load_stats).run(), name="plan-controller"),
+        asyncio.create_task(_poll_other_writers(store), name="revision-poll"),
         asyncio.create_task(cache.run(store), name="snapshot-cache"),
         asyncio.create_task(admin.serve(), name="admin-api"),
     ]

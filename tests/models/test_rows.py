@@ -27,7 +27,20 @@ SAMPLES: dict[str, BaseModel] = {
         }
     ),
     "split": SplitSpec.model_validate(
-        {"name": "x", "route": "r", "targets": [{"service": "s", "weight": 5}]}
+        {
+            "name": "x",
+            "route": "r",
+            "targets": [{"service": "s", "weight": 5}, {"service": "t", "weight": 0}],
+            "pins": [{"cookie": "beta", "value": "1", "service": "t"}],
+            "sticky": {"header": "x-user"},
+            "plan": {"target": "t", "baseline": "s", "hold_seconds": 2.5},
+            "plan_state": {
+                "status": "running",
+                "step": 1,
+                "step_started_at": "2026-01-01T00:00:00Z",
+                "reason": "go",
+            },
+        }
     ),
 }
 

@@ -6,12 +6,13 @@ only assembles routers, auth and error handling around what it is given.
 
 from fastapi import Depends, FastAPI
 
-from turnout.admin.api import proxies, system
+from turnout.admin.api import config, freezes, plans, proxies, revisions, system
 from turnout.admin.api.entities import entity_router
 from turnout.admin.auth import hash_token
 from turnout.admin.deps import require_admin
 from turnout.admin.errors import install_error_handlers
 from turnout.models.entities import ENTITIES
+from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
 from turnout.models.store import Store
 
@@ -21,12 +22,17 @@ Declare services, routes and splits; Turnout turns them into Envoy configuration
 Every endpoint except `GET /healthz` needs `Authorization: Bearer <admin token>`.
 Every write answers with header `X-Turnout-Revision`: the global revision it
 produced, which `GET /proxies` shows each proxy reaching. A rejected request
-(401, 404, 409, 422) changes nothing.
+(401, 404, 409, 422, 423) changes nothing. While a freeze covers an entity,
+writes to it get 423; an admin may pass one request through with header
+`X-Turnout-Override-Reason: <why>`, which is audited.
 """
 
 
 def create_app(
-    store: Store, proxy_status: ProxyStatusSource, admin_token: str | None = None
+    store: Store,
+    proxy_status: ProxyStatusSource,
+    admin_token: str | None = None,
+    load_stats: LoadStatsSource | None = None,
 ) -> FastAPI:
     """The admin app.
 
@@ -37,12 +43,16 @@ def create_app(
     app.state.store = store
     app.state.proxy_status = proxy_status
     app.state.admin_token_hash = hash_token(admin_token) if admin_token else None
+    app.state.load_stats = load_stats
 
     authed = [Depends(require_admin)]
     app.include_router(system.health_router)
+    app.include_router(plans.router, dependencies=authed)  # before /splits/{name}: see plans
     for ent in ENTITIES.values():
         app.include_router(entity_router(ent), dependencies=authed)
     app.include_router(proxies.router, dependencies=authed)
     app.include_router(system.router, dependencies=authed)
+    for router in (freezes.router, revisions.router, config.router):
+        app.include_router(router, dependencies=authed)
     install_error_handlers(app)
     return app

@@ -6,10 +6,11 @@ what the app talks to in one place (`create_app`), never in handlers.
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from turnout.admin.auth import token_matches
+from turnout.models.freeze import OVERRIDE_HEADER
 from turnout.models.proxy_status import ProxyStatusSource
 from turnout.models.store import Store
 
@@ -62,3 +63,30 @@ def get_actor(principal: Annotated[str, Depends(require_admin)]) -> str:
 
 
 ActorDep = Annotated[str, Depends(get_actor)]
+
+
+def freeze_override(
+    principal: Annotated[str, Depends(require_admin)],
+    reason: Annotated[
+        str | None,
+        Header(
+            alias=OVERRIDE_HEADER,
+            description="Write through an active freeze for this one request; the reason "
+            "is audited. Admin only.",
+            max_length=1024,
+        ),
+    ] = None,
+) -> str | None:
+    """The override reason a write may use to pass a freeze, or None.
+
+    The ONE place that decides who may override a freeze. Every principal is the
+    admin today; when tokens get roles (#6) this is where only the admin role keeps
+    the right (answer 403 for others).
+    """
+    if reason is None or not reason.strip():
+        return None
+    _ = principal
+    return reason.strip()
+
+
+OverrideDep = Annotated[str | None, Depends(freeze_override)]

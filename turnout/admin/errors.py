@@ -3,6 +3,7 @@
 Bodies:
 - `{"detail": "<message>"}` for every mapped error,
 - plus `"field"` (the offending field, or null) for `Conflict`,
+- plus `"freeze"` (the freeze in force) for `Frozen` (423),
 - `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}` for a pydantic
   `ValidationError`, the same shape FastAPI uses for request validation.
 """
@@ -16,10 +17,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
+from turnout.models.freeze import Frozen
 
 ERROR_STATUS: dict[type[Exception], int] = {
     NotFound: 404,
     Conflict: 409,
+    Frozen: 423,
     StoreUnavailable: 503,
     ValidationError: 422,
 }
@@ -44,6 +47,8 @@ def _body(exc: Exception) -> dict[str, Any]:
     body: dict[str, Any] = {"detail": str(exc)}
     if isinstance(exc, Conflict):
         body["field"] = exc.field
+    if isinstance(exc, Frozen):
+        body["freeze"] = exc.freeze.model_dump(mode="json")
     return body
 
 

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column
 
 from turnout.models.db import Base
@@ -58,6 +58,7 @@ class AuditEventRow(Base):
     entity_name: Mapped[str] = mapped_column(String(128))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AuditEvent(BaseModel):
@@ -70,7 +71,10 @@ class AuditEvent(BaseModel):
     at: datetime = Field(description="When the write was made (UTC), inside its transaction.")
     actor: str = Field(description="Who made the write.")
     action: Action
-    entity_kind: str = Field(description="service, route or split.")
+    entity_kind: str = Field(description="service, route, split, or freeze.")
     entity_name: str
     before: dict[str, Any] | None = Field(description="The entity before; null on create.")
     after: dict[str, Any] | None = Field(description="The entity after; null on delete.")
+    reason: str | None = Field(
+        None, description="Why: a plan step, a restore, a freeze override with its reason."
+    )

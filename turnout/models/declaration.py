@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel
+
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
@@ -22,3 +24,9 @@ class Declaration:
             if split.route == route:
                 return split
         return None
+
+    def by_kind(self) -> dict[str, dict[str, BaseModel]]:
+        """Entities keyed by kind ("service") then name, as `Store.apply` takes them."""
+        from turnout.models.entities import ENTITIES  # entities imports the specs too
+
+        return {ent.kind: dict(getattr(self, ent.plural)) for ent in ENTITIES.values()}

@@ -2,11 +2,12 @@
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from turnout.models.db import Base
+from turnout.models.plan import PlanState, SplitPlan
 from turnout.models.types import Name, Tags, Weight
 
 
@@ -15,6 +16,57 @@ class SplitTarget(BaseModel):
 
     service: Annotated[str, Field(description="Name of a service.")]
     weight: Weight
+
+
+_HEADER = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
+_COOKIE = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+
+
+class SplitPin(BaseModel):
+    """Requests carrying `header` (or cookie `cookie`) equal to `value` go to `service`.
+
+    The feature flag of a migration: test the new backend in production with
+    chosen requests before any random traffic (its weight may be 0). Pinning by
+    consumer needs consumers (#4).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    header: Annotated[str | None, Field(pattern=_HEADER, description="Header name.")] = None
+    cookie: Annotated[str | None, Field(pattern=_COOKIE, description="Cookie name.")] = None
+    value: Annotated[str, Field(min_length=1, max_length=256)]
+    service: Annotated[str, Field(description="One of the split's target services.")]
+
+    @field_validator("header", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SplitPin":
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("a pin matches either a header or a cookie")
+        return self
+
+
+class SplitSticky(BaseModel):
+    """Keep each client on one target: hash this header's (or cookie's) value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    header: Annotated[str | None, Field(pattern=_HEADER)] = None
+    cookie: Annotated[str | None, Field(pattern=_COOKIE)] = None
+
+    @field_validator("header", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SplitSticky":
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("stickiness hashes either a header or a cookie")
+        return self
 
 
 class SplitSpec(BaseModel):
@@ -29,6 +81,22 @@ class SplitSpec(BaseModel):
     route: Annotated[str, Field(description="Name of the route whose traffic is split.")]
     targets: Annotated[list[SplitTarget], Field(min_length=1, max_length=16)]
     tags: Tags
+    pins: Annotated[
+        list[SplitPin],
+        Field(max_length=32, description="Requests sent to a target whatever the weights."),
+    ] = []
+    sticky: Annotated[
+        SplitSticky | None,
+        Field(description="Hash-based split: a client keeps its target while weights hold."),
+    ] = None
+    plan: Annotated[
+        SplitPlan | None,
+        Field(description="A staged plan moving traffic from baseline to target."),
+    ] = None
+    plan_state: Annotated[
+        PlanState | None,
+        Field(description="Where the plan stands; set by the plan endpoints and the controller."),
+    ] = None
 
     @model_validator(mode="after")
     def _weights(self) -> "SplitSpec":
@@ -37,7 +105,21 @@ class SplitSpec(BaseModel):
             raise ValueError("targets must name each service once")
         if not any(t.weight > 0 for t in self.targets):
             raise ValueError("at least one target needs a weight above 0")
+        for i, pin in enumerate(self.pins):
+            if pin.service not in services:
+                raise ValueError(f"pins[{i}].service {pin.service!r} is not one of the targets")
+        if self.plan is not None:
+            plan = self.plan
+            if plan.target == plan.baseline or set(services) != {plan.target, plan.baseline}:
+                raise ValueError(
+                    "a split with a plan has exactly two targets: plan.baseline and plan.target"
+                )
+        elif self.plan_state is not None:
+            raise ValueError("plan_state needs a plan")
         return self
+
+    def weight_of(self, service: str) -> int:
+        return next((t.weight for t in self.targets if t.service == service), 0)
 
 
 class SplitRow(Base):
@@ -53,3 +135,9 @@ class SplitRow(Base):
     route: Mapped[str] = mapped_column(String(128), ForeignKey("routes.name"), unique=True)
     targets: Mapped[list[dict[str, object]]] = mapped_column(JSON)
     tags: Mapped[list[str]] = mapped_column(JSON)
+    pins: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    sticky: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    plan: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    plan_state: Mapped[dict[str, object] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )

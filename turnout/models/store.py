@@ -9,11 +9,14 @@ The store is synchronous (FastAPI runs sync endpoints in its threadpool) and
 knows nothing about HTTP or Envoy.
 """
 
+from __future__ import annotations
+
 import builtins
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,20 +25,22 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from turnout.models import db
-from turnout.models.audit import Action, AuditEvent, AuditEventRow
+from turnout.models import changes, db, history
+from turnout.models.audit import AuditEvent, AuditEventRow
+from turnout.models.changes import Change
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES, Entity, entity
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
-from turnout.models.references import check_delete, check_write
+from turnout.models.freeze import check_freezes
 from turnout.models.rows import ADMIN_TOKEN_HASH_KEY, REVISION_ROW_ID, RevisionRow, SettingRow
+from turnout.models.store_history import HistoryMixin
 
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[int], None]
 
 
-class Store:
+class Store(HistoryMixin):
     """Services, routes and splits in SQLite or PostgreSQL, with revisions and audit.
 
     Thread-safe: each call uses its own connection from the engine's pool.
@@ -129,10 +134,30 @@ class Store:
                         current.pop(name, None)
         return Declaration(revision=revision, **specs)
 
-    def audit(self, limit: int = 100) -> builtins.list[AuditEvent]:
-        """The newest `limit` audit events, newest first."""
+    def audit(
+        self,
+        limit: int = 100,
+        *,
+        actor: str | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> builtins.list[AuditEvent]:
+        """The newest `limit` audit events matching every filter given, newest first."""
+        stmt = select(AuditEventRow).order_by(AuditEventRow.id.desc()).limit(limit)
+        for column, value in (
+            (AuditEventRow.actor, actor),
+            (AuditEventRow.entity_kind, kind),
+            (AuditEventRow.entity_name, name),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if since is not None:
+            stmt = stmt.where(AuditEventRow.at >= since)
+        if until is not None:
+            stmt = stmt.where(AuditEventRow.at < until)
         with self._read() as session:
-            stmt = select(AuditEventRow).order_by(AuditEventRow.id.desc()).limit(limit)
             return [AuditEvent.model_validate(row) for row in session.scalars(stmt)]
 
     def admin_token_hash(self) -> str | None:
@@ -143,18 +168,18 @@ class Store:
 
     # -- writes --------------------------------------------------------------
 
-    def create(self, kind: str, spec: BaseModel, actor: str) -> int:
-        """Add a new entity; returns the new revision."""
-        ent = _checked(kind, spec)
-        name: str = spec.name  # type: ignore[attr-defined]
-        with self._write() as session:
-            if session.get(ent.row, name) is not None:
-                raise Conflict(f"{kind} {name!r} already exists", field="name")
-            check_write(session, ent, spec)
-            session.add(ent.to_row(spec))
-            return self._commit(session, actor, Action.CREATE, ent, name, None, spec)
+    def create(self, kind: str, spec: BaseModel, actor: str, **how: Any) -> int:
+        """Add a new entity; returns the new revision.
 
-    def replace(self, kind: str, name: str, spec: BaseModel, actor: str) -> int:
+        `how` (every write takes it): `reason` for the audit event,
+        `override_reason` to write through an active freeze (admin override,
+        audited), `freeze_exempt` for a split rollback, which is never frozen.
+        """
+        ent = _checked(kind, spec)
+        with self._write() as session:
+            return self._commit(session, actor, [changes.create(session, ent, spec)], **how)
+
+    def replace(self, kind: str, name: str, spec: BaseModel, actor: str, **how: Any) -> int:
         """Replace entity `name` with `spec`; returns the new revision.
 
         Renaming is not supported (references point at names): delete and create
@@ -167,26 +192,69 @@ class Store:
                 field="name",
             )
         with self._write() as session:
-            row = session.get(ent.row, name)
-            if row is None:
-                raise NotFound(kind, name)
-            before = ent.row_dict(row)
-            check_write(session, ent, spec)
-            for field, value in spec.model_dump(mode="json").items():
-                setattr(row, field, value)
-            return self._commit(session, actor, Action.UPDATE, ent, name, before, spec)
+            change = changes.replace(session, ent, name, spec)
+            return self._commit(session, actor, [change], **how)
 
-    def delete(self, kind: str, name: str, actor: str) -> int:
-        """Remove entity `name`; returns the new revision."""
+    def modify(
+        self,
+        kind: str,
+        name: str,
+        change: Callable[[BaseModel], BaseModel],
+        actor: str,
+        **how: Any,
+    ) -> tuple[BaseModel, int]:
+        """Replace entity `name` with `change(current)`, read and written in ONE transaction.
+
+        For read-modify-write callers that must not lose a concurrent write (a plan
+        step racing an operator's pause). Returns the new spec and revision.
+        """
         ent = entity(kind)
         with self._write() as session:
             row = session.get(ent.row, name)
             if row is None:
                 raise NotFound(kind, name)
-            before = ent.row_dict(row)
-            check_delete(session, ent, name)
-            session.delete(row)
-            return self._commit(session, actor, Action.DELETE, ent, name, before, None)
+            spec = change(ent.to_spec(row))
+            done = changes.replace(session, ent, name, spec)
+            return spec, self._commit(session, actor, [done], **how)
+
+    def delete(self, kind: str, name: str, actor: str, **how: Any) -> int:
+        """Remove entity `name`; returns the new revision."""
+        ent = entity(kind)
+        with self._write() as session:
+            return self._commit(session, actor, [changes.delete(session, ent, name)], **how)
+
+    def apply(
+        self,
+        target: Mapping[str, Mapping[str, BaseModel]],
+        actor: str,
+        *,
+        select_tag: str | None = None,
+        dry_run: bool = False,
+        **how: Any,
+    ) -> ApplyResult:
+        """Make the declaration equal to `target` (kind -> name -> spec) in ONE revision.
+
+        All or nothing; no change at all leaves the revision as it is. A dry run
+        makes every check (references, freezes) and then rolls back.
+        """
+        try:
+            with self._write() as session:
+                done = changes.apply_target(session, target, select_tag)
+                revision = _current_revision(session)
+                if done:
+                    revision = self._commit(session, actor, done, **how)
+                if dry_run:
+                    raise _DryRun(ApplyResult(revision=None, changes=done))
+                return ApplyResult(revision=revision, changes=done)
+        except _DryRun as dry:
+            return dry.result
+
+    def restore_revision(self, revision: int, actor: str, **how: Any) -> ApplyResult:
+        """A new revision whose declaration equals the one at `revision`."""
+        with self._read() as session:
+            decl = history.declaration_at(session, revision, _current_revision(session))
+        how.setdefault("reason", f"restore revision {revision}")
+        return self.apply(decl.by_kind(), actor, **how)
 
     def set_admin_token_hash(self, token_hash: str) -> None:
         """Store the sha256 hex of the admin token (not a declaration change)."""
@@ -222,6 +290,15 @@ class Store:
                     self._subscribers.remove(callback)
 
         return unsubscribe
+
+    def poll_revision(self) -> None:
+        """Announce the current revision if another process committed it.
+
+        The feed above is in-process; `turnout serve` calls this every second so a
+        `turnout apply` or `import` run against its database reaches its proxies.
+        (A restore with --force to a LOWER revision needs a restart.)
+        """
+        self._notify(self.revision())
 
     def _notify(self, revision: int) -> None:
         with self._notify_lock:
@@ -274,30 +351,58 @@ class Store:
         self,
         session: Session,
         actor: str,
-        action: Action,
-        ent: Entity,
-        name: str,
-        before: dict[str, Any] | None,
-        after: BaseModel | None,
+        done: builtins.list[Change],
+        *,
+        reason: str | None = None,
+        override_reason: str | None = None,
+        freeze_exempt: bool = False,
     ) -> int:
-        """Bump the revision and append the audit event; the caller's block commits."""
+        """Check freezes, bump the revision once and append one audit event per change.
+
+        The caller's block commits. Freezes are checked here, inside the write
+        transaction and under its lock, so no write slips past a new freeze.
+        """
+        overridden = check_freezes(
+            session, done, override_reason=override_reason, exempt=freeze_exempt
+        )
+        if overridden:
+            ids = ", ".join(str(f.id) for f in overridden)
+            note = f"override of freeze {ids}: {override_reason}"
+            reason = f"{reason}; {note}" if reason else note
         row = session.get_one(RevisionRow, REVISION_ROW_ID)
         row.value += 1
-        session.add(
-            AuditEventRow(
-                revision=row.value,
-                at=datetime.now(UTC),
-                actor=actor,
-                action=action.value,
-                entity_kind=ent.kind,
-                entity_name=name,
-                before=before,
-                after=after.model_dump(mode="json") if after is not None else None,
+        at = datetime.now(UTC)
+        for change in done:
+            session.add(
+                AuditEventRow(
+                    revision=row.value,
+                    at=at,
+                    actor=actor,
+                    action=change.action.value,
+                    entity_kind=change.kind,
+                    entity_name=change.name,
+                    before=change.before,
+                    after=change.after_json,
+                    reason=reason,
+                )
             )
-        )
         session.flush()  # surface constraint errors inside the transaction
         session.info["revision"] = row.value
         return row.value
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    revision: int | None
+    """The revision the declaration is at after the apply; None for a dry run."""
+    changes: builtins.list[Change]
+
+
+class _DryRun(Exception):
+    """Raised inside a write transaction to roll a dry run back."""
+
+    def __init__(self, result: ApplyResult) -> None:
+        self.result = result
 
 
 def _checked(kind: str, spec: BaseModel) -> Entity:

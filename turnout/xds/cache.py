@@ -118,6 +118,7 @@ def referenced_services(decl: Declaration, group: str) -> frozenset[str]:
             names.add(route.service)
         else:
             names.update(t.service for t in split.targets if t.weight > 0)
+            names.update(pin.service for pin in split.pins)
     return frozenset(names)
 
 

@@ -34,7 +34,7 @@ from turnout.xds.translate.cluster import uses_eds
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 from turnout.xds.translate.route import (
     RouteEntry,
-    build_route,
+    build_routes,
     route_entries,
     virtual_host_layout,
 )
@@ -60,7 +60,7 @@ class _EntryResult:
     route: RouteSpec
     split: SplitSpec | None
     record: bytes
-    """The serialized Route as a `routes` field record, ready to concatenate."""
+    """The serialized Routes (pins, then the entry) as `routes` field records."""
 
 
 def _layout_key(route: RouteSpec) -> tuple[object, ...]:
@@ -192,8 +192,11 @@ class TranslationMemo:
         cached = self._entries.get(key)
         if cached is None or cached.route is not route or cached.split is not split:
             entry = self._entries_of(route)[index]
-            built = build_route(entry, split).SerializeToString(deterministic=True)
-            cached = _EntryResult(route, split, _record(_ROUTES_FIELD, built))
+            built = b"".join(
+                _record(_ROUTES_FIELD, r.SerializeToString(deterministic=True))
+                for r in build_routes(entry, split)
+            )
+            cached = _EntryResult(route, split, built)
             self._entries[key] = cached
         return cached.record
 

@@ -26,6 +26,8 @@ from envoy.service.discovery.v3.discovery_pb2 import (
 
 from turnout.xds import metrics
 from turnout.xds.cache import SnapshotCache, node_key
+from turnout.xds.lrs import LoadStats
+from turnout.xds.lrs import add_to_server as add_lrs_to_server
 from turnout.xds.snapshot import Snapshot
 from turnout.xds.status import ConnectedProxy, ProxyRegistry
 from turnout.xds.stream import ProtocolError, RequestOutcome, Response, StreamState
@@ -190,10 +192,13 @@ def _wire(
 
 
 async def start_server(
-    cache: SnapshotCache, registry: ProxyRegistry, listen: str
+    cache: SnapshotCache,
+    registry: ProxyRegistry,
+    listen: str,
+    load_stats: LoadStats | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """Start serving ADS on `listen` (host:port, port 0 picks one); return the
-    server, which the caller stops, and the port it listens on."""
+    """Start serving ADS (and LRS, given `load_stats`) on `listen` (host:port, port 0
+    picks one); return the server, which the caller stops, and the port."""
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -206,6 +211,8 @@ async def start_server(
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
         AggregatedDiscoveryService(cache, registry), server
     )
+    if load_stats is not None:
+        add_lrs_to_server(server, load_stats)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen for xDS on {listen}")

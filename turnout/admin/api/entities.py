@@ -19,7 +19,7 @@ from fastapi import APIRouter, Body, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError, create_model
 
-from turnout.admin.deps import ActorDep, StoreDep
+from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
 from turnout.admin.errors import request_validation_error
 from turnout.models.entities import Entity
 from turnout.models.types import Name
@@ -28,6 +28,7 @@ REVISION_HEADER = "X-Turnout-Revision"
 
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"description": "Conflicts with another entity (duplicate name, broken reference)."},
+    423: {"description": "A freeze covers the entity; the body names the freeze."},
     422: {"description": "The body is invalid; `detail` names each field and reason."},
 }
 
@@ -80,8 +81,10 @@ def entity_router(ent: Entity) -> APIRouter:
         summary=f"Create a {kind}",
         responses=_WRITE_RESPONSES,
     )
-    def create(spec: spec_cls, response: Response, store: StoreDep, actor: ActorDep) -> Any:
-        _revision_header(response, store.create(kind, spec, actor))
+    def create(
+        spec: spec_cls, response: Response, store: StoreDep, actor: ActorDep, override: OverrideDep
+    ) -> Any:
+        _revision_header(response, store.create(kind, spec, actor, override_reason=override))
         return spec
 
     @router.get("", response_model=list_model, summary=f"List {ent.plural}")
@@ -102,10 +105,15 @@ def entity_router(ent: Entity) -> APIRouter:
         responses=_WRITE_RESPONSES,
     )
     def replace(
-        name: name_path, body: put_model, response: Response, store: StoreDep, actor: ActorDep
+        name: name_path,
+        body: put_model,
+        response: Response,
+        store: StoreDep,
+        actor: ActorDep,
+        override: OverrideDep,
     ) -> Any:
         spec = _validate(ent, name, body.model_dump(exclude_unset=True))
-        _revision_header(response, store.replace(kind, name, spec, actor))
+        _revision_header(response, store.replace(kind, name, spec, actor, override_reason=override))
         return spec
 
     @router.patch(
@@ -123,6 +131,7 @@ def entity_router(ent: Entity) -> APIRouter:
         response: Response,
         store: StoreDep,
         actor: ActorDep,
+        override: OverrideDep,
     ) -> Any:
         # Read and write are separate transactions: a write landing in between is
         # overwritten, last writer wins, as with PUT. Conditional writes (If-Match on
@@ -134,7 +143,7 @@ def entity_router(ent: Entity) -> APIRouter:
             else:
                 data[field] = value
         spec = _validate(ent, name, data)
-        _revision_header(response, store.replace(kind, name, spec, actor))
+        _revision_header(response, store.replace(kind, name, spec, actor, override_reason=override))
         return spec
 
     @router.delete(
@@ -144,8 +153,10 @@ def entity_router(ent: Entity) -> APIRouter:
         summary=f"Delete a {kind}",
         responses={409: {"description": f"Another entity still refers to this {kind}."}},
     )
-    def delete(name: name_path, store: StoreDep, actor: ActorDep) -> Response:
-        revision = store.delete(kind, name, actor)
+    def delete(
+        name: name_path, store: StoreDep, actor: ActorDep, override: OverrideDep
+    ) -> Response:
+        revision = store.delete(kind, name, actor, override_reason=override)
         return Response(status_code=204, headers={REVISION_HEADER: str(revision)})
 
     return router

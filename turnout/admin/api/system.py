@@ -1,5 +1,6 @@
 """Health and audit endpoints: about Turnout itself rather than an entity."""
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -47,7 +48,20 @@ def metrics() -> PlainTextResponse:
 def audit(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="How many events.")] = 100,
+    actor: Annotated[str | None, Query(description="Only events by this actor.")] = None,
+    entity: Annotated[
+        str | None,
+        Query(
+            description='Only events about this entity: a kind ("split") or kind/name '
+            '("split/checkout"); freezes are kind "freeze".',
+        ),
+    ] = None,
+    since: Annotated[datetime | None, Query(description="At or after this time.")] = None,
+    until: Annotated[datetime | None, Query(description="Before this time.")] = None,
 ) -> list[AuditEvent]:
     """Every successful write leaves one event with the entity before and after;
     rejected requests leave none."""
-    return store.audit(limit)
+    kind, _, name = (entity or "").partition("/")
+    return store.audit(
+        limit, actor=actor, kind=kind or None, name=name or None, since=since, until=until
+    )

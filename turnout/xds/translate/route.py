@@ -76,6 +76,7 @@ from turnout.models.declaration import Declaration
 from turnout.models.route import DEFAULT_GROUP, PathKind, PathMatch, RouteSpec
 from turnout.models.split import SplitSpec
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
+from turnout.xds.translate.split import split_routes
 
 CATCH_ALL_VIRTUAL_HOST = "any"
 HOST_VIRTUAL_HOST_PREFIX = "host:"
@@ -219,11 +220,15 @@ def build_virtual_host(
 ) -> VirtualHost:
     """`entries` must already be in match order (`sort_route_entries`); `splits` maps
     a route name to its split."""
-    return VirtualHost(
-        name=name,
-        domains=domains,
-        routes=[build_route(e, splits.get(e.route.name)) for e in entries],
-    )
+    routes: list[Route] = []
+    for e in entries:
+        routes.extend(build_routes(e, splits.get(e.route.name)))
+    return VirtualHost(name=name, domains=domains, routes=routes)
+
+
+def build_routes(entry: RouteEntry, split: SplitSpec | None) -> list[Route]:
+    """The Envoy route entries for one (route, path): the split's pins first (split.py)."""
+    return split_routes(build_route(entry, split), split)
 
 
 def virtual_host_layout(

@@ -1,0 +1,60 @@
+"""`POST /config` and `GET /config`: the whole declaration as one document."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+
+from turnout.admin.api.entities import REVISION_HEADER
+from turnout.admin.declarative import DocumentError, parse_document, to_document
+from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
+from turnout.models.types import Tag
+
+router = APIRouter(prefix="/config", tags=["config"])
+
+
+class ApplyReport(BaseModel):
+    dry_run: bool
+    revision: int | None = Field(description="The revision after the apply; null on a dry run.")
+    changes: list[str] = Field(description='e.g. "create service orders", in write order.')
+
+
+@router.get("", summary="The whole declaration as a declarative document")
+def get_config(store: StoreDep) -> dict[str, Any]:
+    return to_document(store.load())
+
+
+@router.post(
+    "",
+    response_model=ApplyReport,
+    summary="Make the declaration equal to a document (all or nothing)",
+    responses={
+        409: {"description": "A reference is broken; nothing changed."},
+        422: {"description": "An entity is invalid; `detail` locates each; nothing changed."},
+        423: {"description": "A freeze covers a changed entity; nothing changed."},
+    },
+)
+def apply_config(
+    document: Annotated[dict[str, Any], Body(description='{"_format_version": "1", ...}')],
+    response: Response,
+    store: StoreDep,
+    actor: ActorDep,
+    override: OverrideDep,
+    dry_run: Annotated[bool, Query(description="Check everything, change nothing.")] = False,
+    select_tag: Annotated[Tag | None, Query(description="Manage only entities with it.")] = None,
+) -> ApplyReport:
+    try:
+        target = parse_document(document)
+    except DocumentError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors]
+        ) from None
+    result = store.apply(
+        target, actor, select_tag=select_tag, dry_run=dry_run, override_reason=override
+    )
+    if result.revision is not None:
+        response.headers[REVISION_HEADER] = str(result.revision)
+    return ApplyReport(
+        dry_run=dry_run, revision=result.revision, changes=[c.summary() for c in result.changes]
+    )

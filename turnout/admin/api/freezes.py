@@ -1,0 +1,57 @@
+"""`/freezes`: declare, list and lift freezes.
+
+Enforcement is not here: the store checks freezes inside every write
+transaction (`turnout/models/freeze.py`), so every write path obeys them.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+from pydantic import BaseModel
+
+from turnout.admin.deps import ActorDep, StoreDep
+from turnout.models.freeze import Freeze, FreezeCreate, FreezeView, now
+
+router = APIRouter(prefix="/freezes", tags=["freezes"])
+
+
+class FreezeList(BaseModel):
+    items: list[FreezeView]
+
+
+def _view(freeze: Freeze) -> FreezeView:
+    return FreezeView(**freeze.model_dump(), state=freeze.state_at(now()))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=FreezeView,
+    summary="Freeze everything, or some services, routes or tags",
+)
+def create_freeze(body: FreezeCreate, store: StoreDep, actor: ActorDep) -> FreezeView:
+    """While active, writes to covered entities get 423 naming the freeze; reads are
+    unaffected and a split rollback always goes through. A freeze starts at
+    `starts_at` (default now) and ends at `ends_at` or when lifted."""
+    return _view(store.create_freeze(body, actor))
+
+
+@router.get("", response_model=FreezeList, summary="List freezes with their state")
+def list_freezes(store: StoreDep) -> FreezeList:
+    return FreezeList(items=[_view(f) for f in store.freezes()])
+
+
+@router.delete(
+    "/{freeze_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Lift a freeze",
+)
+def lift_freeze(
+    freeze_id: Annotated[int, Path(description="The freeze's id.")],
+    store: StoreDep,
+    actor: ActorDep,
+) -> Response:
+    """Lifting is audited and never frozen itself; lifting twice is harmless."""
+    store.lift_freeze(freeze_id, actor)
+    return Response(status_code=204)

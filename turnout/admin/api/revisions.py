@@ -1,0 +1,53 @@
+"""`/revisions`: every past declaration, diffs between two, and restoring one."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from turnout.admin.api.entities import REVISION_HEADER
+from turnout.admin.declarative import to_document
+from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
+from turnout.models.history import EntityDiff, RevisionInfo, diff
+
+router = APIRouter(prefix="/revisions", tags=["revisions"])
+
+RevisionPath = Annotated[int, Path(ge=0, description="A revision number (0: empty).")]
+
+
+@router.get("", response_model=list[RevisionInfo], summary="Revisions, newest first")
+def list_revisions(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="Only revisions below this.")] = None,
+) -> list[RevisionInfo]:
+    return store.revisions(limit, before)
+
+
+@router.get("/{n}", summary="The whole declaration at revision n")
+def get_revision(n: RevisionPath, store: StoreDep) -> dict[str, Any]:
+    """In the declarative format (`turnout apply -f` takes it back), plus `revision`."""
+    return {"revision": n, **to_document(store.declaration_at(n))}
+
+
+@router.get(
+    "/{a}/diff/{b}",
+    response_model=dict[str, EntityDiff],
+    summary="What changed from revision a to revision b",
+)
+def diff_revisions(a: RevisionPath, b: RevisionPath, store: StoreDep) -> dict[str, EntityDiff]:
+    return diff(store.declaration_at(a), store.declaration_at(b))
+
+
+@router.post(
+    "/{n}/restore",
+    summary="Make a new revision equal to revision n",
+    responses={423: {"description": "A freeze covers an entity the restore would change."}},
+)
+def restore_revision(
+    n: RevisionPath, response: Response, store: StoreDep, actor: ActorDep, override: OverrideDep
+) -> dict[str, Any]:
+    """One new revision (or none when nothing differs), subject to freezes."""
+    result = store.restore_revision(n, actor, override_reason=override)
+    assert result.revision is not None
+    response.headers[REVISION_HEADER] = str(result.revision)
+    return {"revision": result.revision, "changes": [c.summary() for c in result.changes]}

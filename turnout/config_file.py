@@ -1,0 +1,101 @@
+"""`turnout dump | diff | apply`: the declaration as a YAML file, against the database.
+
+The CLI talks to the database directly (as `turnout db upgrade` does), through the
+same store, schemas and transaction as `POST /config`; `turnout/cli.py` only
+dispatches here.
+"""
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from turnout.admin.declarative import DocumentError, dump_yaml, load_yaml
+from turnout.models.declaration import Declaration
+from turnout.models.entities import ENTITIES
+from turnout.models.errors import TurnoutError
+from turnout.models.history import diff
+from turnout.models.store import Store
+
+CLI_ACTOR = "cli"
+
+
+def dump(store: Store, out: TextIO) -> int:
+    out.write(dump_yaml(store.load()))
+    return 0
+
+
+def _read(path: str) -> str:
+    return sys.stdin.read() if path == "-" else Path(path).read_text()
+
+
+def diff_file(store: Store, path: str, out: TextIO) -> int:
+    """Print what applying `path` would change (field by field); 0 even if something would."""
+    try:
+        target = load_yaml(_read(path))
+    except DocumentError as exc:
+        print(f"turnout diff: {path}: {exc}", file=sys.stderr)
+        return 2
+    current = store.load()
+    wanted = Declaration(
+        revision=current.revision,
+        **{ent.plural: target.get(kind, {}) for kind, ent in ENTITIES.items()},  # type: ignore[arg-type]
+    )
+    changes = {k: v.model_dump(exclude_defaults=True) for k, v in diff(current, wanted).items()}
+    if not changes:
+        out.write("no changes\n")
+    else:
+        out.write(yaml.safe_dump(changes, sort_keys=False))
+    return 0
+
+
+def apply_file(
+    store: Store, path: str, out: TextIO, *, dry_run: bool, select_tag: str | None
+) -> int:
+    """Make the declaration equal to `path`, in one transaction; print what changed."""
+    try:
+        target = load_yaml(_read(path))
+        result = store.apply(target, CLI_ACTOR, select_tag=select_tag, dry_run=dry_run)
+    except DocumentError as exc:
+        print(f"turnout apply: {path}: {exc}; nothing changed", file=sys.stderr)
+        return 2
+    except TurnoutError as exc:
+        print(f"turnout apply: {exc}; nothing changed", file=sys.stderr)
+        return 1
+    for change in result.changes:
+        out.write(change.summary() + "\n")
+    if dry_run:
+        out.write(f"dry run: {len(result.changes)} change(s), nothing written\n")
+    else:
+        out.write(f"revision {result.revision}: {len(result.changes)} change(s)\n")
+    return 0
+
+
+def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
+    """Import a decK/Kong file: print what was imported and what could not be mapped."""
+    from turnout.admin.kong_import import IMPORT_TAG, convert
+
+    try:
+        doc = yaml.safe_load(_read(path))
+    except yaml.YAMLError as exc:
+        print(f"turnout import kong: {path}: not valid YAML: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(doc, dict):
+        print(f"turnout import kong: {path}: not a Kong declarative file", file=sys.stderr)
+        return 2
+    result = convert(doc)
+    try:
+        applied = store.apply(result.target, CLI_ACTOR, select_tag=IMPORT_TAG, dry_run=dry_run)
+    except TurnoutError as exc:
+        print(f"turnout import kong: {exc}; nothing changed", file=sys.stderr)
+        return 1
+    out.write(f"imported ({len(result.imported)}):\n")
+    out.writelines(f"  {line}\n" for line in result.imported)
+    out.write(f"not mapped ({len(result.not_mapped)}):\n")
+    out.writelines(f"  {line}\n" for line in result.not_mapped)
+    if dry_run:
+        out.write(f"dry run: {len(applied.changes)} change(s), nothing written\n")
+    else:
+        out.write(f"revision {applied.revision}: {len(applied.changes)} change(s)\n")
+    return 0
