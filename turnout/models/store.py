@@ -27,6 +27,7 @@ from turnout.models.audit import Action, AuditEvent, AuditEventRow
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES, Entity, entity
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
+from turnout.models.notify import notify_in_transaction
 from turnout.models.references import check_delete, check_write
 from turnout.models.rows import ADMIN_TOKEN_HASH_KEY, REVISION_ROW_ID, RevisionRow, SettingRow
 
@@ -171,10 +172,9 @@ class Store:
         see only the later one, which includes the earlier. An exception in a
         callback is logged and does not affect the write or other subscribers.
 
-        This feed is in-process. Several Turnout processes sharing PostgreSQL need
-        a LISTEN/NOTIFY feed: `_commit` would also run `pg_notify('turnout',
-        revision)` inside the write transaction (delivered only on commit), and a
-        listener thread would call `_notify` for revisions committed elsewhere.
+        On PostgreSQL `_commit` also runs `pg_notify('turnout', revision)` inside
+        the write transaction, and `turnout.models.pg_feed.PgChangeFeed` calls
+        `_notify` for revisions committed by other processes.
         """
         with self._notify_lock:
             self._subscribers.append(callback)
@@ -259,6 +259,7 @@ class Store:
             )
         )
         session.flush()  # surface constraint errors inside the transaction
+        notify_in_transaction(session, row.value)  # other replicas (models/pg_feed.py)
         session.info["revision"] = row.value
         return row.value
 

@@ -9,7 +9,8 @@ only does I/O and maps errors to gRPC status codes.
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
@@ -21,6 +22,7 @@ from envoy.service.discovery.v3.discovery_pb2 import (
 )
 
 from turnout.xds.cache import SnapshotCache, node_key
+from turnout.xds.identity import IdentityRefused
 from turnout.xds.snapshot import Snapshot
 from turnout.xds.status import ConnectedProxy, ProxyRegistry
 from turnout.xds.stream import ProtocolError, Response, StreamState
@@ -30,13 +32,20 @@ log = logging.getLogger(__name__)
 # One table from error class to gRPC status (STYLE.md: errors).
 _GRPC_STATUS: dict[type[Exception], grpc.StatusCode] = {
     ProtocolError: grpc.StatusCode.INVALID_ARGUMENT,
+    IdentityRefused: grpc.StatusCode.PERMISSION_DENIED,
 }
+
+Authorizer = Callable[[Mapping[str, Sequence[bytes]], str, str], None]
+"""(peer auth context, node id, node cluster) -> None, or raise IdentityRefused."""
 
 
 class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
-    def __init__(self, cache: SnapshotCache, registry: ProxyRegistry) -> None:
+    def __init__(
+        self, cache: SnapshotCache, registry: ProxyRegistry, authorize: Authorizer | None = None
+    ) -> None:
         self._cache = cache
         self._registry = registry
+        self._authorize = authorize
         self._stream_ids = itertools.count(1)
 
     async def StreamAggregatedResources(  # noqa: N802 (gRPC method name)
@@ -53,6 +62,8 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 return
             state.on_request(first)
             assert state.node is not None
+            if self._authorize is not None:
+                self._authorize(context.auth_context(), state.node.id, state.node.cluster)
             key = node_key(state.node)
             proxy = ConnectedProxy(stream_id, state.node.id, key, state)
             self._registry.add(proxy)
@@ -66,7 +77,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 watcher.cancel()
                 await asyncio.gather(reader, watcher, return_exceptions=True)
         except tuple(_GRPC_STATUS) as exc:
-            log.warning("stream %d closed: %s", stream_id, exc)
+            log.warning("stream %d from %s closed: %s", stream_id, context.peer(), exc)
             await context.abort(_GRPC_STATUS[type(exc)], str(exc))
         finally:
             self._registry.remove(stream_id)
@@ -160,10 +171,23 @@ def _discovery_response(response: Response, snapshot: Snapshot) -> DiscoveryResp
     )
 
 
+def tls_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
+    """Server TLS; with `client_ca`, every proxy must present a certificate it signed."""
+    return grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())],
+        root_certificates=client_ca.read_bytes() if client_ca else None,
+        require_client_auth=client_ca is not None,
+    )
+
+
 async def start_server(
-    cache: SnapshotCache, registry: ProxyRegistry, listen: str
+    cache: SnapshotCache,
+    registry: ProxyRegistry,
+    listen: str,
+    credentials: grpc.ServerCredentials | None = None,
+    authorize: Authorizer | None = None,
 ) -> grpc.aio.Server:
-    """Start serving ADS on `listen` (host:port); the caller stops it."""
+    """Start serving ADS on `listen` (host:port), over TLS when given `credentials`."""
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -174,9 +198,12 @@ async def start_server(
         ]
     )
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-        AggregatedDiscoveryService(cache, registry), server
+        AggregatedDiscoveryService(cache, registry, authorize), server
     )
-    port = server.add_insecure_port(listen)
+    if credentials is not None:
+        port = server.add_secure_port(listen, credentials)
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen for xDS on {listen}")
     await server.start()
