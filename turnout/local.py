@@ -150,6 +150,8 @@ class TurnoutProcess:
     xds_port: int = field(default_factory=free_port)
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    """Further `turnout serve` options (TLS, replica id, static export...)."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -176,6 +178,7 @@ class TurnoutProcess:
                 f"127.0.0.1:{self.admin_port}",
                 "--xds-listen",
                 self.xds_address,
+                *self.args,
             ],
             env=env,
             stdout=out,
@@ -233,6 +236,8 @@ class EnvoyProcess:
     log_path: Path | None = None
     runtime: dict[str, Any] = field(default_factory=dict)
     """Runtime keys added to the bootstrap's static layer."""
+    bootstrap: dict[str, Any] = field(default_factory=dict)
+    """More `BootstrapOptions` fields (replicas, mTLS files)."""
     proc: subprocess.Popen[bytes] | None = None
     _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -253,6 +258,7 @@ class EnvoyProcess:
                 listener_port=self.listener_port,
                 listener_address="127.0.0.1",
                 admin_port=self.admin_port,
+                **self.bootstrap,
             )
         )
         if not self.runtime:
