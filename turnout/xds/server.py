@@ -151,8 +151,11 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                     len(response.resources),
                     proxy.node_id,
                 )
-                await context.write(_discovery_response(response, snapshot))
+                # Record the nonce before writing: the ACK may be read before the
+                # write returns, and must not be taken for a stale nonce.
+                message = _discovery_response(response, snapshot)
                 state.on_sent(response)
+                await context.write(message)
             if state.in_sync(snapshot):
                 proxy.revision = snapshot.revision
 
