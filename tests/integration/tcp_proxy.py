@@ -5,6 +5,7 @@ listening socket and every open connection (as a crashed or partitioned server
 would look), `up()` listens again on the same port.
 """
 
+import contextlib
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -34,10 +35,8 @@ class TcpProxy:
                 self._listener.close()
                 self._listener = None
             for conn in self._conns:
-                try:
+                with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 conn.close()
             self._conns.clear()
 
@@ -71,7 +70,5 @@ class TcpProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
