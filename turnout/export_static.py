@@ -11,6 +11,7 @@ It is built from the same translators the xDS server uses, then made static:
 disk (written atomically), so a proxy can start from it at any time.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -22,7 +23,7 @@ from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
     HttpConnectionManager,
 )
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
 from turnout.models.declaration import Declaration
@@ -40,7 +41,10 @@ HCM_NAME = "envoy.filters.network.http_connection_manager"
 
 
 def _to_dict(message: Message) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
+    # Through JSON: MessageToDict leaves OrderedDicts inside Any fields, which
+    # yaml.safe_dump cannot represent.
+    out: dict[str, Any] = json.loads(MessageToJson(message, preserving_proto_field_name=True))
+    return out
 
 
 def static_config(

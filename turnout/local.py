@@ -238,6 +238,8 @@ class EnvoyProcess:
     """Runtime keys added to the bootstrap's static layer."""
     bootstrap: dict[str, Any] = field(default_factory=dict)
     """More `BootstrapOptions` fields (replicas, mTLS files)."""
+    config_yaml: str | None = None
+    """A complete config to start from instead (e.g. `turnout export-static` output)."""
     proc: subprocess.Popen[bytes] | None = None
     _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -250,6 +252,8 @@ class EnvoyProcess:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def bootstrap_yaml(self) -> str:
+        if self.config_yaml is not None:
+            return self.config_yaml
         text = render_bootstrap(
             BootstrapOptions(
                 node_id=self.node_id,
