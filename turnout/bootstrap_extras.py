@@ -6,6 +6,8 @@ the rendered template is loaded and its `_turnout_xds` cluster extended:
 
 - one `lb_endpoint` per replica; Envoy's ADS client reconnects through the
   cluster's load balancer, so when one replica dies the stream moves to another;
+- `--admin-address`: Envoy's admin listener off loopback, so that Prometheus
+  can scrape `/stats/prometheus` (docker-compose.yml);
 - an `UpstreamTlsContext` transport socket presenting the proxy's client
   certificate (`--client-cert/--client-key`, from `turnout certs init`), trusting
   only `--xds-ca`, and requiring the server certificate to name one of the
@@ -59,11 +61,18 @@ def transport_socket(tls: XdsTlsFiles, hosts: list[str]) -> dict[str, Any]:
     return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
-def extend(text: str, addresses: list[tuple[str, int]], tls: XdsTlsFiles | None) -> str:
-    """The rendered bootstrap with every replica listed and, if given, mTLS."""
-    if len(addresses) <= 1 and tls is None:
+def extend(
+    text: str,
+    addresses: list[tuple[str, int]],
+    tls: XdsTlsFiles | None,
+    admin_address: str = "127.0.0.1",
+) -> str:
+    """The rendered bootstrap with every replica listed and, if given, mTLS and an
+    admin address other than loopback (for Prometheus in another container)."""
+    if len(addresses) <= 1 and tls is None and admin_address == "127.0.0.1":
         return text
     bootstrap = yaml.safe_load(text)
+    bootstrap["admin"]["address"]["socket_address"]["address"] = admin_address
     cluster = next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == XDS_CLUSTER)
     if any(not is_ip(h) for h, _ in addresses):
         cluster["type"] = "STRICT_DNS"

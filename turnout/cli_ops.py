@@ -46,6 +46,9 @@ def add_log_format_argument(root: argparse.ArgumentParser) -> None:
 
 
 def add_bootstrap_arguments(boot: argparse.ArgumentParser) -> None:
+    boot.add_argument(
+        "--admin-address", default="127.0.0.1", help="Envoy admin bind address (for scraping)"
+    )
     boot.add_argument("--xds-ca", help="CA that signed Turnout's xDS certificate (enables mTLS)")
     boot.add_argument("--client-cert", help="this proxy's client certificate (PEM)")
     boot.add_argument("--client-key", help="its private key (PEM)")
@@ -55,7 +58,10 @@ def bootstrap_extras(args: argparse.Namespace) -> dict[str, Any]:
     """BootstrapOptions fields from the production options; ValueError if incomplete."""
     from turnout.bootstrap_extras import XdsTlsFiles
 
-    out: dict[str, Any] = {"more_xds_addresses": tuple((args.xds_address or [])[1:])}
+    out: dict[str, Any] = {
+        "more_xds_addresses": tuple((args.xds_address or [])[1:]),
+        "admin_address": args.admin_address,
+    }
     tls = (args.xds_ca, args.client_cert, args.client_key)
     if any(tls):
         if not all(tls):

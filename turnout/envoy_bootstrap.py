@@ -33,6 +33,8 @@ class BootstrapOptions:
     """Further replicas (HOST:PORT) besides `xds_address`."""
     xds_tls: XdsTlsFiles | None = None
     """mTLS to Turnout (turnout/bootstrap_extras.py)."""
+    admin_address: str = "127.0.0.1"
+    """Where Envoy's admin listener binds."""
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -56,4 +58,4 @@ def render_bootstrap(opts: BootstrapOptions) -> str:
         admin_port=opts.admin_port,
     )
     addresses = [(host, port), *(split_host_port(a) for a in opts.more_xds_addresses)]
-    return extend(text, addresses, opts.xds_tls)
+    return extend(text, addresses, opts.xds_tls, opts.admin_address)
