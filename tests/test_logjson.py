@@ -8,7 +8,8 @@ import sys
 def test_json_log_lines() -> None:
     code = (
         "import logging; from turnout.logjson import configure_logging;"
-        "configure_logging('info', 'json'); logging.getLogger('turnout.x').warning('hi %s', 'there')"
+        "configure_logging('info', 'json');"
+        "logging.getLogger('turnout.x').warning('hi %s', 'there')"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
