@@ -28,6 +28,7 @@ from sqlalchemy import make_url
 
 from turnout.export_static import render, write_atomically
 from turnout.models.errors import StoreUnavailable
+from turnout.models.leader import Leader
 from turnout.models.pg_feed import PgChangeFeed
 from turnout.models.proxy_status import ProxyStatusSource
 from turnout.models.replicas import SharedProxyStatus
@@ -37,6 +38,8 @@ from turnout.xds.translate import ListenerOptions
 
 log = logging.getLogger("turnout")
 
+SINGLETON_WORK = "turnout-singleton-work"
+"""The advisory-lock name of the replica that runs once-only work."""
 PUBLISH_INTERVAL_S = 1.0
 """How often this replica's proxy list is compared and written if it changed."""
 PUBLISH_REFRESH_S = 5.0
@@ -146,6 +149,9 @@ class Production:
         self._shared: SharedProxyStatus | None = None
         if is_postgres(store.database_url):
             self._shared = SharedProxyStatus(store, opts.replica_id, registry)
+        self.leader = Leader(store.database_url, SINGLETON_WORK)
+        """Who runs once-only work (plan controller, scheduled freezes): check
+        `leader.is_leader` before each step. Always true on SQLite."""
 
     @property
     def proxy_status(self) -> ProxyStatusSource:
@@ -185,6 +191,7 @@ class Production:
         return out
 
     def tasks(self) -> list[asyncio.Task[None]]:
+        self.leader.start()
         tasks = []
         if self._shared is not None:
             self._feed = PgChangeFeed(self._store).start()
@@ -194,6 +201,7 @@ class Production:
         return tasks
 
     def stop(self) -> None:
+        self.leader.stop()
         if self._feed is not None:
             self._feed.stop()
         if self._shared is not None:
