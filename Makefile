@@ -36,6 +36,7 @@ format: $(STAMP)
 ## Benchmarks print figures and write JSON to bench/results/; never part of `make test`.
 bench: $(STAMP)
 	$(PY) bench/write_to_served.py
+	PYTHONPATH=. $(PY) bench/cross_replica.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .run build *.egg-info
