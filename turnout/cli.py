@@ -9,9 +9,9 @@ from turnout.cli_ops import (
     add_bootstrap_arguments,
     add_commands,
     add_log_format_argument,
+    add_serve_arguments,
     configure_logging,
 )
-from turnout.production import add_serve_arguments
 
 DEFAULT_DATABASE_URL = "sqlite:///turnout.db"
 

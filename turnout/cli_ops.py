@@ -23,6 +23,7 @@ __all__ = [
     "add_bootstrap_arguments",
     "add_commands",
     "add_log_format_argument",
+    "add_serve_arguments",
     "bootstrap_extras",
     "configure_logging",
 ]
@@ -43,6 +44,34 @@ def add_log_format_argument(root: argparse.ArgumentParser) -> None:
         default=os.environ.get("TURNOUT_LOG_FORMAT", "text"),
         help="text (default) or json: one JSON object per line",
     )
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--admin-tls-cert", type=Path, help="serve the admin API over HTTPS")
+    parser.add_argument("--admin-tls-key", type=Path)
+    parser.add_argument("--xds-tls-cert", type=Path, help="serve xDS over TLS")
+    parser.add_argument("--xds-tls-key", type=Path)
+    parser.add_argument(
+        "--xds-client-ca", type=Path, help="require proxy certificates signed by this CA"
+    )
+    parser.add_argument(
+        "--xds-allow-list", type=Path, help="YAML rules: certificate names -> node ids/clusters"
+    )
+    parser.add_argument(
+        "--replica-id",
+        default=os.environ.get("TURNOUT_REPLICA_ID") or None,
+        help="this replica's name in shared proxy status (default: host-pid)",
+    )
+    parser.add_argument("--export-static-dir", type=Path, help="keep static Envoy configs here")
+    parser.add_argument("--export-static-interval", type=float, default=30.0, metavar="SECONDS")
+    parser.add_argument(
+        "--export-static-node-cluster",
+        action="append",
+        dest="export_static_node_clusters",
+        metavar="NAME",
+        help="node cluster to export (repeatable; default: default)",
+    )
+    parser.add_argument("--export-static-listener", default="0.0.0.0:10000", metavar="HOST:PORT")
 
 
 def add_bootstrap_arguments(boot: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import make_url
 
+from turnout.envoy_bootstrap import split_host_port
 from turnout.export_static import render, write_atomically
 from turnout.models.errors import StoreUnavailable
 from turnout.models.leader import Leader
@@ -87,35 +88,6 @@ class ProductionOptions:
                 raise ValueError(f"no such file: {path}")
 
 
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    path = Path
-    parser.add_argument("--admin-tls-cert", type=path, help="serve the admin API over HTTPS")
-    parser.add_argument("--admin-tls-key", type=path)
-    parser.add_argument("--xds-tls-cert", type=path, help="serve xDS over TLS")
-    parser.add_argument("--xds-tls-key", type=path)
-    parser.add_argument(
-        "--xds-client-ca", type=path, help="require proxy certificates signed by this CA"
-    )
-    parser.add_argument(
-        "--xds-allow-list", type=path, help="YAML rules: certificate names -> node ids/clusters"
-    )
-    parser.add_argument(
-        "--replica-id",
-        default=os.environ.get("TURNOUT_REPLICA_ID") or None,
-        help="this replica's name in shared proxy status (default: host-pid)",
-    )
-    parser.add_argument("--export-static-dir", type=path, help="keep static Envoy configs here")
-    parser.add_argument("--export-static-interval", type=float, default=30.0, metavar="SECONDS")
-    parser.add_argument(
-        "--export-static-node-cluster",
-        action="append",
-        dest="export_static_node_clusters",
-        metavar="NAME",
-        help="node cluster to export (repeatable; default: default)",
-    )
-    parser.add_argument("--export-static-listener", default="0.0.0.0:10000", metavar="HOST:PORT")
-
-
 def options_from_args(args: argparse.Namespace) -> ProductionOptions:
     opts = ProductionOptions(
         admin_tls_cert=args.admin_tls_cert,
@@ -131,6 +103,7 @@ def options_from_args(args: argparse.Namespace) -> ProductionOptions:
         export_static_listener=args.export_static_listener,
     )
     opts.validate()
+    split_host_port(opts.export_static_listener)  # ValueError names a bad address
     return opts
 
 
@@ -226,14 +199,15 @@ class Production:
 
     async def _export_loop(self) -> None:
         assert self.opts.export_static_dir is not None
-        host, _, port = self.opts.export_static_listener.rpartition(":")
+        host, port = split_host_port(self.opts.export_static_listener)
         exported: int | None = None
         while True:
             try:
-                decl = await asyncio.to_thread(self._store.load)
-                if decl.revision != exported:
+                revision = await asyncio.to_thread(self._store.revision)
+                if revision != exported:
+                    decl = await asyncio.to_thread(self._store.load)
                     for group in self.opts.export_static_node_clusters:
-                        text = render(decl, ListenerOptions(host, int(port), group))
+                        text = render(decl, ListenerOptions(host, port, group))
                         path = self.opts.export_static_dir / f"{group}.yaml"
                         await asyncio.to_thread(write_atomically, path, text)
                     exported = decl.revision
