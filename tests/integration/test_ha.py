@@ -102,3 +102,21 @@ def _holds_stream(proc: TurnoutProcess, node_id: str) -> bool:
     shows it through the database)."""
     assert proc.log_path is not None
     return f"opened by node {node_id}" in proc.log_path.read_text()
+
+
+def test_once_only_work_moves_to_the_other_replica_when_the_leader_dies(
+    turnout: TurnoutProcess, replica_b: TurnoutProcess
+) -> None:
+    took = "took leadership for 'turnout-singleton-work'"
+
+    def leads(proc: TurnoutProcess) -> bool:
+        assert proc.log_path is not None
+        return took in proc.log_path.read_text()
+
+    wait_for(lambda: leads(turnout) or leads(replica_b), 15, "one replica to lead")
+    leader, follower = (turnout, replica_b) if leads(turnout) else (replica_b, turnout)
+    assert not leads(follower)
+    leader.stop(kill=True)
+    killed = time.monotonic()
+    wait_for(lambda: leads(follower), 15, "the other replica to take over")
+    assert time.monotonic() - killed < 10
