@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) bench/translate.py --sizes 1000 10000 --runs 5
 	$(PY) bench/bulk_routes.py --routes 1000 --repeat 5
 	$(PY) bench/ads_load.py --streams 1000 5000 --streams-per-channel 500 --changes 3
+	PYTHONPATH=. $(PY) bench/cross_replica.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .run build *.egg-info

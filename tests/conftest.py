@@ -24,6 +24,10 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from turnout.models import db
 from turnout.models.store import Store
 
+# Turnout's own suite uses the plugin it ships (fixtures turnout, admin, envoy,
+# start_envoy); installed, it is also loaded by its pytest11 entry point.
+pytest_plugins = ["turnout.testing.plugin"]
+
 PG_ENV = "TURNOUT_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -2,11 +2,18 @@
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from turnout.cli_ops import (
+    add_bootstrap_arguments,
+    add_commands,
+    add_log_format_argument,
+    add_serve_arguments,
+    configure_logging,
+)
 
 DEFAULT_DATABASE_URL = "sqlite:///turnout.db"
 
@@ -16,31 +23,40 @@ def database_url(arg: str | None) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from turnout.production import options_from_args
     from turnout.serve import ServeOptions, serve
 
+    try:
+        production = options_from_args(args)
+    except ValueError as exc:
+        print(f"turnout serve: {exc}", file=sys.stderr)
+        return 2
     opts = ServeOptions(
         database_url=database_url(args.database_url),
         admin_listen=args.admin_listen,
         xds_listen=args.xds_listen,
         admin_token=os.environ.get("TURNOUT_ADMIN_TOKEN") or None,
+        production=production,
     )
     asyncio.run(serve(opts))
     return 0
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
+    from turnout.cli_ops import bootstrap_extras
     from turnout.envoy_bootstrap import BootstrapOptions, render_bootstrap
 
-    opts = BootstrapOptions(
-        node_id=args.node_id,
-        node_cluster=args.node_cluster,
-        xds_address=args.xds_address,
-        listener_port=args.listener_port,
-        listener_address=args.listener_address,
-        admin_port=args.admin_port,
-        delta=args.delta,
-    )
     try:
+        opts = BootstrapOptions(
+            node_id=args.node_id,
+            node_cluster=args.node_cluster,
+            xds_address=(args.xds_address or ["127.0.0.1:18000"])[0],
+            listener_port=args.listener_port,
+            listener_address=args.listener_address,
+            admin_port=args.admin_port,
+            delta=args.delta,
+            **bootstrap_extras(args),
+        )
         text = render_bootstrap(opts)
     except ValueError as exc:
         print(f"turnout bootstrap: {exc}", file=sys.stderr)
@@ -163,6 +179,7 @@ def parser() -> argparse.ArgumentParser:
         prog="turnout", description="Envoy xDS control plane for zero-downtime API migrations."
     )
     root.add_argument("--log-level", default=os.environ.get("TURNOUT_LOG_LEVEL", "INFO"))
+    add_log_format_argument(root)
     sub = root.add_subparsers(dest="command", required=True)
     db_help = "database URL (default: $TURNOUT_DATABASE_URL or sqlite:///turnout.db)"
 
@@ -170,17 +187,24 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", help=db_help)
     serve.add_argument("--admin-listen", default="127.0.0.1:8001", metavar="HOST:PORT")
     serve.add_argument("--xds-listen", default="127.0.0.1:18000", metavar="HOST:PORT")
+    add_serve_arguments(serve)
     serve.set_defaults(func=_serve)
 
     boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at Turnout")
     boot.add_argument("--node-id", required=True)
     boot.add_argument("--node-cluster", default="default")
-    boot.add_argument("--xds-address", default="127.0.0.1:18000", metavar="HOST:PORT")
+    boot.add_argument(
+        "--xds-address",
+        action="append",
+        metavar="HOST:PORT",
+        help="a Turnout replica (repeatable; default 127.0.0.1:18000)",
+    )
     boot.add_argument("--listener-port", type=int, default=10000)
     boot.add_argument("--listener-address", default="0.0.0.0")
     boot.add_argument("--admin-port", type=int, default=9901)
     boot.add_argument("--delta", action="store_true", help="use Delta xDS (DELTA_GRPC)")
     boot.add_argument("-o", "--output", help="write to this file instead of stdout")
+    add_bootstrap_arguments(boot)
     boot.set_defaults(func=_bootstrap)
 
     db = sub.add_parser("db", help="database maintenance")
@@ -202,15 +226,13 @@ def parser() -> argparse.ArgumentParser:
     kong.add_argument("--database-url", help=db_help)
     kong.add_argument("--dry-run", action="store_true", help="report, change nothing")
     kong.set_defaults(func=_import_kong)
+    add_commands(sub, db_help)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format)
     return int(args.func(args))
 
 

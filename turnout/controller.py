@@ -20,6 +20,7 @@ progress lives on the split, so a restarted Turnout carries on where it was.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from turnout.models.errors import TurnoutError
@@ -37,16 +38,23 @@ DEFAULT_TICK_SECONDS = 0.25
 
 class PlanController:
     def __init__(
-        self, store: Store, load_stats: LoadStatsSource, tick: float = DEFAULT_TICK_SECONDS
+        self,
+        store: Store,
+        load_stats: LoadStatsSource,
+        tick: float = DEFAULT_TICK_SECONDS,
+        is_leader: Callable[[], bool] = lambda: True,
     ) -> None:
         self._store = store
         self._load = load_stats
         self._tick = tick
+        self._is_leader = is_leader
+        """Plans advance on one replica only: the one holding the leader lock."""
 
     async def run(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.tick_once)
+                if self._is_leader():
+                    await asyncio.to_thread(self.tick_once)
             except TurnoutError as exc:  # e.g. the database is briefly unavailable
                 log.warning("plan controller: %s", exc)
             await asyncio.sleep(self._tick)

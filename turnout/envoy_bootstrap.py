@@ -1,10 +1,11 @@
 """Render the Envoy bootstrap that points a proxy at Turnout (envoy/bootstrap/)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from string import Template
 
+from turnout.bootstrap_extras import XdsTlsFiles, extend
 from turnout.models.service import is_ip
 
 TEMPLATE = "ads.yaml"
@@ -30,6 +31,12 @@ class BootstrapOptions:
     admin_port: int = 9901
     delta: bool = False
     """Use Delta (incremental) xDS: `DELTA_GRPC` instead of State of the World."""
+    more_xds_addresses: tuple[str, ...] = field(default_factory=tuple)
+    """Further replicas (HOST:PORT) besides `xds_address`."""
+    xds_tls: XdsTlsFiles | None = None
+    """mTLS to Turnout (turnout/bootstrap_extras.py)."""
+    admin_address: str = "127.0.0.1"
+    """Where Envoy's admin listener binds."""
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -41,7 +48,7 @@ def split_host_port(address: str) -> tuple[str, int]:
 
 def render_bootstrap(opts: BootstrapOptions) -> str:
     host, port = split_host_port(opts.xds_address)
-    return Template(read_template()).substitute(
+    text = Template(read_template()).substitute(
         node_id=opts.node_id,
         node_cluster=opts.node_cluster,
         listener_address=opts.listener_address,
@@ -52,3 +59,5 @@ def render_bootstrap(opts: BootstrapOptions) -> str:
         xds_port=port,
         admin_port=opts.admin_port,
     )
+    addresses = [(host, port), *(split_host_port(a) for a in opts.more_xds_addresses)]
+    return extend(text, addresses, opts.xds_tls, opts.admin_address)

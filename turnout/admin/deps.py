@@ -6,13 +6,20 @@ what the app talks to in one place (`create_app`), never in handlers.
 
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from turnout.admin.auth import token_matches
+from turnout.admin.principal import (
+    Principal,
+    authenticate,
+    forbidden,
+    role_for_method,
+    unauthorized,
+)
 from turnout.models.freeze import OVERRIDE_HEADER
 from turnout.models.proxy_status import ProxyStatusSource
 from turnout.models.store import Store
+from turnout.models.tokens import Role
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -32,60 +39,62 @@ StoreDep = Annotated[Store, Depends(get_store)]
 ProxyStatusDep = Annotated[ProxyStatusSource, Depends(get_proxy_status)]
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
-    )
-
-
-def require_admin(
+def get_principal(
     request: Request,
     store: StoreDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """Check the bearer token; return who is calling (for now always "admin").
+) -> Principal:
+    """Check the bearer token (bootstrap admin token or a role token); 401 otherwise.
 
-    The expected hash comes from `create_app(admin_token=...)` when given, else from
-    the database on every request, so a token rotated by `turnout` takes effect
-    without a restart.
+    The bootstrap hash comes from `create_app(admin_token=...)` when given, else
+    from the database on every request, so rotation needs no restart.
     """
     if credentials is None:
-        raise _unauthorized("missing bearer token")
-    expected: str | None = request.app.state.admin_token_hash or store.admin_token_hash()
-    if expected is None or not token_matches(credentials.credentials, expected):
-        raise _unauthorized("invalid bearer token")
-    return "admin"
+        raise unauthorized("missing bearer token")
+    return authenticate(request, store, credentials.credentials)
 
 
-def get_actor(principal: Annotated[str, Depends(require_admin)]) -> str:
-    """The name written into audit events. Tokens with owners will change this."""
-    return principal
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_admin(request: Request, principal: PrincipalDep) -> str:
+    """Authenticate, then check the role the method needs (read: viewer, write:
+    operator); 403 names the role that is missing. Returns the caller's name."""
+    needed = role_for_method(request.method)
+    if not principal.role.allows(needed):
+        raise forbidden(principal, needed, f"{request.method} {request.url.path}")
+    return principal.name
+
+
+def get_actor(principal: PrincipalDep) -> str:
+    """The name written into audit events: the token's owner."""
+    return principal.name
 
 
 ActorDep = Annotated[str, Depends(get_actor)]
 
 
 def freeze_override(
-    principal: Annotated[str, Depends(require_admin)],
+    principal: PrincipalDep,
     reason: Annotated[
         str | None,
         Header(
             alias=OVERRIDE_HEADER,
             description="Write through an active freeze for this one request; the reason "
-            "is audited. Admin only.",
+            "is audited. Admin role only.",
             max_length=1024,
         ),
     ] = None,
 ) -> str | None:
     """The override reason a write may use to pass a freeze, or None.
 
-    The ONE place that decides who may override a freeze. Every principal is the
-    admin today; when tokens get roles (#6) this is where only the admin role keeps
-    the right (answer 403 for others).
+    The ONE place that decides who may override a freeze: the admin role (403 for
+    any other role that sends the header).
     """
     if reason is None or not reason.strip():
         return None
-    _ = principal
+    if not principal.role.allows(Role.ADMIN):
+        raise forbidden(principal, Role.ADMIN, f"overriding a freeze ({OVERRIDE_HEADER})")
     return reason.strip()
 
 

@@ -14,9 +14,10 @@ class TypeStatus(BaseModel):
 
     type_url: str
     state: Literal["SYNCED", "STALE", "NACKED"] = Field(
+        "STALE",
         description="SYNCED: acknowledged the current declaration; STALE: a push is in "
         "flight or due; NACKED: rejected the newest content (see last_nack) and keeps the "
-        "previous one until the declaration changes."
+        "previous one until the declaration changes.",
     )
     version_sent: str | None = Field(None, description="Last version_info sent.")
     version_acked: str | None = Field(None, description="Last version_info the proxy ACKed.")
@@ -28,7 +29,7 @@ class ProxyStatus(BaseModel):
     node_id: str
     node_cluster: str
     connected_since: datetime
-    xds: Literal["sotw", "delta"] = Field(description="State of the World or Delta xDS.")
+    xds: Literal["sotw", "delta"] = Field("sotw", description="State of the World or Delta xDS.")
     listener_port: int
     revision: int | None = Field(
         None, description="The newest declaration revision this proxy acknowledged in full."

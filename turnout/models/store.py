@@ -32,6 +32,7 @@ from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES, Entity, entity
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
 from turnout.models.freeze import check_freezes
+from turnout.models.notify import notify_in_transaction
 from turnout.models.rows import ADMIN_TOKEN_HASH_KEY, REVISION_ROW_ID, RevisionRow, SettingRow
 from turnout.models.store_history import HistoryMixin
 
@@ -276,10 +277,9 @@ class Store(HistoryMixin):
         see only the later one, which includes the earlier. An exception in a
         callback is logged and does not affect the write or other subscribers.
 
-        This feed is in-process. Several Turnout processes sharing PostgreSQL need
-        a LISTEN/NOTIFY feed: `_commit` would also run `pg_notify('turnout',
-        revision)` inside the write transaction (delivered only on commit), and a
-        listener thread would call `_notify` for revisions committed elsewhere.
+        On PostgreSQL `_commit` also runs `pg_notify('turnout', revision)` inside
+        the write transaction, and `turnout.models.pg_feed.PgChangeFeed` calls
+        `_notify` for revisions committed by other processes.
         """
         with self._notify_lock:
             self._subscribers.append(callback)
@@ -387,6 +387,7 @@ class Store(HistoryMixin):
                 )
             )
         session.flush()  # surface constraint errors inside the transaction
+        notify_in_transaction(session, row.value)  # other replicas (models/pg_feed.py)
         session.info["revision"] = row.value
         return row.value
 

@@ -11,7 +11,8 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,6 +27,7 @@ from envoy.service.discovery.v3.discovery_pb2 import (
 
 from turnout.xds import metrics
 from turnout.xds.cache import SnapshotCache, node_key
+from turnout.xds.identity import IdentityRefused
 from turnout.xds.lrs import LoadStats
 from turnout.xds.lrs import add_to_server as add_lrs_to_server
 from turnout.xds.snapshot import Snapshot
@@ -37,15 +39,22 @@ log = logging.getLogger(__name__)
 # One table from error class to gRPC status (STYLE.md: errors).
 _GRPC_STATUS: dict[type[Exception], grpc.StatusCode] = {
     ProtocolError: grpc.StatusCode.INVALID_ARGUMENT,
+    IdentityRefused: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 Request = DiscoveryRequest | DeltaDiscoveryRequest
 
+Authorizer = Callable[[Mapping[str, Sequence[bytes]], str, str], None]
+"""(peer auth context, node id, node cluster) -> None, or raise IdentityRefused."""
+
 
 class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
-    def __init__(self, cache: SnapshotCache, registry: ProxyRegistry) -> None:
+    def __init__(
+        self, cache: SnapshotCache, registry: ProxyRegistry, authorize: Authorizer | None = None
+    ) -> None:
         self._cache = cache
         self._registry = registry
+        self._authorize = authorize
         self._stream_ids = itertools.count(1)
 
     async def StreamAggregatedResources(  # noqa: N802 (gRPC method name)
@@ -73,6 +82,8 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 return
             _receive(state, first)
             assert state.node is not None
+            if self._authorize is not None:
+                self._authorize(context.auth_context(), state.node.id, state.node.cluster)
             proxy = ConnectedProxy(stream_id, state.node.id, node_key(state.node), state)
             self._registry.add(proxy)
             metrics.CONNECTED_PROXIES.labels(kind).inc()
@@ -89,7 +100,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 await asyncio.gather(reader, return_exceptions=True)
                 metrics.CONNECTED_PROXIES.labels(kind).dec()
         except tuple(_GRPC_STATUS) as exc:
-            log.warning("stream %d closed: %s", stream_id, exc)
+            log.warning("stream %d from %s closed: %s", stream_id, context.peer(), exc)
             await context.abort(_GRPC_STATUS[type(exc)], str(exc))
         finally:
             self._registry.remove(stream_id)
@@ -191,14 +202,26 @@ def _wire(
     )
 
 
+def tls_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
+    """Server TLS; with `client_ca`, every proxy must present a certificate it signed."""
+    return grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())],
+        root_certificates=client_ca.read_bytes() if client_ca else None,
+        require_client_auth=client_ca is not None,
+    )
+
+
 async def start_server(
     cache: SnapshotCache,
     registry: ProxyRegistry,
     listen: str,
     load_stats: LoadStats | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+    authorize: Authorizer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving ADS (and LRS, given `load_stats`) on `listen` (host:port, port 0
-    picks one); return the server, which the caller stops, and the port."""
+    picks one), over TLS when given `credentials`; return the server, which the
+    caller stops, and the port."""
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -209,11 +232,14 @@ async def start_server(
         ]
     )
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-        AggregatedDiscoveryService(cache, registry), server
+        AggregatedDiscoveryService(cache, registry, authorize), server
     )
     if load_stats is not None:
         add_lrs_to_server(server, load_stats)
-    port = server.add_insecure_port(listen)
+    if credentials is not None:
+        port = server.add_secure_port(listen, credentials)
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen for xDS on {listen}")
     await server.start()

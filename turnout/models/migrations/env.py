@@ -12,7 +12,9 @@ from sqlalchemy.engine import Connection
 import turnout.models.audit
 import turnout.models.entities
 import turnout.models.freeze
-import turnout.models.rows  # noqa: F401  (registers every table on Base.metadata)
+import turnout.models.replicas
+import turnout.models.rows
+import turnout.models.tokens  # noqa: F401  (registers every table on Base.metadata)
 from turnout.models.db import Base, database_url_from_env, make_engine
 
 target_metadata = Base.metadata

@@ -1,0 +1,79 @@
+"""Cross-process change feed and shared proxy status, on a real PostgreSQL."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from turnout.models.pg_feed import PgChangeFeed
+from turnout.models.proxy_status import ProxyStatus
+from turnout.models.replicas import SharedProxyStatus
+from turnout.models.service import ServiceSpec
+from turnout.models.store import Store
+
+PG = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+class Fixed:
+    def __init__(self, *proxies: ProxyStatus) -> None:
+        self.items = list(proxies)
+
+    def proxies(self) -> list[ProxyStatus]:
+        return list(self.items)
+
+
+def _proxy(node_id: str, revision: int = 1) -> ProxyStatus:
+    return ProxyStatus(
+        node_id=node_id,
+        node_cluster="default",
+        connected_since=datetime(2026, 1, 1, tzinfo=UTC),
+        listener_port=10000,
+        revision=revision,
+        types=[],
+    )
+
+
+@PG
+def test_commit_in_one_store_reaches_subscribers_of_another(database_url: str) -> None:
+    a, b = Store(database_url), Store(database_url)
+    seen: list[int] = []
+    arrived = threading.Event()
+
+    def on_revision(revision: int) -> None:
+        seen.append(revision)
+        if revision >= 2:
+            arrived.set()
+
+    b.subscribe(on_revision)
+    feed = PgChangeFeed(b).start()
+    try:
+        assert feed.connected.wait(10)
+        a.create("service", ServiceSpec(name="one", url="http://x:1"), "t")
+        a.create("service", ServiceSpec(name="two", url="http://x:1"), "t")
+        assert arrived.wait(5), seen
+        assert seen == sorted(seen) and seen[-1] == 2
+    finally:
+        feed.stop()
+        a.close()
+        b.close()
+
+
+@PG
+def test_proxy_status_union_across_replicas(database_url: str) -> None:
+    store = Store(database_url)
+    now = [datetime.now(UTC)]
+    a_local, b_local = Fixed(_proxy("edge-a")), Fixed(_proxy("edge-b"))
+    a = SharedProxyStatus(store, "a", a_local, clock=lambda: now[0])
+    b = SharedProxyStatus(store, "b", b_local, clock=lambda: now[0])
+    try:
+        assert a.publish() and b.publish()
+        assert not a.publish()  # unchanged: no write
+        assert [p.node_id for p in a.proxies()] == ["edge-a", "edge-b"]
+        b_local.items = [_proxy("edge-b", revision=7)]
+        assert b.publish()
+        assert next(p for p in a.proxies() if p.node_id == "edge-b").revision == 7
+        now[0] += timedelta(seconds=60)  # b stopped refreshing: it is gone
+        assert [p.node_id for p in a.proxies()] == ["edge-a"]
+        b.withdraw()
+    finally:
+        store.close()

@@ -1,0 +1,41 @@
+"""`turnout token create|list|delete` straight against the database."""
+
+import pytest
+
+from turnout.admin.auth import hash_token
+from turnout.cli import main
+from turnout.models.store import Store
+from turnout.models.tokens import Role, TokenStore
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_token_lifecycle(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = ["--database-url", database_url]
+    assert (
+        main(["token", "create", *db, "--name", "ci", "--role", "operator", "--expires-in", "2h"])
+        == 0
+    )
+    out = capsys.readouterr()
+    token = out.out.strip()
+    assert "role operator" in out.err and "shown only once" in out.err
+    store = Store(database_url)
+    try:
+        info = TokenStore(store).lookup(hash_token(token))
+        assert info is not None and info.role is Role.OPERATOR and info.created_by == "cli"
+        assert main(["token", "create", *db, "--name", "ci", "--role", "viewer"]) == 1
+        assert "already exists" in capsys.readouterr().err
+        assert main(["token", "list", *db]) == 0
+        assert capsys.readouterr().out.startswith("ci\toperator\texpires ")
+        assert main(["token", "delete", *db, "--name", "ci"]) == 0
+        assert TokenStore(store).list() == []
+        assert main(["token", "delete", *db, "--name", "ci"]) == 1
+        assert store.audit(1)[0].actor == "cli"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_bad_expiry(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["token", "create", "--database-url", database_url, "--name", "x", "--role", "viewer"]
+    assert main([*args, "--expires-in", "soon"]) == 2
+    assert "--expires-in" in capsys.readouterr().err

@@ -1,0 +1,59 @@
+"""`/tokens`: create, list and revoke role tokens (admin role only).
+
+    POST   /tokens          201 {name, role, ..., "token": "<shown only this once>"}
+    GET    /tokens          [{name, role, created_at, created_by, expires_at}]
+    DELETE /tokens/{name}   204
+
+Only the sha256 of a token is stored; a lost token is revoked and replaced.
+"""
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response, status
+from pydantic import Field
+
+from turnout.admin.auth import generate_token, hash_token
+from turnout.admin.deps import ActorDep, StoreDep
+from turnout.admin.principal import require_role
+from turnout.models.tokens import Role, TokenCreate, TokenInfo, TokenStore
+
+router = APIRouter(
+    prefix="/tokens", tags=["tokens"], dependencies=[Depends(require_role(Role.ADMIN))]
+)
+
+
+class CreatedToken(TokenInfo):
+    token: str = Field(description="The bearer token. Shown only in this response.")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CreatedToken,
+    summary="Create a token with a role",
+    responses={409: {"description": "A token with this name exists."}},
+)
+def create_token(body: TokenCreate, store: StoreDep, actor: ActorDep) -> CreatedToken:
+    token = generate_token()
+    expires_in = timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None
+    info = TokenStore(store).create(body.name, body.role, hash_token(token), actor, expires_in)
+    return CreatedToken(**info.model_dump(), token=token)
+
+
+@router.get("", response_model=list[TokenInfo], summary="List tokens (never the tokens)")
+def list_tokens(store: StoreDep) -> list[TokenInfo]:
+    return TokenStore(store).list()
+
+
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Revoke a token",
+)
+def delete_token(
+    name: Annotated[str, Path(description="Name of the token.")], store: StoreDep, actor: ActorDep
+) -> Response:
+    TokenStore(store).delete(name, actor)
+    return Response(status_code=204)

@@ -1,0 +1,85 @@
+"""Bootstrap variants: several Turnout replicas, and mTLS to them.
+
+`envoy/bootstrap/ads.yaml` describes the plain case: one replica, plaintext.
+When `turnout bootstrap` is given several `--xds-address` or the TLS options,
+the rendered template is loaded and its `_turnout_xds` cluster extended:
+
+- one `lb_endpoint` per replica; Envoy's ADS client reconnects through the
+  cluster's load balancer, so when one replica dies the stream moves to another;
+- `--admin-address`: Envoy's admin listener off loopback, so that Prometheus
+  can scrape `/stats/prometheus` (docker-compose.yml);
+- an `UpstreamTlsContext` transport socket presenting the proxy's client
+  certificate (`--client-cert/--client-key`, from `turnout certs init`), trusting
+  only `--xds-ca`, and requiring the server certificate to name one of the
+  replica hosts (a DNS or IP SAN).
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from turnout.models.service import is_ip
+
+XDS_CLUSTER = "_turnout_xds"
+
+
+@dataclass(frozen=True)
+class XdsTlsFiles:
+    ca: str
+    """PEM of the CA that signed Turnout's server certificate."""
+    cert: str
+    """PEM of this proxy's client certificate."""
+    key: str
+    """PEM of its private key."""
+
+
+def _endpoint(host: str, port: int) -> dict[str, Any]:
+    return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+
+
+def transport_socket(tls: XdsTlsFiles, hosts: list[str]) -> dict[str, Any]:
+    sans = [
+        {"san_type": "IP_ADDRESS" if is_ip(h) else "DNS", "matcher": {"exact": h}}
+        for h in dict.fromkeys(hosts)
+    ]
+    context: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "tls_certificates": [
+                {"certificate_chain": {"filename": tls.cert}, "private_key": {"filename": tls.key}}
+            ],
+            "validation_context": {
+                "trusted_ca": {"filename": tls.ca},
+                "match_typed_subject_alt_names": sans,
+            },
+        },
+    }
+    if hosts and not is_ip(hosts[0]):
+        context["sni"] = hosts[0]
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
+
+
+def extend(
+    text: str,
+    addresses: list[tuple[str, int]],
+    tls: XdsTlsFiles | None,
+    admin_address: str = "127.0.0.1",
+) -> str:
+    """The rendered bootstrap with every replica listed and, if given, mTLS and an
+    admin address other than loopback (for Prometheus in another container)."""
+    if len(addresses) <= 1 and tls is None and admin_address == "127.0.0.1":
+        return text
+    bootstrap = yaml.safe_load(text)
+    bootstrap["admin"]["address"]["socket_address"]["address"] = admin_address
+    cluster = next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == XDS_CLUSTER)
+    if any(not is_ip(h) for h, _ in addresses):
+        cluster["type"] = "STRICT_DNS"
+    cluster["load_assignment"]["endpoints"] = [
+        {"lb_endpoints": [_endpoint(h, p) for h, p in addresses]}
+    ]
+    if tls is not None:
+        cluster["transport_socket"] = transport_socket(tls, [h for h, _ in addresses])
+    header = "# Envoy bootstrap rendered by `turnout bootstrap` (replicas and/or mTLS).\n"
+    return header + yaml.safe_dump(bootstrap, sort_keys=False)

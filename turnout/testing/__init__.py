@@ -1,0 +1,1 @@
+"""Test helpers shipped with Turnout: the pytest plugin in `turnout.testing.plugin`."""
