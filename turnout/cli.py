@@ -14,15 +14,20 @@ def database_url(arg: str | None) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from turnout.serve import ServeOptions, serve
+    from turnout.serve import ConfigError, ServeOptions, serve
 
     opts = ServeOptions(
         database_url=database_url(args.database_url),
         admin_listen=args.admin_listen,
         xds_listen=args.xds_listen,
         admin_token=os.environ.get("TURNOUT_ADMIN_TOKEN") or None,
+        secret_key=os.environ.get("TURNOUT_SECRET_KEY") or None,
     )
-    asyncio.run(serve(opts))
+    try:
+        asyncio.run(serve(opts))
+    except ConfigError as exc:
+        print(f"turnout serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

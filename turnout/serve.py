@@ -12,12 +12,14 @@ import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import uvicorn
 
 from turnout.admin.app import create_app
 from turnout.admin.auth import generate_token, hash_token
 from turnout.envoy_bootstrap import split_host_port
+from turnout.models.keycrypt import SECRET_KEY_ENV
 from turnout.models.store import Store
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.server import start_server
@@ -35,6 +37,54 @@ class ServeOptions:
     xds_listen: str = "127.0.0.1:18000"
     admin_token: str | None = None
     """From TURNOUT_ADMIN_TOKEN; when unset the hash stored in the database is used."""
+    secret_key: str | None = None
+    """From TURNOUT_SECRET_KEY: encrypts API keys at rest. Required once keys exist."""
+
+
+class ConfigError(Exception):
+    """The process cannot start as configured; the message says what to set."""
+
+
+def check_secret_key(store: Store, secret_key: str | None) -> None:
+    """Refuse to start with API keys in the database and no secret to read them.
+
+    Starting anyway would publish routes whose keys are all missing: every
+    authenticated request would get 401 until someone noticed.
+    """
+    if secret_key:
+        return
+    count = store.keys.count()
+    if count:
+        raise ConfigError(
+            f"the database holds {count} API key(s) but {SECRET_KEY_ENV} is not set; "
+            "start Turnout with the secret the keys were stored with"
+        )
+
+
+EXPIRY_POLL_SECONDS = 30.0
+"""Upper bound between expiry checks, so a key created elsewhere still expires on time."""
+
+
+async def expire_keys(store: Store, wake: asyncio.Event) -> None:
+    """Delete each key when it expires, as a store write that reaches every Envoy.
+
+    Sleeps until the next expiry (or EXPIRY_POLL_SECONDS, or a commit), so a key
+    stops working within about a second of `expires_at`.
+    """
+    while True:
+        try:
+            now = datetime.now(UTC)
+            await asyncio.to_thread(store.keys.expire, now)
+            nxt = await asyncio.to_thread(store.keys.next_expiry)
+        except Exception:
+            log.exception("expiring API keys failed; retrying")
+            nxt = None
+        delay = EXPIRY_POLL_SECONDS
+        if nxt is not None:
+            delay = min(delay, max(0.0, (nxt - datetime.now(UTC)).total_seconds()) + 0.05)
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), delay)
 
 
 def ensure_admin_token(store: Store, token: str | None) -> None:
@@ -61,8 +111,12 @@ class _Uvicorn(uvicorn.Server):
 
 
 async def serve(opts: ServeOptions) -> None:
-    store = Store(opts.database_url)
+    try:
+        store = Store(opts.database_url, secret_key=opts.secret_key)
+    except ValueError as exc:  # a secret too short to be one
+        raise ConfigError(str(exc)) from None
     store.upgrade()
+    check_secret_key(store, opts.secret_key)
     ensure_admin_token(store, opts.admin_token)
 
     cache = SnapshotCache()
@@ -79,9 +133,12 @@ async def serve(opts: ServeOptions) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     grpc_server = await start_server(cache, registry, opts.xds_listen)
+    key_commits = asyncio.Event()
+    unsubscribe = store.subscribe(lambda _rev: loop.call_soon_threadsafe(key_commits.set))
     tasks = [
         asyncio.create_task(cache.run(store), name="snapshot-cache"),
         asyncio.create_task(admin.serve(), name="admin-api"),
+        asyncio.create_task(expire_keys(store, key_commits), name="key-expiry"),
     ]
     log.info(
         "xDS (ADS) listening on %s, admin API on http://%s", opts.xds_listen, opts.admin_listen
@@ -106,4 +163,5 @@ async def serve(opts: ServeOptions) -> None:
             if task.get_name() != "admin-api":
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        unsubscribe()
         store.close()

@@ -6,7 +6,7 @@ only assembles routers, auth and error handling around what it is given.
 
 from fastapi import Depends, FastAPI
 
-from turnout.admin.api import proxies, system
+from turnout.admin.api import consumer_keys, proxies, system
 from turnout.admin.api.entities import entity_router
 from turnout.admin.auth import hash_token
 from turnout.admin.deps import require_admin
@@ -16,7 +16,8 @@ from turnout.models.proxy_status import ProxyStatusSource
 from turnout.models.store import Store
 
 DESCRIPTION = """\
-Declare services, routes and splits; Turnout turns them into Envoy configuration.
+Declare services, routes, splits and consumers (with their API keys); Turnout turns
+them into Envoy configuration.
 
 Every endpoint except `GET /healthz` needs `Authorization: Bearer <admin token>`.
 Every write answers with header `X-Turnout-Revision`: the global revision it
@@ -42,6 +43,7 @@ def create_app(
     app.include_router(system.health_router)
     for ent in ENTITIES.values():
         app.include_router(entity_router(ent), dependencies=authed)
+    app.include_router(consumer_keys.router, dependencies=authed)
     app.include_router(proxies.router, dependencies=authed)
     app.include_router(system.router, dependencies=authed)
     install_error_handlers(app)

@@ -15,12 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from turnout.models.errors import Conflict, NotFound, StoreUnavailable
+from turnout.models.errors import Conflict, NotConfigured, NotFound, StoreUnavailable
 
 ERROR_STATUS: dict[type[Exception], int] = {
     NotFound: 404,
     Conflict: 409,
     StoreUnavailable: 503,
+    NotConfigured: 503,
     ValidationError: 422,
 }
 

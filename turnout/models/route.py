@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from turnout.models.auth import RouteAuth
 from turnout.models.db import Base
 from turnout.models.types import Name, Tags
 
@@ -118,6 +119,10 @@ class RouteSpec(BaseModel):
     priority: Annotated[
         int, Field(ge=-1000, le=1000, description="Higher priority routes are matched first.")
     ] = 0
+    auth: Annotated[
+        RouteAuth | None,
+        Field(description="API key authentication (`turnout/models/auth.py`). Absent: open."),
+    ] = None
     tags: Tags
 
     @field_validator("hosts")
@@ -162,6 +167,8 @@ class RouteSpec(BaseModel):
     def _strip(self) -> "RouteSpec":
         if self.strip_path and any(p.kind is not PathKind.PREFIX for p in self.paths):
             raise ValueError("strip_path works with prefix paths only")
+        if self.strip_path and self.auth is not None and self.auth.path_source is not None:
+            raise ValueError("strip_path cannot be combined with a `path` key source")
         return self
 
 
@@ -182,4 +189,5 @@ class RouteRow(Base):
     service: Mapped[str] = mapped_column(String(128), ForeignKey("services.name"), index=True)
     strip_path: Mapped[bool] = mapped_column(Boolean)
     priority: Mapped[int] = mapped_column(Integer)
+    auth: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))
     tags: Mapped[list[str]] = mapped_column(JSON)

@@ -27,7 +27,8 @@ from turnout.models.audit import Action, AuditEvent, AuditEventRow
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES, Entity, entity
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
-from turnout.models.references import check_delete, check_write
+from turnout.models.keystore import KeyRing
+from turnout.models.references import check_delete, check_write, delete_dependents
 from turnout.models.rows import ADMIN_TOKEN_HASH_KEY, REVISION_ROW_ID, RevisionRow, SettingRow
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ class Store:
     Thread-safe: each call uses its own connection from the engine's pool.
     """
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, secret_key: str | None = None) -> None:
+        """`secret_key` (TURNOUT_SECRET_KEY) encrypts API keys; without it keys are refused."""
         self.database_url = database_url
         self._engine = db.make_engine(database_url)
         self._writer = self._engine.execution_options(**db.write_options(self._engine))
@@ -49,6 +51,8 @@ class Store:
         self._subscribers: builtins.list[Subscriber] = []
         self._notify_lock = threading.RLock()  # a callback may (un)subscribe
         self._notified = 0
+        self.keys = KeyRing(self, secret_key)
+        """The consumers' API keys (`turnout/models/keystore.py`)."""
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration."""
@@ -90,7 +94,8 @@ class Store:
                 ent.plural: {s.name: s for s in _all(session, ent)}  # type: ignore[attr-defined]
                 for ent in ENTITIES.values()
             }
-        return Declaration(revision=revision, **specs)
+            api_keys = self.keys.load(session, datetime.now(UTC))
+        return Declaration(revision=revision, api_keys=api_keys, **specs)
 
     def audit(self, limit: int = 100) -> builtins.list[AuditEvent]:
         """The newest `limit` audit events, newest first."""
@@ -148,6 +153,7 @@ class Store:
                 raise NotFound(kind, name)
             before = ent.row_dict(row)
             check_delete(session, ent, name)
+            delete_dependents(session, ent, name)
             session.delete(row)
             return self._commit(session, actor, Action.DELETE, ent, name, before, None)
 
