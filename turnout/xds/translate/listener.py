@@ -18,6 +18,7 @@ from google.protobuf.any_pb2 import Any
 from google.protobuf.message import Message
 from google.protobuf.wrappers_pb2 import BoolValue
 
+from turnout.xds.translate.auth import build_auth_http_filters
 from turnout.xds.translate.cluster import ads_config_source
 from turnout.xds.translate.options import ListenerOptions, listener_name, route_configuration_name
 
@@ -48,7 +49,12 @@ def build_http_connection_manager(opts: ListenerOptions) -> HttpConnectionManage
         # route; slashes are not merged because upstreams may tell `//` apart.
         normalize_path=BoolValue(value=True),
         merge_slashes=False,
-        http_filters=[HttpFilter(name=ROUTER_FILTER, typed_config=_pack(Router()))],
+        # Auth filters are off unless a route turns them on (auth.py): key changes
+        # travel in RDS and never rebuild this listener.
+        http_filters=[
+            *build_auth_http_filters(),
+            HttpFilter(name=ROUTER_FILTER, typed_config=_pack(Router())),
+        ],
     )
 
 

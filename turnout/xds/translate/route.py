@@ -72,6 +72,7 @@ from google.protobuf.wrappers_pb2 import UInt32Value
 from turnout.models.declaration import Declaration
 from turnout.models.route import PathKind, PathMatch, RouteSpec
 from turnout.models.split import SplitSpec
+from turnout.xds.translate.auth import apply_route_auth
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 
 CATCH_ALL_VIRTUAL_HOST = "any"
@@ -205,11 +206,12 @@ def build_virtual_host(
     name: str, domains: list[str], entries: list[RouteEntry], decl: Declaration
 ) -> VirtualHost:
     """`entries` must already be in match order (`sort_route_entries`)."""
-    return VirtualHost(
-        name=name,
-        domains=domains,
-        routes=[build_route(e, decl.split_for_route(e.route.name)) for e in entries],
-    )
+    routes = []
+    for e in entries:
+        route = build_route(e, decl.split_for_route(e.route.name))
+        apply_route_auth(route, e.route.auth, decl)  # auth.py: API keys per route
+        routes.append(route)
+    return VirtualHost(name=name, domains=domains, routes=routes)
 
 
 def build_virtual_hosts(decl: Declaration) -> list[VirtualHost]:
