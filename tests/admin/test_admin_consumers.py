@@ -10,9 +10,19 @@ from sqlalchemy import select
 
 from turnout.admin.app import create_app
 from turnout.models.consumer import ConsumerKeyRow
+from turnout.models.proxy_status import ProxyStatus
 from turnout.models.store import Store
 
-from conftest import TOKEN, FixedProxies  # type: ignore[import-not-found]
+TOKEN = "test-admin-token"
+
+
+class FixedProxies:
+    def __init__(self, proxies: list[ProxyStatus]) -> None:
+        self._proxies = proxies
+
+    def proxies(self) -> list[ProxyStatus]:
+        return list(self._proxies)
+
 
 SECRET = "a-test-secret-of-sufficient-length"
 REV = "X-Turnout-Revision"

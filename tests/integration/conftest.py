@@ -24,6 +24,7 @@ from turnout.local import (
 )
 
 TOKEN = "integration-test-token"
+SECRET_KEY = "integration-test-secret-key"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -60,7 +61,9 @@ def turnout(
     database_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[TurnoutProcess]:
     log = tmp_path / "turnout.log"
-    proc = TurnoutProcess(database_url, TOKEN, log_path=log).start()
+    proc = TurnoutProcess(
+        database_url, TOKEN, log_path=log, env={"TURNOUT_SECRET_KEY": SECRET_KEY}
+    ).start()
     yield proc
     proc.stop()
     _dump_log_on_failure(request, log)

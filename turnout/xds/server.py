@@ -140,8 +140,10 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                     len(response.resources),
                     proxy.node_id,
                 )
-                await context.write(_discovery_response(response, snapshot))
+                # Record before writing: Envoy's ACK can arrive while write() awaits,
+                # and must find the new nonce (else it looks stale and is dropped).
                 state.on_sent(response)
+                await context.write(_discovery_response(response, snapshot))
             if state.in_sync(snapshot):
                 proxy.revision = snapshot.revision
 

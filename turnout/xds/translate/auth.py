@@ -28,8 +28,10 @@ the header `x-turnout-path-key` before authentication, without Lua:
    `%DYNAMIC_METADATA(turnout:path_key)%`;
 3. `api_key_auth` reads that header like any other; `hide_credentials` removes
    every key source (headers, query parameter) before the request goes upstream;
-4. the route's `regex_rewrite` removes the segment from the path, and
-   `x-envoy-original-path` (which would still hold it) is not sent upstream.
+4. the route's `regex_rewrite` removes the segment from the path. The router
+   would put the original path in `x-envoy-original-path`; the listener's router
+   sets `suppress_envoy_headers` (a route's `request_headers_to_remove` runs
+   before the router adds it, so it cannot).
 
 Allowed consumers: `allow_consumers` plus every member of `allow_groups` becomes
 `allowed_clients` (403 for a valid key of anyone else); the consumer's name goes
@@ -72,7 +74,6 @@ HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 PATH_KEY_HEADER = "x-turnout-path-key"
 PATH_KEY_NAMESPACE = "turnout"
 PATH_KEY_METADATA = "path_key"
-ORIGINAL_PATH_HEADER = "x-envoy-original-path"
 NOBODY = "-"
 """An `allowed_clients` entry no consumer can have (names start with a letter or
 digit): an empty list would mean "everyone"."""
@@ -224,6 +225,5 @@ def apply_route_auth(route: Route, auth: RouteAuth | None, decl: Declaration) ->
     if source is not None:
         filters.update(_path_key_filters(source))
         route.route.regex_rewrite.CopyFrom(path_key_rewrite(source))
-        route.request_headers_to_remove.append(ORIGINAL_PATH_HEADER)
     for name in sorted(filters):
         route.typed_per_filter_config[name].CopyFrom(filters[name])

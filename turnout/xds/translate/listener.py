@@ -53,7 +53,9 @@ def build_http_connection_manager(opts: ListenerOptions) -> HttpConnectionManage
         # travel in RDS and never rebuild this listener.
         http_filters=[
             *build_auth_http_filters(),
-            HttpFilter(name=ROUTER_FILTER, typed_config=_pack(Router())),
+            # No x-envoy-* headers upstream: x-envoy-original-path would carry a key
+            # taken from the URL path (auth.py) to the upstream.
+            HttpFilter(name=ROUTER_FILTER, typed_config=_pack(Router(suppress_envoy_headers=True))),
         ],
     )
 
