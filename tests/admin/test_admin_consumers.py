@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from turnout.admin.app import create_app
 from turnout.models.consumer import ConsumerKeyRow
+from turnout.models.errors import Conflict
 from turnout.models.proxy_status import ProxyStatus
 from turnout.models.store import Store
 
@@ -216,3 +217,16 @@ class TestRouteAuthReferences:
         api.patch("/routes/r", json={"auth": {"allow_consumers": ["bob"]}})
         assert api.delete("/consumers/bob").status_code == 409
         assert api.delete("/consumers/alice").status_code == 204
+
+
+def test_bulk_import_is_all_or_nothing(api: TestClient, keyed_store: Store) -> None:
+    keys = [f"bulk-key-{i:010d}" for i in range(50)]
+    keyed_store.keys.import_keys("alice", keys, "test")
+    assert len(keyed_store.load().api_keys) == 50
+    revision = api.get("/healthz").json()["revision"]
+    with pytest.raises(Conflict):
+        keyed_store.keys.import_keys("bob", ["fresh-key-0000000000", keys[7]], "test")
+    with pytest.raises(Conflict):
+        keyed_store.keys.import_keys("bob", ["twice-key-000000000"] * 2, "test")
+    _unchanged(api, revision)
+    assert len(keyed_store.load().api_keys) == 50

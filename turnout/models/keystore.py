@@ -8,10 +8,11 @@ id: loading the declaration after one new key decrypts one key, not 100,000.
 
 import secrets
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from turnout.models.audit import Action
@@ -116,6 +117,48 @@ class KeyRing:
         with self._lock:
             self._plain[key_id] = key
         return KeyCreated(**info.model_dump(), key=key), revision
+
+    def import_keys(self, consumer: str, keys: Sequence[str], actor: str) -> int:
+        """Store many existing keys of one consumer in one write (migrations, benchmarks).
+
+        All or nothing: one duplicate (within `keys` or with stored keys) refuses all.
+        """
+        cipher = self._require_cipher()
+        now = datetime.now(UTC).replace(microsecond=0)
+        rows = []
+        for key in keys:
+            key_id = secrets.token_hex(6)
+            rows.append(
+                {
+                    "id": key_id,
+                    "consumer": consumer,
+                    "prefix": key[:KEY_PREFIX_LENGTH],
+                    "lookup_hash": cipher.lookup_hash(key),
+                    "ciphertext": cipher.encrypt(key_id, key),
+                    "created_at": now,
+                    "expires_at": None,
+                }
+            )
+        hashes = [r["lookup_hash"] for r in rows]
+        if len(set(hashes)) != len(hashes):
+            raise Conflict("the keys to import repeat", field="keys")
+        with self._store._write() as session:
+            if session.get(ConsumerRow, consumer) is None:
+                raise NotFound("consumer", consumer)
+            for start in range(0, len(hashes), 1000):
+                chunk = hashes[start : start + 1000]
+                if session.scalar(
+                    select(ConsumerKeyRow.id).where(ConsumerKeyRow.lookup_hash.in_(chunk)).limit(1)
+                ):
+                    raise Conflict("a key to import is already in use", field="keys")
+            session.execute(insert(ConsumerKeyRow), rows)
+            summary = KeyInfo(id=f"{len(rows)} keys", consumer=consumer, prefix="", created_at=now)
+            revision = self._store._commit(
+                session, actor, Action.CREATE, KEY_ENTITY, consumer, None, summary
+            )
+        with self._lock:
+            self._plain.update(zip((r["id"] for r in rows), keys, strict=True))
+        return revision
 
     def revoke(self, consumer: str, key_id: str, actor: str) -> int:
         with self._store._write() as session:

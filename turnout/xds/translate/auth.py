@@ -44,7 +44,6 @@ from envoy.config.route.v3.route_components_pb2 import FilterConfig, Route
 from envoy.extensions.filters.http.api_key_auth.v3.api_key_auth_pb2 import (
     ApiKeyAuth,
     ApiKeyAuthPerRoute,
-    Credential,
     Forwarding,
     KeySource,
 )
@@ -105,22 +104,49 @@ def build_auth_http_filters() -> list[HttpFilter]:
 
 
 _credentials_cache: list[tuple[tuple[ApiKey, ...], bytes]] = []
+_encoded_credentials: dict[tuple[str, str, str], bytes] = {}
+"""Wire bytes of each credential by (id, key, consumer)."""
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _encode_credential(key: ApiKey) -> bytes:
+    """`credentials { key: ..., client: ... }` (field 1 of ApiKeyAuthPerRoute) on the wire.
+
+    Byte for byte what protobuf's deterministic serializer writes for a Credential
+    with both strings set (a test holds it to that).
+    """
+    k, c = key.key.encode(), key.consumer.encode()
+    inner = b"\x0a" + _varint(len(k)) + k + b"\x12" + _varint(len(c)) + c
+    return b"\x0a" + _varint(len(inner)) + inner
 
 
 def serialized_credentials(keys: tuple[ApiKey, ...]) -> bytes:
-    """`ApiKeyAuthPerRoute{credentials}` on the wire, built once per key set.
+    """`ApiKeyAuthPerRoute{credentials}` on the wire, in the order of `keys` (by id).
 
-    The cache is by identity of the declaration's tuple: every route of one
-    translation shares one serialization. Sorted by key id, so equal key sets give
-    equal bytes.
+    Every route of one translation shares one serialization (cached by identity of
+    the declaration's tuple), and each credential's bytes are kept between
+    translations: after one key is added, only that key is encoded, so a key change
+    costs a join of 100,000 byte strings rather than 100,000 new messages.
     """
+    global _encoded_credentials
     for cached_keys, data in _credentials_cache:
         if cached_keys is keys:
             return data
-    message = ApiKeyAuthPerRoute(
-        credentials=[Credential(key=k.key, client=k.consumer) for k in keys]
-    )
-    data = message.SerializeToString(deterministic=True)
+    previous, encoded = _encoded_credentials, {}
+    for key in keys:
+        ident = (key.id, key.key, key.consumer)
+        chunk = previous.get(ident)
+        encoded[ident] = chunk if chunk is not None else _encode_credential(key)
+    data = b"".join(encoded.values())
+    _encoded_credentials = encoded
     _credentials_cache[:] = [(keys, data)]
     return data
 
