@@ -41,6 +41,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
         listener_port=args.listener_port,
         listener_address=args.listener_address,
         admin_port=args.admin_port,
+        ratelimit_address=args.ratelimit_address,
     )
     try:
         text = render_bootstrap(opts)
@@ -94,6 +95,11 @@ def parser() -> argparse.ArgumentParser:
     boot.add_argument("--listener-port", type=int, default=10000)
     boot.add_argument("--listener-address", default="0.0.0.0")
     boot.add_argument("--admin-port", type=int, default=9901)
+    boot.add_argument(
+        "--ratelimit-address",
+        metavar="HOST:PORT",
+        help="the rate limit service (default: the xDS address, served by `turnout serve`)",
+    )
     boot.add_argument("-o", "--output", help="write to this file instead of stdout")
     boot.set_defaults(func=_bootstrap)
 

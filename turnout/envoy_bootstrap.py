@@ -28,6 +28,8 @@ class BootstrapOptions:
     listener_port: int = 10000
     listener_address: str = "0.0.0.0"
     admin_port: int = 9901
+    ratelimit_address: str | None = None
+    """The rate limit service (HOST:PORT); default: `xds_address` (`turnout serve`)."""
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -39,6 +41,7 @@ def split_host_port(address: str) -> tuple[str, int]:
 
 def render_bootstrap(opts: BootstrapOptions) -> str:
     host, port = split_host_port(opts.xds_address)
+    rl_host, rl_port = split_host_port(opts.ratelimit_address or opts.xds_address)
     return Template(read_template()).substitute(
         node_id=opts.node_id,
         node_cluster=opts.node_cluster,
@@ -49,4 +52,7 @@ def render_bootstrap(opts: BootstrapOptions) -> str:
         xds_host=host,
         xds_port=port,
         admin_port=opts.admin_port,
+        ratelimit_cluster_type="STATIC" if is_ip(rl_host) else "STRICT_DNS",
+        ratelimit_host=rl_host,
+        ratelimit_port=rl_port,
     )

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from turnout.models.audit import UtcDateTime
 from turnout.models.db import Base
+from turnout.models.limits import Limits
 from turnout.models.types import Name, Tags
 
 KEY_PATTERN = r"^[A-Za-z0-9._~+=-]{16,256}$"
@@ -39,6 +40,10 @@ class ConsumerSpec(BaseModel):
             max_length=32,
         ),
     ] = []
+    limits: Annotated[
+        Limits | None,
+        Field(description="This consumer's plan: quota over all routes, burst per route."),
+    ] = None
     tags: Tags
 
     @field_validator("groups")
@@ -56,6 +61,7 @@ class ConsumerRow(Base):
 
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     groups: Mapped[list[str]] = mapped_column(JSON)
+    limits: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))
     tags: Mapped[list[str]] = mapped_column(JSON)
 
 

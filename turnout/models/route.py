@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from turnout.models.auth import RouteAuth
 from turnout.models.db import Base
+from turnout.models.limits import Limits
 from turnout.models.types import Name, Tags
 
 
@@ -123,6 +124,10 @@ class RouteSpec(BaseModel):
         RouteAuth | None,
         Field(description="API key authentication (`turnout/models/auth.py`). Absent: open."),
     ] = None
+    limits: Annotated[
+        Limits | None,
+        Field(description="Burst limits and quotas; per consumer when the route has auth."),
+    ] = None
     tags: Tags
 
     @field_validator("hosts")
@@ -190,4 +195,5 @@ class RouteRow(Base):
     strip_path: Mapped[bool] = mapped_column(Boolean)
     priority: Mapped[int] = mapped_column(Integer)
     auth: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))
+    limits: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))
     tags: Mapped[list[str]] = mapped_column(JSON)

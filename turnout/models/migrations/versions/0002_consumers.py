@@ -1,4 +1,4 @@
-"""Consumers, their encrypted API keys, and `auth` on routes.
+"""Consumers, their encrypted API keys, and `auth` and `limits` on routes.
 
 Revision ID: 0002
 Revises: 0001
@@ -20,6 +20,7 @@ def upgrade() -> None:
         "consumers",
         sa.Column("name", _NAME, nullable=False),
         sa.Column("groups", sa.JSON(), nullable=False),
+        sa.Column("limits", sa.JSON(), nullable=True),
         sa.Column("tags", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_consumers"),
     )
@@ -42,10 +43,12 @@ def upgrade() -> None:
     op.create_index("ix_consumer_keys_expires_at", "consumer_keys", ["expires_at"])
     with op.batch_alter_table("routes") as batch:
         batch.add_column(sa.Column("auth", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("limits", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("routes") as batch:
+        batch.drop_column("limits")
         batch.drop_column("auth")
     op.drop_index("ix_consumer_keys_expires_at", table_name="consumer_keys")
     op.drop_index("ix_consumer_keys_consumer", table_name="consumer_keys")
