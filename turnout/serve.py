@@ -21,6 +21,8 @@ from turnout.admin.auth import generate_token, hash_token
 from turnout.envoy_bootstrap import split_host_port
 from turnout.models.keycrypt import SECRET_KEY_ENV
 from turnout.models.store import Store
+from turnout.ratelimit.counters import DEFAULT_PREFIX, RedisCounters
+from turnout.ratelimit.service import FailureMode, RateLimitService, add_rate_limit_service
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.server import start_server
 from turnout.xds.status import ProxyRegistry
@@ -39,6 +41,12 @@ class ServeOptions:
     """From TURNOUT_ADMIN_TOKEN; when unset the hash stored in the database is used."""
     secret_key: str | None = None
     """From TURNOUT_SECRET_KEY: encrypts API keys at rest. Required once keys exist."""
+    redis_url: str | None = None
+    """From TURNOUT_REDIS_URL: quota counters. Unset: quotas follow the failure mode."""
+    redis_prefix: str = DEFAULT_PREFIX
+    """Prefix of every counter key in Redis (TURNOUT_REDIS_PREFIX)."""
+    ratelimit_failure_mode: FailureMode = FailureMode.OPEN
+    """What quotas do when Redis is unreachable (TURNOUT_RATELIMIT_FAILURE_MODE)."""
 
 
 class ConfigError(Exception):
@@ -132,7 +140,14 @@ async def serve(opts: ServeOptions) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    grpc_server = await start_server(cache, registry, opts.xds_listen)
+    counters = RedisCounters(opts.redis_url, opts.redis_prefix) if opts.redis_url else None
+    ratelimit = RateLimitService(counters, opts.ratelimit_failure_mode)
+    grpc_server = await start_server(
+        cache,
+        registry,
+        opts.xds_listen,
+        also=[lambda server: add_rate_limit_service(server, ratelimit)],
+    )
     key_commits = asyncio.Event()
     unsubscribe = store.subscribe(lambda _rev: loop.call_soon_threadsafe(key_commits.set))
     tasks = [
@@ -164,4 +179,6 @@ async def serve(opts: ServeOptions) -> None:
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         unsubscribe()
+        if counters is not None:
+            await counters.close()
         store.close()

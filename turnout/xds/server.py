@@ -9,7 +9,7 @@ only does I/O and maps errors to gRPC status codes.
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
@@ -163,9 +163,16 @@ def _discovery_response(response: Response, snapshot: Snapshot) -> DiscoveryResp
 
 
 async def start_server(
-    cache: SnapshotCache, registry: ProxyRegistry, listen: str
+    cache: SnapshotCache,
+    registry: ProxyRegistry,
+    listen: str,
+    also: Sequence[Callable[[grpc.aio.Server], None]] = (),
 ) -> grpc.aio.Server:
-    """Start serving ADS on `listen` (host:port); the caller stops it."""
+    """Start serving ADS on `listen` (host:port); the caller stops it.
+
+    `also` adds other services to the same server before it starts (the rate limit
+    service, so Envoy reaches it at the control plane's address).
+    """
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -178,6 +185,8 @@ async def start_server(
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
         AggregatedDiscoveryService(cache, registry), server
     )
+    for add in also:
+        add(server)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen for xDS on {listen}")
