@@ -21,6 +21,7 @@ from google.protobuf.wrappers_pb2 import BoolValue
 from turnout.xds.translate.auth import build_auth_http_filters
 from turnout.xds.translate.cluster import ads_config_source
 from turnout.xds.translate.options import ListenerOptions, listener_name, route_configuration_name
+from turnout.xds.translate.policies import build_cors_http_filter
 from turnout.xds.translate.ratelimit import build_ratelimit_http_filters
 
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
@@ -53,6 +54,7 @@ def build_http_connection_manager(opts: ListenerOptions) -> HttpConnectionManage
         # Auth filters are off unless a route turns them on (auth.py): key changes
         # travel in RDS and never rebuild this listener.
         http_filters=[
+            build_cors_http_filter(),
             *build_auth_http_filters(),
             *build_ratelimit_http_filters(),
             # No x-envoy-* headers upstream: x-envoy-original-path would carry a key

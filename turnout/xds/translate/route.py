@@ -74,6 +74,7 @@ from turnout.models.route import PathKind, PathMatch, RouteSpec
 from turnout.models.split import SplitSpec
 from turnout.xds.translate.auth import apply_route_auth
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
+from turnout.xds.translate.policies import apply_route_policies
 from turnout.xds.translate.ratelimit import apply_route_limits
 
 CATCH_ALL_VIRTUAL_HOST = "any"
@@ -212,6 +213,7 @@ def build_virtual_host(
         route = build_route(e, decl.split_for_route(e.route.name))
         apply_route_auth(route, e.route.auth, decl)  # auth.py: API keys per route
         apply_route_limits(route, e.route, decl)  # ratelimit.py: bursts and quotas
+        apply_route_policies(route, e.route.policies)  # policies.py: headers, retries ...
         routes.append(route)
     return VirtualHost(name=name, domains=domains, routes=routes)
 

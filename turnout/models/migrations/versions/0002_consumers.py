@@ -1,4 +1,4 @@
-"""Consumers, their encrypted API keys, and `auth` and `limits` on routes.
+"""Consumers, encrypted API keys; `auth`, `limits`, `policies` on routes and services.
 
 Revision ID: 0002
 Revises: 0001
@@ -44,10 +44,16 @@ def upgrade() -> None:
     with op.batch_alter_table("routes") as batch:
         batch.add_column(sa.Column("auth", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("limits", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("policies", sa.JSON(), nullable=True))
+    with op.batch_alter_table("services") as batch:
+        batch.add_column(sa.Column("policies", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("services") as batch:
+        batch.drop_column("policies")
     with op.batch_alter_table("routes") as batch:
+        batch.drop_column("policies")
         batch.drop_column("limits")
         batch.drop_column("auth")
     op.drop_index("ix_consumer_keys_expires_at", table_name="consumer_keys")
