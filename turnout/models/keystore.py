@@ -59,7 +59,8 @@ class KeyRing:
     def __init__(self, store: "Store", secret_key: str | None) -> None:
         self._store = store
         self._cipher = KeyCipher(secret_key) if secret_key else None
-        self._plain: dict[str, str] = {}
+        self._known: dict[str, ApiKey] = {}
+        """Decrypted keys by id; keys are immutable, so entries never go stale."""
         self._lock = threading.Lock()
 
     @property
@@ -115,7 +116,7 @@ class KeyRing:
                 session, actor, Action.CREATE, KEY_ENTITY, consumer, None, info
             )
         with self._lock:
-            self._plain[key_id] = key
+            self._known[key_id] = ApiKey(key_id, consumer, key)
         return KeyCreated(**info.model_dump(), key=key), revision
 
     def import_keys(self, consumer: str, keys: Sequence[str], actor: str) -> int:
@@ -157,7 +158,8 @@ class KeyRing:
                 session, actor, Action.CREATE, KEY_ENTITY, consumer, None, summary
             )
         with self._lock:
-            self._plain.update(zip((r["id"] for r in rows), keys, strict=True))
+            for row, key in zip(rows, keys, strict=True):
+                self._known[row["id"]] = ApiKey(row["id"], consumer, key)
         return revision
 
     def revoke(self, consumer: str, key_id: str, actor: str) -> int:
@@ -171,7 +173,7 @@ class KeyRing:
                 session, actor, Action.DELETE, KEY_ENTITY, consumer, before, None
             )
         with self._lock:
-            self._plain.pop(key_id, None)
+            self._known.pop(key_id, None)
         return revision
 
     def next_expiry(self) -> datetime | None:
@@ -201,25 +203,39 @@ class KeyRing:
                 )
         with self._lock:
             for key_id in expired:
-                self._plain.pop(key_id, None)
+                self._known.pop(key_id, None)
         return revision
 
     def load(self, session: Session, now: datetime) -> tuple[ApiKey, ...]:
-        """Every key not expired at `now`, decrypted, sorted by id."""
-        rows = session.execute(
-            select(ConsumerKeyRow.id, ConsumerKeyRow.consumer, ConsumerKeyRow.ciphertext)
-            .where(or_(ConsumerKeyRow.expires_at.is_(None), ConsumerKeyRow.expires_at > now))
-            .order_by(ConsumerKeyRow.id)
-        ).all()
-        if not rows:
+        """Every key not expired at `now`, decrypted, sorted by id.
+
+        Keys never change once stored, so each is decrypted (and its `ApiKey` made)
+        once: with 100,000 keys the common case (one new key) reads the ids, then one
+        row. Core, not ORM rows, for the id list.
+        """
+        table = ConsumerKeyRow.__table__
+        ids = (
+            session.connection()
+            .execute(
+                select(table.c.id)
+                .where(or_(table.c.expires_at.is_(None), table.c.expires_at > now))
+                .order_by(table.c.id)
+            )
+            .scalars()
+            .all()
+        )
+        if not ids:
             return ()
         cipher = self._require_cipher()
-        keys = []
         with self._lock:
-            plain = self._plain
-            for key_id, consumer, ciphertext in rows:
-                key = plain.get(key_id)
-                if key is None:
-                    key = plain[key_id] = cipher.decrypt(key_id, ciphertext)
-                keys.append(ApiKey(key_id, consumer, key))
-        return tuple(keys)
+            known = self._known
+            missing = [key_id for key_id in ids if key_id not in known]
+            for start in range(0, len(missing), 1000):
+                chunk = missing[start : start + 1000]
+                for key_id, consumer, ciphertext in session.execute(
+                    select(table.c.id, table.c.consumer, table.c.ciphertext).where(
+                        table.c.id.in_(chunk)
+                    )
+                ):
+                    known[key_id] = ApiKey(key_id, consumer, cipher.decrypt(key_id, ciphertext))
+            return tuple(known[key_id] for key_id in ids)
