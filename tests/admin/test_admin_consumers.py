@@ -53,7 +53,12 @@ def _unchanged(client: TestClient, revision: int) -> None:
 
 def test_consumer_crud(api: TestClient) -> None:
     assert [c["name"] for c in api.get("/consumers").json()["items"]] == ["alice", "bob"]
-    assert api.get("/consumers/alice").json() == {"name": "alice", "groups": ["free"], "tags": []}
+    assert api.get("/consumers/alice").json() == {
+        "name": "alice",
+        "groups": ["free"],
+        "limits": None,
+        "tags": [],
+    }
     patched = api.patch("/consumers/bob", json={"groups": ["paid", "free"]})
     assert patched.status_code == 200 and patched.json()["groups"] == ["free", "paid"]
     assert api.delete("/consumers/bob").status_code == 204
