@@ -36,6 +36,9 @@ format: $(STAMP)
 ## Benchmarks print figures and write JSON to bench/results/; never part of `make test`.
 bench: $(STAMP)
 	$(PY) bench/write_to_served.py
+	$(PY) bench/keys_translate.py
+	$(PY) bench/keys_to_envoy.py
+	$(PY) bench/ratelimit_rps.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .run build *.egg-info
