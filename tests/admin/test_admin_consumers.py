@@ -235,3 +235,16 @@ def test_bulk_import_is_all_or_nothing(api: TestClient, keyed_store: Store) -> N
         keyed_store.keys.import_keys("bob", ["twice-key-000000000"] * 2, "test")
     _unchanged(api, revision)
     assert len(keyed_store.load().api_keys) == 50
+
+
+def test_openapi_documents_consumers_keys_auth_limits_and_policies(api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    paths = spec["paths"]
+    assert {"post", "get"} <= set(paths["/consumers"])
+    assert {"get", "put", "patch", "delete"} <= set(paths["/consumers/{name}"])
+    assert {"post", "get"} <= set(paths["/consumers/{name}/keys"])
+    assert "delete" in paths["/consumers/{name}/keys/{key_id}"]
+    schemas = spec["components"]["schemas"]
+    for name in ("RouteAuth", "KeySource", "Limits", "RoutePolicies", "ServicePolicies"):
+        assert name in schemas, name
+    assert schemas["RouteAuth"]["examples"]

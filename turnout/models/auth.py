@@ -104,7 +104,17 @@ def _default_sources() -> list[KeySource]:
 class RouteAuth(BaseModel):
     """Authentication of a route by API key."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "key_sources": [{"path": "/forecast/{key}"}, {"header": "x-api-key"}],
+                    "allow_groups": ["free"],
+                }
+            ]
+        },
+    )
 
     required: Annotated[
         bool, Field(description="true: a valid key is required (401 otherwise). false: open.")

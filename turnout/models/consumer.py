@@ -30,7 +30,18 @@ KEY_PREFIX_LENGTH = 8
 class ConsumerSpec(BaseModel):
     """A caller of the API, authenticated by one of its keys."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "acme",
+                    "groups": ["free"],
+                    "limits": {"quota": [{"requests": 1000, "per": "day"}]},
+                }
+            ]
+        },
+    )
 
     name: Name
     groups: Annotated[

@@ -48,7 +48,17 @@ class Limit(BaseModel):
 class Limits(BaseModel):
     """Burst limits (local to each Envoy) and quotas (fleet-wide)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "burst": [{"requests": 10, "per": "second"}],
+                    "quota": [{"requests": 1000, "per": "day"}],
+                }
+            ]
+        },
+    )
 
     burst: Annotated[
         list[Limit],

@@ -108,7 +108,18 @@ class Cors(BaseModel):
 class RoutePolicies(BaseModel):
     """How a route shapes requests and responses."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_headers": {"set": {"x-env": "prod"}},
+                    "rewrite": {"prefix": "/v2"},
+                    "retries": {"attempts": 2},
+                }
+            ]
+        },
+    )
 
     request_headers: HeaderChanges | None = None
     response_headers: HeaderChanges | None = None
@@ -186,7 +197,18 @@ class UpstreamTls(BaseModel):
 class ServicePolicies(BaseModel):
     """How Envoy talks to a service's endpoints."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "protocol": "http2",
+                    "health_check": {"path": "/healthz"},
+                    "circuit_breakers": {"retry_budget_percent": 20},
+                }
+            ]
+        },
+    )
 
     protocol: Protocol = Protocol.HTTP1
     health_check: HealthCheck | None = None
