@@ -81,9 +81,11 @@ async def expire_keys(store: Store, wake: asyncio.Event) -> None:
     """
     while True:
         try:
-            now = datetime.now(UTC)
-            await asyncio.to_thread(store.keys.expire, now)
             nxt = await asyncio.to_thread(store.keys.next_expiry)
+            if nxt is not None and nxt <= datetime.now(UTC):
+                # Only now a write: most commits must not pay for a write lock here.
+                await asyncio.to_thread(store.keys.expire, datetime.now(UTC))
+                nxt = await asyncio.to_thread(store.keys.next_expiry)
         except Exception:
             log.exception("expiring API keys failed; retrying")
             nxt = None

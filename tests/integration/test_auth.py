@@ -3,12 +3,13 @@
 import http.client
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
+from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess, wait_status
 
 TOKEN = "integration-test-token"  # as in conftest.py
 
@@ -159,3 +160,17 @@ def test_an_open_route_stays_open_beside_authenticated_ones(
     admin.wait_synced(envoy.node_id, revision)
     assert http.get(f"{envoy.url}/h").status_code == 401
     assert http.get(f"{envoy.url}/open").status_code == 200
+
+
+def test_an_expired_key_stops_working(
+    admin: AdminClient, envoy: EnvoyProcess, keys: dict[str, str], http: httpx.Client
+) -> None:
+    revision = admin.create("routes", {"name": "h", "paths": ["/h"], "service": "blue", "auth": {}})
+    admin.wait_synced(envoy.node_id, revision)
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    short = add_key(admin, "alice", expires_at=soon.isoformat())
+    wait_status(http, f"{envoy.url}/h", 200, headers={"apikey": short["key"]})
+    wait_status(http, f"{envoy.url}/h", 401, timeout=20, headers={"apikey": short["key"]})
+    assert datetime.now(UTC) >= soon
+    assert http.get(f"{envoy.url}/h", headers={"apikey": keys["alice"]}).status_code == 200
+    assert admin.http.get("/consumers/alice/keys").json()[0]["id"] != short["id"]
