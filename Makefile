@@ -40,6 +40,10 @@ bench: $(STAMP)
 	$(PY) bench/bulk_routes.py --routes 1000 --repeat 5
 	$(PY) bench/ads_load.py --streams 1000 5000 --streams-per-channel 500 --changes 3
 	PYTHONPATH=. $(PY) bench/cross_replica.py
+	$(PY) bench/keys_translate.py
+	$(PY) bench/keys_to_envoy.py
+	$(PY) bench/ratelimit_rps.py
+	PYTHONPATH=. $(PY) bench/revisions.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .run build *.egg-info

@@ -24,7 +24,9 @@ def database_url(arg: str | None) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     from turnout.production import options_from_args
-    from turnout.serve import ServeOptions, serve
+    from turnout.ratelimit.counters import DEFAULT_PREFIX
+    from turnout.ratelimit.service import FailureMode
+    from turnout.serve import ConfigError, ServeOptions, serve
 
     try:
         production = options_from_args(args)
@@ -37,9 +39,38 @@ def _serve(args: argparse.Namespace) -> int:
         xds_listen=args.xds_listen,
         admin_token=os.environ.get("TURNOUT_ADMIN_TOKEN") or None,
         production=production,
+        secret_key=os.environ.get("TURNOUT_SECRET_KEY") or None,
+        redis_url=os.environ.get("TURNOUT_REDIS_URL") or None,
+        redis_prefix=os.environ.get("TURNOUT_REDIS_PREFIX") or DEFAULT_PREFIX,
+        ratelimit_failure_mode=FailureMode(args.ratelimit_failure_mode),
     )
-    asyncio.run(serve(opts))
+    try:
+        asyncio.run(serve(opts))
+    except ConfigError as exc:
+        print(f"turnout serve: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _ratelimit(args: argparse.Namespace) -> int:
+    from turnout.ratelimit.main import run_ratelimit
+    from turnout.ratelimit.service import FailureMode
+
+    redis_url = os.environ.get("TURNOUT_REDIS_URL") or None
+    prefix = os.environ.get("TURNOUT_REDIS_PREFIX") or None
+    mode = FailureMode(args.ratelimit_failure_mode)
+    asyncio.run(run_ratelimit(args.listen, redis_url, mode, prefix))
+    return 0
+
+
+def _failure_mode_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ratelimit-failure-mode",
+        choices=["open", "closed"],
+        default=os.environ.get("TURNOUT_RATELIMIT_FAILURE_MODE", "open"),
+        help="when Redis is unreachable, let quota-limited requests through (open, the "
+        "default) or refuse them with 429 (closed); $TURNOUT_RATELIMIT_FAILURE_MODE",
+    )
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
@@ -55,6 +86,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
             listener_address=args.listener_address,
             admin_port=args.admin_port,
             delta=args.delta,
+            ratelimit_address=args.ratelimit_address,
             **bootstrap_extras(args),
         )
         text = render_bootstrap(opts)
@@ -188,7 +220,15 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-listen", default="127.0.0.1:8001", metavar="HOST:PORT")
     serve.add_argument("--xds-listen", default="127.0.0.1:18000", metavar="HOST:PORT")
     add_serve_arguments(serve)
+    _failure_mode_option(serve)
     serve.set_defaults(func=_serve)
+
+    rl = sub.add_parser(
+        "ratelimit", help="run only the rate limit service (quotas; Redis: $TURNOUT_REDIS_URL)"
+    )
+    rl.add_argument("--listen", default="127.0.0.1:18081", metavar="HOST:PORT")
+    _failure_mode_option(rl)
+    rl.set_defaults(func=_ratelimit)
 
     boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at Turnout")
     boot.add_argument("--node-id", required=True)
@@ -203,6 +243,11 @@ def parser() -> argparse.ArgumentParser:
     boot.add_argument("--listener-address", default="0.0.0.0")
     boot.add_argument("--admin-port", type=int, default=9901)
     boot.add_argument("--delta", action="store_true", help="use Delta xDS (DELTA_GRPC)")
+    boot.add_argument(
+        "--ratelimit-address",
+        metavar="HOST:PORT",
+        help="the rate limit service (default: the xDS address, served by `turnout serve`)",
+    )
     boot.add_argument("-o", "--output", help="write to this file instead of stdout")
     add_bootstrap_arguments(boot)
     boot.set_defaults(func=_bootstrap)

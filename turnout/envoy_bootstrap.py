@@ -37,6 +37,8 @@ class BootstrapOptions:
     """mTLS to Turnout (turnout/bootstrap_extras.py)."""
     admin_address: str = "127.0.0.1"
     """Where Envoy's admin listener binds."""
+    ratelimit_address: str | None = None
+    """The rate limit service (HOST:PORT); default: `xds_address` (`turnout serve`)."""
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -48,6 +50,7 @@ def split_host_port(address: str) -> tuple[str, int]:
 
 def render_bootstrap(opts: BootstrapOptions) -> str:
     host, port = split_host_port(opts.xds_address)
+    rl_host, rl_port = split_host_port(opts.ratelimit_address or opts.xds_address)
     text = Template(read_template()).substitute(
         node_id=opts.node_id,
         node_cluster=opts.node_cluster,
@@ -58,6 +61,9 @@ def render_bootstrap(opts: BootstrapOptions) -> str:
         xds_host=host,
         xds_port=port,
         admin_port=opts.admin_port,
+        ratelimit_cluster_type="STATIC" if is_ip(rl_host) else "STRICT_DNS",
+        ratelimit_host=rl_host,
+        ratelimit_port=rl_port,
     )
     addresses = [(host, port), *(split_host_port(a) for a in opts.more_xds_addresses)]
     return extend(text, addresses, opts.xds_tls, opts.admin_address)

@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import uvicorn
 
@@ -20,8 +21,11 @@ from turnout.admin.auth import generate_token, hash_token
 from turnout.controller import PlanController
 from turnout.envoy_bootstrap import split_host_port
 from turnout.models.errors import TurnoutError
+from turnout.models.keycrypt import SECRET_KEY_ENV
 from turnout.models.store import Store
 from turnout.production import Production, ProductionOptions
+from turnout.ratelimit.counters import DEFAULT_PREFIX, RedisCounters
+from turnout.ratelimit.service import FailureMode, RateLimitService, add_rate_limit_service
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.lrs import LoadStats
 from turnout.xds.server import start_server
@@ -41,6 +45,62 @@ class ServeOptions:
     """From TURNOUT_ADMIN_TOKEN; when unset the hash stored in the database is used."""
     production: ProductionOptions = field(default_factory=ProductionOptions)
     """TLS, replicas, static exports (turnout/production.py)."""
+    secret_key: str | None = None
+    """From TURNOUT_SECRET_KEY: encrypts API keys at rest. Required once keys exist."""
+    redis_url: str | None = None
+    """From TURNOUT_REDIS_URL: quota counters. Unset: quotas follow the failure mode."""
+    redis_prefix: str = DEFAULT_PREFIX
+    """Prefix of every counter key in Redis (TURNOUT_REDIS_PREFIX)."""
+    ratelimit_failure_mode: FailureMode = FailureMode.OPEN
+    """What quotas do when Redis is unreachable (TURNOUT_RATELIMIT_FAILURE_MODE)."""
+
+
+class ConfigError(Exception):
+    """The process cannot start as configured; the message says what to set."""
+
+
+def check_secret_key(store: Store, secret_key: str | None) -> None:
+    """Refuse to start with API keys in the database and no secret to read them.
+
+    Starting anyway would publish routes whose keys are all missing: every
+    authenticated request would get 401 until someone noticed.
+    """
+    if secret_key:
+        return
+    count = store.keys.count()
+    if count:
+        raise ConfigError(
+            f"the database holds {count} API key(s) but {SECRET_KEY_ENV} is not set; "
+            "start Turnout with the secret the keys were stored with"
+        )
+
+
+EXPIRY_POLL_SECONDS = 30.0
+"""Upper bound between expiry checks, so a key created elsewhere still expires on time."""
+
+
+async def expire_keys(store: Store, wake: asyncio.Event) -> None:
+    """Delete each key when it expires, as a store write that reaches every Envoy.
+
+    Sleeps until the next expiry (or EXPIRY_POLL_SECONDS, or a commit), so a key
+    stops working within about a second of `expires_at`.
+    """
+    while True:
+        try:
+            nxt = await asyncio.to_thread(store.keys.next_expiry)
+            if nxt is not None and nxt <= datetime.now(UTC):
+                # Only now a write: most commits must not pay for a write lock here.
+                await asyncio.to_thread(store.keys.expire, datetime.now(UTC))
+                nxt = await asyncio.to_thread(store.keys.next_expiry)
+        except Exception:
+            log.exception("expiring API keys failed; retrying")
+            nxt = None
+        delay = EXPIRY_POLL_SECONDS
+        if nxt is not None:
+            delay = min(delay, max(0.0, (nxt - datetime.now(UTC)).total_seconds()) + 0.05)
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), delay)
 
 
 def ensure_admin_token(store: Store, token: str | None) -> None:
@@ -77,8 +137,12 @@ class _Uvicorn(uvicorn.Server):
 
 
 async def serve(opts: ServeOptions) -> None:
-    store = Store(opts.database_url)
+    try:
+        store = Store(opts.database_url, secret_key=opts.secret_key)
+    except ValueError as exc:  # a secret too short to be one
+        raise ConfigError(str(exc)) from None
     store.upgrade()
+    check_secret_key(store, opts.secret_key)
     ensure_admin_token(store, opts.admin_token)
 
     cache = SnapshotCache()
@@ -106,9 +170,18 @@ async def serve(opts: ServeOptions) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    counters = RedisCounters(opts.redis_url, opts.redis_prefix) if opts.redis_url else None
+    ratelimit = RateLimitService(counters, opts.ratelimit_failure_mode)
     grpc_server, _port = await start_server(
-        cache, registry, opts.xds_listen, load_stats, **extras.xds_security()
+        cache,
+        registry,
+        opts.xds_listen,
+        load_stats,
+        also=[lambda server: add_rate_limit_service(server, ratelimit)],
+        **extras.xds_security(),
     )
+    key_commits = asyncio.Event()
+    unsubscribe = store.subscribe(lambda _rev: loop.call_soon_threadsafe(key_commits.set))
     tasks = [
         asyncio.create_task(
             PlanController(store, load_stats, is_leader=lambda: extras.leader.is_leader).run(),
@@ -118,6 +191,7 @@ async def serve(opts: ServeOptions) -> None:
         asyncio.create_task(cache.run(store), name="snapshot-cache"),
         asyncio.create_task(admin.serve(), name="admin-api"),
         *extras.tasks(),
+        asyncio.create_task(expire_keys(store, key_commits), name="key-expiry"),
     ]
     log.info(
         "xDS (ADS) listening on %s, admin API on http://%s", opts.xds_listen, opts.admin_listen
@@ -143,4 +217,7 @@ async def serve(opts: ServeOptions) -> None:
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         extras.stop()
+        unsubscribe()
+        if counters is not None:
+            await counters.close()
         store.close()

@@ -25,6 +25,7 @@ class TestCrud:
             "url": "http://orders.internal:8080",
             "endpoints": None,
             "connect_timeout_ms": 1000,
+            "policies": None,
             "tags": [],
         }
 

@@ -20,6 +20,7 @@ import pytest
 from turnout.local import EchoUpstream, envoy_binary
 
 TOKEN = "integration-test-token"
+SECRET_KEY = "integration-test-secret-key"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,6 +40,12 @@ def turnout_database_url(database_url: str) -> str:
 @pytest.fixture
 def turnout_token() -> str:
     return TOKEN
+
+
+@pytest.fixture
+def turnout_env() -> dict[str, str]:
+    """Consumers' API keys are encrypted at rest with this secret."""
+    return {"TURNOUT_SECRET_KEY": SECRET_KEY}
 
 
 @pytest.fixture(params=["sotw", "delta"])

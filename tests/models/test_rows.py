@@ -3,6 +3,7 @@
 import pytest
 from pydantic import BaseModel
 
+from turnout.models.consumer import ConsumerSpec
 from turnout.models.entities import ENTITIES, Entity, entity
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
@@ -12,6 +13,7 @@ from turnout.models.split import SplitSpec
 EXTRA_COLUMNS: dict[str, set[str]] = {kind: set() for kind in ENTITIES}
 
 SAMPLES: dict[str, BaseModel] = {
+    "consumer": ConsumerSpec.model_validate({"name": "c", "groups": ["free"], "tags": ["t"]}),
     "service": ServiceSpec.model_validate(
         {"name": "s", "endpoints": [{"address": "10.0.0.1", "port": 80}], "tags": ["t"]}
     ),
@@ -24,6 +26,10 @@ SAMPLES: dict[str, BaseModel] = {
             "methods": ["GET"],
             "headers": {"x-env": "prod"},
             "priority": 3,
+            "auth": {
+                "key_sources": [{"header": "x-key"}, {"path": "/f/{key}"}],
+                "allow_groups": ["free"],
+            },
         }
     ),
     "split": SplitSpec.model_validate(
@@ -66,5 +72,5 @@ def test_paths_stored_as_kind_value() -> None:
 
 
 def test_unknown_kind() -> None:
-    with pytest.raises(ValueError, match="unknown entity kind 'consumer'"):
-        entity("consumer")
+    with pytest.raises(ValueError, match="unknown entity kind 'consumers'"):
+        entity("consumers")

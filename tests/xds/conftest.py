@@ -1,7 +1,8 @@
 """Shared fixtures for tests/xds: the `--update-golden` flag and the golden cases.
 
 Golden cases (Envoy Gateway style): `testdata/in/<case>.yaml` holds a declaration
-(`services`, `routes`, `splits` lists in the specs' JSON shape, an optional
+(`services`, `routes`, `splits`, `consumers` lists in the specs' JSON shape,
+`api_keys` as `{id, consumer, key}`, an optional
 `revision` and an optional `listener: {address, port, group}`); the expected
 resources live in `testdata/out/<case>.{clusters,endpoints,listeners,routes}.yaml`.
 Any test that takes a `golden_case` argument runs once per input file.
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from turnout.models.consumer import ApiKey, ConsumerSpec
 from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
@@ -44,11 +46,15 @@ class GoldenCase:
         services = [ServiceSpec.model_validate(s) for s in raw.get("services") or []]
         routes = [RouteSpec.model_validate(r) for r in raw.get("routes") or []]
         splits = [SplitSpec.model_validate(s) for s in raw.get("splits") or []]
+        consumers = [ConsumerSpec.model_validate(c) for c in raw.get("consumers") or []]
+        keys = sorted((ApiKey(**k) for k in raw.get("api_keys") or []), key=lambda k: k.id)
         decl = Declaration(
             revision=raw.get("revision", 1),
             services={s.name: s for s in services},
             routes={r.name: r for r in routes},
             splits={s.name: s for s in splits},
+            consumers={c.name: c for c in consumers},
+            api_keys=tuple(keys),
         )
         return decl, ListenerOptions(**(raw.get("listener") or {}))
 

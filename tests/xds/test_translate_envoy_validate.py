@@ -38,6 +38,7 @@ from turnout.xds.translate import (
     ListenerOptions,
     build_resources,
 )
+from turnout.xds.translate.ratelimit import RATELIMIT_CLUSTER
 
 if TYPE_CHECKING:
     from conftest import GoldenCase
@@ -88,6 +89,16 @@ def static_bootstrap(resources: dict[str, list[Message]]) -> Bootstrap:
             cluster.type = Cluster.STATIC
             cluster.ClearField("eds_cluster_config")
             cluster.load_assignment.CopyFrom(assignments[cluster.name])
+    # What envoy/bootstrap/ads.yaml provides beside ADS: the rate limit service.
+    rls = bootstrap.static_resources.clusters.add()
+    rls.name = RATELIMIT_CLUSTER
+    rls.type = Cluster.STATIC
+    rls.connect_timeout.seconds = 1
+    rls.http2_protocol_options.SetInParent()
+    rls.load_assignment.cluster_name = RATELIMIT_CLUSTER
+    address = rls.load_assignment.endpoints.add().lb_endpoints.add().endpoint.address
+    address.socket_address.address = "127.0.0.1"
+    address.socket_address.port_value = 18000
     return bootstrap
 
 

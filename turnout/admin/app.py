@@ -6,7 +6,16 @@ only assembles routers, auth and error handling around what it is given.
 
 from fastapi import Depends, FastAPI
 
-from turnout.admin.api import config, freezes, plans, proxies, revisions, system, tokens
+from turnout.admin.api import (
+    config,
+    consumer_keys,
+    freezes,
+    plans,
+    proxies,
+    revisions,
+    system,
+    tokens,
+)
 from turnout.admin.api.entities import entity_router
 from turnout.admin.auth import hash_token
 from turnout.admin.deps import require_admin
@@ -17,7 +26,8 @@ from turnout.models.proxy_status import ProxyStatusSource
 from turnout.models.store import Store
 
 DESCRIPTION = """\
-Declare services, routes and splits; Turnout turns them into Envoy configuration.
+Declare services, routes, splits and consumers (with their API keys); Turnout turns
+them into Envoy configuration.
 
 Every endpoint except `GET /healthz` needs `Authorization: Bearer <token>`: the
 bootstrap admin token, or a token from `POST /tokens` whose role allows the call
@@ -53,6 +63,7 @@ def create_app(
     app.include_router(plans.router, dependencies=authed)  # before /splits/{name}: see plans
     for ent in ENTITIES.values():
         app.include_router(entity_router(ent), dependencies=authed)
+    app.include_router(consumer_keys.router, dependencies=authed)
     app.include_router(proxies.router, dependencies=authed)
     app.include_router(system.router, dependencies=authed)
     for router in (freezes.router, revisions.router, config.router):

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from turnout.models.errors import Conflict, NotFound, StoreUnavailable
+from turnout.models.errors import Conflict, NotConfigured, NotFound, StoreUnavailable
 from turnout.models.freeze import Frozen
 
 ERROR_STATUS: dict[type[Exception], int] = {
@@ -24,6 +24,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     Conflict: 409,
     Frozen: 423,
     StoreUnavailable: 503,
+    NotConfigured: 503,
     ValidationError: 422,
 }
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from turnout.models.audit import Action
 from turnout.models.entities import ENTITIES, Entity
 from turnout.models.errors import Conflict, NotFound
-from turnout.models.references import check_delete, check_write
+from turnout.models.references import check_delete, check_write, delete_dependents
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ def delete(session: Session, ent: Entity, name: str) -> Change:
         raise NotFound(ent.kind, name)
     before = _json(ent, row)
     check_delete(session, ent, name)
+    delete_dependents(session, ent, name)
     session.delete(row)
     session.flush()
     return Change(Action.DELETE, ent.kind, name, before, None)

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from turnout.models.consumer import ApiKey, ConsumerSpec
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
@@ -18,6 +19,9 @@ class Declaration:
     services: dict[str, ServiceSpec] = field(default_factory=dict)
     routes: dict[str, RouteSpec] = field(default_factory=dict)
     splits: dict[str, SplitSpec] = field(default_factory=dict)
+    consumers: dict[str, ConsumerSpec] = field(default_factory=dict)
+    api_keys: tuple[ApiKey, ...] = ()
+    """Every unexpired API key in clear, sorted by id (empty without TURNOUT_SECRET_KEY)."""
 
     def split_for_route(self, route: str) -> SplitSpec | None:
         for split in self.splits.values():

@@ -2,8 +2,9 @@
 
 Kong-style: the store, the admin router factory and the declarative config all
 iterate over `ENTITIES` rather than naming services, routes and splits one by one.
-A spec and its row have the same field names (a test holds them to it), so
-converting between them needs no per-entity code.
+Consumers come first: routes name them in `auth`. A spec and its row have the same
+field names (a test holds them to it), so converting between them needs no
+per-entity code.
 """
 
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from turnout.models.consumer import ConsumerRow, ConsumerSpec
 from turnout.models.db import Base
 from turnout.models.route import RouteRow, RouteSpec
 from turnout.models.service import ServiceRow, ServiceSpec
@@ -41,6 +43,7 @@ class Entity:
 ENTITIES: dict[str, Entity] = {
     e.kind: e
     for e in (
+        Entity("consumer", "consumers", ConsumerSpec, ConsumerRow),
         Entity("service", "services", ServiceSpec, ServiceRow),
         Entity("route", "routes", RouteSpec, RouteRow),
         Entity("split", "splits", SplitSpec, SplitRow),

@@ -3,7 +3,8 @@
     TurnoutError
      ├── NotFound          an entity named in a request does not exist
      ├── Conflict          a duplicate name, or a reference to or from another entity
-     └── StoreUnavailable  the database cannot be reached
+     ├── StoreUnavailable  the database cannot be reached
+     └── NotConfigured     a feature needs a setting that is missing (TURNOUT_SECRET_KEY)
 
 Schema problems are pydantic's `ValidationError`; each surface maps these classes
 to its own wire codes in exactly one table (`turnout/admin/errors.py`).
@@ -29,3 +30,7 @@ class Conflict(TurnoutError):
 
 class StoreUnavailable(TurnoutError):
     """The database is unreachable; nothing was written."""
+
+
+class NotConfigured(TurnoutError):
+    """A feature was used that needs a setting the process was started without."""

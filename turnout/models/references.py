@@ -9,9 +9,10 @@ names the offending field.
 from collections.abc import Callable
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from turnout.models.consumer import ConsumerKeyRow, ConsumerRow, ConsumerSpec
 from turnout.models.entities import Entity
 from turnout.models.errors import Conflict
 from turnout.models.route import RouteRow, RouteSpec
@@ -33,6 +34,12 @@ def check_delete(session: Session, ent: Entity, name: str) -> None:
         check(session, name)
 
 
+def delete_dependents(session: Session, ent: Entity, name: str) -> None:
+    """Delete what belongs to the entity being deleted (a consumer's API keys)."""
+    if ent.kind == "consumer":
+        session.execute(delete(ConsumerKeyRow).where(ConsumerKeyRow.consumer == name))
+
+
 def _service_exists(session: Session, name: str) -> bool:
     return session.get(ServiceRow, name) is not None
 
@@ -41,6 +48,62 @@ def _check_route(session: Session, spec: BaseModel) -> None:
     assert isinstance(spec, RouteSpec)
     if not _service_exists(session, spec.service):
         raise Conflict(f"service {spec.service!r} does not exist", field="service")
+    if spec.auth is None:
+        return
+    for consumer in spec.auth.allow_consumers:
+        if session.get(ConsumerRow, consumer) is None:
+            raise Conflict(f"consumer {consumer!r} does not exist", field="auth.allow_consumers")
+    known = _groups(session)
+    for group in spec.auth.allow_groups:
+        if group not in known:
+            raise Conflict(
+                f"consumer group {group!r} does not exist: no consumer is in it",
+                field="auth.allow_groups",
+            )
+
+
+def _groups(session: Session, without: str | None = None) -> set[str]:
+    """Every group some consumer (other than `without`) is in."""
+    return {
+        group
+        for row in session.scalars(select(ConsumerRow))
+        if row.name != without
+        for group in row.groups
+    }
+
+
+def _route_auth_users(session: Session) -> list[tuple[str, list[str], list[str]]]:
+    """(route, allowed consumers, allowed groups) of every route with auth."""
+    return [
+        (row.name, row.auth.get("allow_consumers", []), row.auth.get("allow_groups", []))
+        for row in session.scalars(select(RouteRow).order_by(RouteRow.name))
+        if row.auth
+    ]
+
+
+def _check_groups_still_used(session: Session, groups_left: set[str], field: str | None) -> None:
+    for route, _consumers, groups in _route_auth_users(session):
+        for group in groups:
+            if group not in groups_left:
+                raise Conflict(
+                    f"route {route!r} allows consumer group {group!r}, which would have no "
+                    "consumer left; change the route first",
+                    field=field,
+                )
+
+
+def _check_consumer(session: Session, spec: BaseModel) -> None:
+    assert isinstance(spec, ConsumerSpec)
+    _check_groups_still_used(
+        session, _groups(session, without=spec.name) | set(spec.groups), "groups"
+    )
+
+
+def _check_consumer_delete(session: Session, name: str) -> None:
+    for route, consumers, _ in _route_auth_users(session):
+        if name in consumers:
+            raise Conflict(f"consumer {name!r} is still allowed by route {route!r}")
+    _check_groups_still_used(session, _groups(session, without=name), None)
 
 
 def _check_split(session: Session, spec: BaseModel) -> None:
@@ -84,10 +147,12 @@ def _check_route_delete(session: Session, name: str) -> None:
 
 
 _WRITE_CHECKS: dict[str, Callable[[Session, BaseModel], None]] = {
+    "consumer": _check_consumer,
     "route": _check_route,
     "split": _check_split,
 }
 _DELETE_CHECKS: dict[str, Callable[[Session, str], None]] = {
+    "consumer": _check_consumer_delete,
     "service": _check_service_delete,
     "route": _check_route_delete,
 }

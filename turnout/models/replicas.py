@@ -95,6 +95,11 @@ class SharedProxyStatus:
             out.setdefault((proxy.node_id, proxy.connected_since), proxy)
         return sorted(out.values(), key=lambda p: (p.node_id, p.connected_since))
 
+    def proxy_config(self, node_id: str) -> dict[str, builtins.list[dict[str, Any]]] | None:
+        """What this replica sent the proxy; a proxy held by another replica is
+        answered there (its config is not shared through the database)."""
+        return self._local.proxy_config(node_id)
+
     def _others(self) -> builtins.list[ProxyStatus]:
         fresh_since = self._clock() - self._stale_after
         with self._store._read() as session:

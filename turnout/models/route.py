@@ -12,7 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from turnout.models.auth import RouteAuth
 from turnout.models.db import Base
+from turnout.models.limits import Limits
+from turnout.models.policies import RoutePolicies
 from turnout.models.types import Name, Tags
 
 
@@ -130,6 +133,18 @@ class RouteSpec(BaseModel):
             max_length=32,
         ),
     ] = [DEFAULT_GROUP]
+    auth: Annotated[
+        RouteAuth | None,
+        Field(description="API key authentication (`turnout/models/auth.py`). Absent: open."),
+    ] = None
+    limits: Annotated[
+        Limits | None,
+        Field(description="Burst limits and quotas; per consumer when the route has auth."),
+    ] = None
+    policies: Annotated[
+        RoutePolicies | None,
+        Field(description="Headers, rewrites, timeout, retries, CORS (models/policies.py)."),
+    ] = None
     tags: Tags
 
     @field_validator("hosts")
@@ -181,6 +196,17 @@ class RouteSpec(BaseModel):
     def _strip(self) -> "RouteSpec":
         if self.strip_path and any(p.kind is not PathKind.PREFIX for p in self.paths):
             raise ValueError("strip_path works with prefix paths only")
+        path_key = self.auth is not None and self.auth.path_source is not None
+        if self.strip_path and path_key:
+            raise ValueError("strip_path cannot be combined with a `path` key source")
+        rewrite = self.policies.rewrite if self.policies else None
+        if rewrite is not None and (self.strip_path or path_key):
+            raise ValueError(
+                "policies.rewrite cannot be combined with strip_path or a `path` key source"
+            )
+        prefix_rewrite = rewrite is not None and rewrite.prefix is not None
+        if prefix_rewrite and any(p.kind is not PathKind.PREFIX for p in self.paths):
+            raise ValueError("policies.rewrite.prefix works with prefix paths only")
         return self
 
 
@@ -202,4 +228,7 @@ class RouteRow(Base):
     strip_path: Mapped[bool] = mapped_column(Boolean)
     priority: Mapped[int] = mapped_column(Integer)
     groups: Mapped[list[str]] = mapped_column(JSON)
+    auth: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))
+    limits: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))
+    policies: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))
     tags: Mapped[list[str]] = mapped_column(JSON)

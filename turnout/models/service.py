@@ -15,6 +15,7 @@ from sqlalchemy import JSON, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from turnout.models.db import Base
+from turnout.models.policies import ServicePolicies
 from turnout.models.types import Name, Port, Tags
 
 _DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -110,6 +111,10 @@ class ServiceSpec(BaseModel):
     connect_timeout_ms: Annotated[
         int, Field(ge=1, le=60_000, description="Upstream connect timeout in milliseconds.")
     ] = 1000
+    policies: Annotated[
+        ServicePolicies | None,
+        Field(description="Health checks, outlier detection, circuit breakers, TLS, protocol."),
+    ] = None
     tags: Tags
 
     @field_validator("url")
@@ -156,4 +161,5 @@ class ServiceRow(Base):
     url: Mapped[str | None] = mapped_column(String(2048))
     endpoints: Mapped[list[dict[str, object]] | None] = mapped_column(JSON(none_as_null=True))
     connect_timeout_ms: Mapped[int] = mapped_column(Integer)
+    policies: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))
     tags: Mapped[list[str]] = mapped_column(JSON)

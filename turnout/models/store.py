@@ -32,6 +32,7 @@ from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES, Entity, entity
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
 from turnout.models.freeze import check_freezes
+from turnout.models.keystore import KEY_ENTITY, KeyRing
 from turnout.models.notify import notify_in_transaction
 from turnout.models.rows import ADMIN_TOKEN_HASH_KEY, REVISION_ROW_ID, RevisionRow, SettingRow
 from turnout.models.store_history import HistoryMixin
@@ -47,7 +48,8 @@ class Store(HistoryMixin):
     Thread-safe: each call uses its own connection from the engine's pool.
     """
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, secret_key: str | None = None) -> None:
+        """`secret_key` (TURNOUT_SECRET_KEY) encrypts API keys; without it keys are refused."""
         self.database_url = database_url
         self._engine = db.make_engine(database_url)
         self._writer = self._engine.execution_options(**db.write_options(self._engine))
@@ -55,6 +57,8 @@ class Store(HistoryMixin):
         self._subscribers: builtins.list[Subscriber] = []
         self._notify_lock = threading.RLock()  # a callback may (un)subscribe
         self._notified = 0
+        self.keys = KeyRing(self, secret_key)
+        """The consumers' API keys (`turnout/models/keystore.py`)."""
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration."""
@@ -96,7 +100,8 @@ class Store(HistoryMixin):
                 ent.plural: {s.name: s for s in _all(session, ent)}  # type: ignore[attr-defined]
                 for ent in ENTITIES.values()
             }
-        return Declaration(revision=revision, **specs)
+            api_keys = self.keys.load(session, datetime.now(UTC))
+        return Declaration(revision=revision, api_keys=api_keys, **specs)
 
     def load_since(self, previous: Declaration) -> Declaration:
         """The declaration now, reading only the entities written after `previous`.
@@ -122,6 +127,11 @@ class Store(HistoryMixin):
             for event in events:
                 if event.entity_kind in ENTITIES:
                     touched.setdefault(event.entity_kind, set()).add(event.entity_name)
+            api_keys = previous.api_keys
+            if any(e.entity_kind in (KEY_ENTITY.kind, "consumer") for e in events):
+                # A key written, or a consumer deleted with its keys: read the keys
+                # again (decrypted once and cached by the key ring).
+                api_keys = self.keys.load(session, datetime.now(UTC))
             specs = {ent.plural: dict(getattr(previous, ent.plural)) for ent in ENTITIES.values()}
             for kind, names in touched.items():
                 ent = ENTITIES[kind]
@@ -133,7 +143,7 @@ class Store(HistoryMixin):
                         current[name] = found[name]
                     else:
                         current.pop(name, None)
-        return Declaration(revision=revision, **specs)
+        return Declaration(revision=revision, api_keys=api_keys, **specs)
 
     def audit(
         self,

@@ -85,6 +85,12 @@ def turnout_serve_args() -> list[str]:
 
 
 @pytest.fixture
+def turnout_env() -> dict[str, str]:
+    """Extra environment for `turnout serve` (e.g. TURNOUT_SECRET_KEY for API keys)."""
+    return {}
+
+
+@pytest.fixture
 def turnout_xds_mode() -> str:
     """ "sotw" (State of the World) or "delta": how `start_envoy`'s Envoys speak ADS."""
     return "sotw"
@@ -105,6 +111,7 @@ def turnout(
     turnout_database_url: str,
     turnout_token: str,
     turnout_serve_args: list[str],
+    turnout_env: dict[str, str],
     tmp_path: Path,
 ) -> Iterator[Any]:
     if _backend(request) == "docker":
@@ -114,7 +121,11 @@ def turnout(
         return
     log = tmp_path / "turnout.log"
     proc = TurnoutProcess(
-        turnout_database_url, turnout_token, log_path=log, args=list(turnout_serve_args)
+        turnout_database_url,
+        turnout_token,
+        log_path=log,
+        args=list(turnout_serve_args),
+        env=dict(turnout_env),
     ).start()
     yield proc
     proc.stop()

@@ -59,6 +59,8 @@ class _ServiceResult:
 class _EntryResult:
     route: RouteSpec
     split: SplitSpec | None
+    consumers: object
+    """`_consumer_basis` the entry was built with, for routes with auth or limits."""
     record: bytes
     """The serialized Routes (pins, then the entry) as `routes` field records."""
 
@@ -92,6 +94,8 @@ class _Layout:
     """Route name → (virtual host, position) of each of its entries."""
     records: list[list[bytes]] = field(default_factory=list)
     """Per virtual host, the serialized entries (filled on first use)."""
+    consumers: object = None
+    """`_consumer_basis` the records were built with."""
 
     def still_fits(self, decl: Declaration) -> bool:
         """True unless a route was added, removed or moved; a change of backend,
@@ -146,19 +150,25 @@ class TranslationMemo:
         """The group's RouteConfiguration, packed, from cached route entries."""
         splits = {split.route: split for split in decl.splits.values()}
         check_references(decl)
+        consumers = _consumer_basis(decl)
         layout = self._layouts.get(opts.group)
         if layout is None or not layout.still_fits(decl):
             layout = self._layout(decl, opts.group, splits)
             self._layouts[opts.group] = layout
             layout.records = [
-                [self._entry(decl.routes[n], i, splits.get(n)) for n, i in entries]
+                [self._entry(decl, n, i, splits.get(n), consumers) for n, i in entries]
                 for _head, entries in layout.vhosts
             ]
         else:
-            for name in layout.changed_routes(decl, splits):
+            changed = layout.changed_routes(decl, splits)
+            if consumers != layout.consumers:
+                # Keys or consumers changed: every route that authenticates or limits.
+                changed |= {n for n, r in decl.routes.items() if _uses_consumers(r)}
+                layout.consumers = consumers
+            for name in changed:
                 for vhost, position in layout.positions.get(name, ()):
                     index = layout.vhosts[vhost][1][position][1]
-                    record = self._entry(decl.routes[name], index, splits.get(name))
+                    record = self._entry(decl, name, index, splits.get(name), consumers)
                     layout.records[vhost][position] = record
         vhosts = [
             _record(_VIRTUAL_HOSTS_FIELD, head + b"".join(records))
@@ -178,7 +188,9 @@ class TranslationMemo:
             vhosts.append((head, [(e.route.name, e.index) for e in entries]))
             for position, e in enumerate(entries):
                 positions.setdefault(e.route.name, []).append((vhost, position))
-        return _Layout(dict(decl.routes), dict(decl.routes), dict(splits), vhosts, positions)
+        layout = _Layout(dict(decl.routes), dict(decl.routes), dict(splits), vhosts, positions)
+        layout.consumers = _consumer_basis(decl)
+        return layout
 
     def _entries_of(self, route: RouteSpec) -> list[RouteEntry]:
         cached = self._route_entries.get(route.name)
@@ -187,16 +199,30 @@ class TranslationMemo:
             self._route_entries[route.name] = cached
         return cached[1]
 
-    def _entry(self, route: RouteSpec, index: int, split: SplitSpec | None) -> bytes:
-        key = (route.name, index)
+    def _entry(
+        self,
+        decl: Declaration,
+        name: str,
+        index: int,
+        split: SplitSpec | None,
+        consumers: object,
+    ) -> bytes:
+        route = decl.routes[name]
+        basis = consumers if _uses_consumers(route) else None
+        key = (name, index)
         cached = self._entries.get(key)
-        if cached is None or cached.route is not route or cached.split is not split:
+        if (
+            cached is None
+            or cached.route is not route
+            or cached.split is not split
+            or cached.consumers != basis
+        ):
             entry = self._entries_of(route)[index]
             built = b"".join(
                 _record(_ROUTES_FIELD, r.SerializeToString(deterministic=True))
-                for r in build_routes(entry, split)
+                for r in build_routes(entry, split, decl)
             )
-            cached = _EntryResult(route, split, built)
+            cached = _EntryResult(route, split, basis, built)
             self._entries[key] = cached
         return cached.record
 
@@ -206,6 +232,35 @@ class TranslationMemo:
             del self._entries[key]
         for name in self._route_entries.keys() - decl.routes.keys():
             del self._route_entries[name]
+
+
+def _uses_consumers(route: RouteSpec) -> bool:
+    """Whether the route's translation reads consumers and their keys."""
+    return route.auth is not None or route.limits is not None
+
+
+@dataclass(frozen=True, eq=False)
+class _ConsumerBasis:
+    """The keys and consumer specs a translation read. Equal when they are the same
+    objects: `Store.load_since` keeps both while they do not change. (Holding the
+    objects, not their ids, so a freed id can never match a new object.)"""
+
+    api_keys: object
+    consumers: tuple[object, ...]
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _ConsumerBasis)
+            and self.api_keys is other.api_keys
+            and len(self.consumers) == len(other.consumers)
+            and all(a is b for a, b in zip(self.consumers, other.consumers, strict=True))
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _consumer_basis(decl: Declaration) -> _ConsumerBasis:
+    return _ConsumerBasis(decl.api_keys, tuple(decl.consumers.values()))
 
 
 def check_references(decl: Declaration) -> None:

@@ -218,10 +218,12 @@ async def start_server(
     load_stats: LoadStats | None = None,
     credentials: grpc.ServerCredentials | None = None,
     authorize: Authorizer | None = None,
+    also: Sequence[Callable[[grpc.aio.Server], None]] = (),
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving ADS (and LRS, given `load_stats`) on `listen` (host:port, port 0
     picks one), over TLS when given `credentials`; return the server, which the
-    caller stops, and the port."""
+    caller stops, and the port. `also` adds other services to the same server (the
+    rate limit service, so Envoy reaches it at the control plane's address)."""
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -236,6 +238,8 @@ async def start_server(
     )
     if load_stats is not None:
         add_lrs_to_server(server, load_stats)
+    for add in also:
+        add(server)
     if credentials is not None:
         port = server.add_secure_port(listen, credentials)
     else:

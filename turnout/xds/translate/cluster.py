@@ -26,6 +26,7 @@ from google.protobuf.duration_pb2 import Duration
 from turnout.models.declaration import Declaration
 from turnout.models.service import ServiceSpec, is_ip
 from turnout.xds.translate.endpoint import build_cluster_load_assignment, uses_eds
+from turnout.xds.translate.policies import apply_service_policies
 
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 
@@ -52,6 +53,7 @@ def build_cluster(service: ServiceSpec) -> Cluster:
         cluster.load_assignment.CopyFrom(build_cluster_load_assignment(service))
     if service.scheme == "https":
         cluster.transport_socket.CopyFrom(_build_upstream_tls(service))
+    apply_service_policies(cluster, service)  # policies.py: health, TLS CA, HTTP/2 ...
     return cluster
 
 

@@ -18,8 +18,11 @@ from google.protobuf.any_pb2 import Any
 from google.protobuf.message import Message
 from google.protobuf.wrappers_pb2 import BoolValue
 
+from turnout.xds.translate.auth import build_auth_http_filters
 from turnout.xds.translate.cluster import ads_config_source
 from turnout.xds.translate.options import ListenerOptions, listener_name, route_configuration_name
+from turnout.xds.translate.policies import build_cors_http_filter
+from turnout.xds.translate.ratelimit import build_ratelimit_http_filters
 
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 ROUTER_FILTER = "envoy.filters.http.router"
@@ -48,7 +51,16 @@ def build_http_connection_manager(opts: ListenerOptions) -> HttpConnectionManage
         # route; slashes are not merged because upstreams may tell `//` apart.
         normalize_path=BoolValue(value=True),
         merge_slashes=False,
-        http_filters=[HttpFilter(name=ROUTER_FILTER, typed_config=_pack(Router()))],
+        # Auth filters are off unless a route turns them on (auth.py): key changes
+        # travel in RDS and never rebuild this listener.
+        http_filters=[
+            build_cors_http_filter(),
+            *build_auth_http_filters(),
+            *build_ratelimit_http_filters(),
+            # No x-envoy-* headers upstream: x-envoy-original-path would carry a key
+            # taken from the URL path (auth.py) to the upstream.
+            HttpFilter(name=ROUTER_FILTER, typed_config=_pack(Router(suppress_envoy_headers=True))),
+        ],
     )
 
 

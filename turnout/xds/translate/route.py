@@ -75,7 +75,10 @@ from google.protobuf.wrappers_pb2 import UInt32Value
 from turnout.models.declaration import Declaration
 from turnout.models.route import DEFAULT_GROUP, PathKind, PathMatch, RouteSpec
 from turnout.models.split import SplitSpec
+from turnout.xds.translate.auth import apply_route_auth
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
+from turnout.xds.translate.policies import apply_route_policies
+from turnout.xds.translate.ratelimit import apply_route_limits
 from turnout.xds.translate.split import split_routes
 
 CATCH_ALL_VIRTUAL_HOST = "any"
@@ -216,19 +219,28 @@ def build_route(entry: RouteEntry, split: SplitSpec | None) -> Route:
 
 
 def build_virtual_host(
-    name: str, domains: list[str], entries: list[RouteEntry], splits: dict[str, SplitSpec]
+    name: str,
+    domains: list[str],
+    entries: list[RouteEntry],
+    decl: Declaration,
+    splits: dict[str, SplitSpec],
 ) -> VirtualHost:
     """`entries` must already be in match order (`sort_route_entries`); `splits` maps
     a route name to its split."""
     routes: list[Route] = []
     for e in entries:
-        routes.extend(build_routes(e, splits.get(e.route.name)))
+        routes.extend(build_routes(e, splits.get(e.route.name), decl))
     return VirtualHost(name=name, domains=domains, routes=routes)
 
 
-def build_routes(entry: RouteEntry, split: SplitSpec | None) -> list[Route]:
-    """The Envoy route entries for one (route, path): the split's pins first (split.py)."""
-    return split_routes(build_route(entry, split), split)
+def build_routes(entry: RouteEntry, split: SplitSpec | None, decl: Declaration) -> list[Route]:
+    """The Envoy route entries for one (route, path): the split's pins first (split.py),
+    each with the route's key auth, limits and request policies."""
+    route = build_route(entry, split)
+    apply_route_auth(route, entry.route.auth, decl)  # auth.py: API keys per route
+    apply_route_limits(route, entry.route, decl)  # ratelimit.py: bursts and quotas
+    apply_route_policies(route, entry.route.policies)  # policies.py: headers, retries ...
+    return split_routes(route, split)
 
 
 def virtual_host_layout(
@@ -257,7 +269,7 @@ def virtual_host_layout(
 def build_virtual_hosts(decl: Declaration, group: str = DEFAULT_GROUP) -> list[VirtualHost]:
     splits = {split.route: split for split in decl.splits.values()}
     return [
-        build_virtual_host(name, domains, entries, splits)
+        build_virtual_host(name, domains, entries, decl, splits)
         for name, domains, entries in virtual_host_layout(decl, group)
     ]
 

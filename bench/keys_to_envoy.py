@@ -1,0 +1,133 @@
+"""New API key → first request it authenticates through a real Envoy, with many keys present.
+
+Prepares a database with --keys existing keys (bulk import), one service (an echo
+upstream) and one authenticated route, starts `turnout serve` and one Envoy, then
+creates --new keys one by one through the admin API. The clock starts when
+`POST /consumers/{name}/keys` answers and stops when Envoy first answers 200 to a
+request with the new key (polled back to back on a keep-alive connection). Also
+checks that the listener was never modified (no drain) during the run.
+
+    python bench/keys_to_envoy.py --keys 100000 --new 100
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
+from turnout.models.consumer import ConsumerSpec
+from turnout.models.route import RouteSpec
+from turnout.models.service import ServiceSpec
+from turnout.models.store import Store
+
+RESULTS = Path(__file__).parent / "results"
+SECRET = "bench-secret-key-0123456789"
+TOKEN = "bench-token"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
+
+
+def prepare(url: str, upstream: EchoUpstream, keys: int) -> float:
+    store = Store(url, secret_key=SECRET)
+    try:
+        store.upgrade()
+        store.create("service", ServiceSpec(name="api", url=upstream.url), "bench")
+        for name in ("old", "new"):
+            store.create("consumer", ConsumerSpec(name=name), "bench")
+        store.create(
+            "route", RouteSpec(name="api", paths=["/api"], service="api", auth={}), "bench"
+        )
+        start = time.perf_counter()
+        batch = 10_000
+        for first in range(0, keys, batch):
+            chunk = [f"existing-key-{i:012d}" for i in range(first, min(keys, first + batch))]
+            store.keys.import_keys("old", chunk, "bench")
+        return time.perf_counter() - start
+    finally:
+        store.close()
+
+
+def run(keys: int, new: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        upstream = EchoUpstream("api").start()
+        import_s = prepare(url, upstream, keys)
+        turnout = TurnoutProcess(
+            url, TOKEN, log_path=Path(tmp) / "turnout.log", env={"TURNOUT_SECRET_KEY": SECRET}
+        ).start(timeout=120)
+        admin = AdminClient(turnout.admin_url, TOKEN)
+        envoy = EnvoyProcess("bench-keys", turnout.xds_address).start()
+        client = httpx.Client(base_url=envoy.url, timeout=10)
+        try:
+            start = time.perf_counter()
+            admin.wait_synced(envoy.node_id, admin.revision(), timeout=300)
+            first_sync_s = time.perf_counter() - start
+            assert (
+                client.get("/api", headers={"apikey": "existing-key-000000000007"}).status_code
+                == 200
+            )
+            modified = envoy.stats(r"listener_manager\.listener_modified")
+            samples: list[float] = []
+            for _ in range(new):
+                response = admin.http.post("/consumers/new/keys", json={})
+                response.raise_for_status()
+                key = response.json()["key"]
+                start = time.perf_counter()
+                while client.get("/api", headers={"apikey": key}).status_code != 200:
+                    pass
+                samples.append((time.perf_counter() - start) * 1000)
+            assert envoy.stats(r"listener_manager\.listener_modified") == modified
+            rss = envoy.stats(r"server\.memory_allocated")
+        finally:
+            client.close()
+            envoy.stop()
+            admin.close()
+            turnout.stop()
+            upstream.stop()
+    return {
+        "benchmark": "keys_to_envoy",
+        "existing_keys": keys,
+        "new_keys": new,
+        "bulk_import_s": round(import_s, 1),
+        "first_sync_s": round(first_sync_s, 2),
+        "p50_ms": round(statistics.median(samples), 1),
+        "p90_ms": round(percentile(samples, 90), 1),
+        "p99_ms": round(percentile(samples, 99), 1),
+        "max_ms": round(max(samples), 1),
+        "envoy_memory_allocated_mb": round(rss.get("server.memory_allocated", 0) / 2**20, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keys", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--new", type=int, default=100)
+    args = parser.parse_args()
+    results = [run(k, args.new) for k in args.keys]
+    print(
+        f"{'keys':>7} {'new':>4} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'envoy MB':>8}"
+    )
+    for r in results:
+        print(
+            f"{r['existing_keys']:>7} {r['new_keys']:>4} {r['p50_ms']:>8} {r['p90_ms']:>8} "
+            f"{r['p99_ms']:>8} {r['max_ms']:>8} {r['envoy_memory_allocated_mb']:>8}"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "keys_to_envoy.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Bursts and quotas enforced by real Envoys, quotas counted in real Redis."""
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess, free_port
+
+TOKEN = "integration-test-token"  # as in conftest.py
+SECRET = "integration-test-secret-key"
+REDIS_ENV = "TURNOUT_TEST_REDIS_URL"
+
+
+@pytest.fixture
+def redis_env() -> Iterator[dict[str, str]]:
+    """TURNOUT_REDIS_URL and a prefix of this test's own; its keys are deleted after."""
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"quota tests need real Redis: {REDIS_ENV}=redis://127.0.0.1:6379/0")
+    prefix = f"turnout-test:{uuid.uuid4().hex[:12]}:"
+    yield {"TURNOUT_REDIS_URL": url, "TURNOUT_REDIS_PREFIX": prefix}
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def start(
+    database_url: str, tmp_path: Path
+) -> Iterator[Callable[..., tuple[AdminClient, TurnoutProcess]]]:
+    """Start `turnout serve` with extra environment; stopped (with its Envoys) after."""
+    procs: list[Any] = []
+
+    def run(env: dict[str, str]) -> tuple[AdminClient, TurnoutProcess]:
+        proc = TurnoutProcess(
+            database_url,
+            TOKEN,
+            log_path=tmp_path / "turnout.log",
+            env={"TURNOUT_SECRET_KEY": SECRET, **env},
+        ).start()
+        procs.append(proc)
+        admin = AdminClient(proc.admin_url, TOKEN)
+        procs.append(admin)
+        return admin, proc
+
+    yield run
+    for proc in reversed(procs):
+        proc.close() if isinstance(proc, AdminClient) else proc.stop()
+
+
+def envoy_for(turnout: TurnoutProcess, node_id: str, tmp_path: Path) -> EnvoyProcess:
+    return EnvoyProcess(node_id, turnout.xds_address, log_path=tmp_path / f"{node_id}.log").start()
+
+
+def declare(admin: AdminClient, upstream: EchoUpstream, limits: dict[str, Any]) -> dict[str, str]:
+    admin.create("services", {"name": "blue", "url": upstream.url})
+    keys = {}
+    for name in ("alice", "bob"):
+        admin.create("consumers", {"name": name})
+        response = admin.http.post(f"/consumers/{name}/keys", json={})
+        keys[name] = response.json()["key"]
+    admin.create(
+        "routes",
+        {"name": "api", "paths": ["/api"], "service": "blue", "auth": {}, "limits": limits},
+    )
+    return keys
+
+
+@pytest.fixture
+def upstream() -> Iterator[EchoUpstream]:
+    server = EchoUpstream("blue").start()
+    yield server
+    server.stop()
+
+
+def test_a_per_second_burst_returns_429_after_n_requests_per_consumer(
+    start: Callable[..., tuple[AdminClient, TurnoutProcess]],
+    upstream: EchoUpstream,
+    tmp_path: Path,
+) -> None:
+    admin, turnout = start({})
+    envoy = envoy_for(turnout, "envoy-1", tmp_path)
+    try:
+        keys = declare(admin, upstream, {"burst": [{"requests": 3, "per": "second"}]})
+        admin.wait_synced(envoy.node_id, admin.revision())
+        with httpx.Client(base_url=envoy.url, timeout=5) as http:
+            codes = [http.get("/api", headers={"apikey": keys["alice"]}) for _ in range(30)]
+            assert [r.status_code for r in codes[:3]] == [200, 200, 200]
+            limited = [r for r in codes if r.status_code == 429]
+            assert limited, "30 requests in a burst never hit a 3/second limit"
+            assert limited[0].headers["x-ratelimit-limit"].startswith("3")
+            assert "x-ratelimit-remaining" in limited[0].headers
+            # bob has his own bucket.
+            assert http.get("/api", headers={"apikey": keys["bob"]}).status_code == 200
+    finally:
+        envoy.stop()
+
+
+def test_a_daily_quota_holds_across_two_envoys_sharing_redis(
+    start: Callable[..., tuple[AdminClient, TurnoutProcess]],
+    upstream: EchoUpstream,
+    redis_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    admin, turnout = start(redis_env)
+    envoys = [envoy_for(turnout, f"envoy-{i}", tmp_path) for i in (1, 2)]
+    try:
+        keys = declare(admin, upstream, {"quota": [{"requests": 5, "per": "day"}]})
+        for envoy in envoys:
+            admin.wait_synced(envoy.node_id, admin.revision())
+        clients = [httpx.Client(base_url=e.url, timeout=5) for e in envoys]
+        try:
+            codes = [
+                clients[i % 2].get("/api", headers={"apikey": keys["alice"]}) for i in range(12)
+            ]
+            assert sum(r.status_code == 200 for r in codes) == 5, [r.status_code for r in codes]
+            assert {r.status_code for r in codes[5:]} == {429}
+            assert codes[-1].headers["x-ratelimit-limit"].startswith("5")
+            assert clients[1].get("/api", headers={"apikey": keys["bob"]}).status_code == 200
+        finally:
+            for c in clients:
+                c.close()
+    finally:
+        for envoy in envoys:
+            envoy.stop()
+
+
+@pytest.mark.parametrize(("mode", "status"), [("open", 200), ("closed", 429)])
+def test_unreachable_redis_follows_the_configured_failure_mode(
+    start: Callable[..., tuple[AdminClient, TurnoutProcess]],
+    upstream: EchoUpstream,
+    tmp_path: Path,
+    mode: str,
+    status: int,
+) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    admin, turnout = start({"TURNOUT_REDIS_URL": dead, "TURNOUT_RATELIMIT_FAILURE_MODE": mode})
+    envoy = envoy_for(turnout, "envoy-1", tmp_path)
+    try:
+        keys = declare(admin, upstream, {"quota": [{"requests": 1, "per": "day"}]})
+        admin.wait_synced(envoy.node_id, admin.revision())
+        with httpx.Client(base_url=envoy.url, timeout=5) as http:
+            codes = [
+                http.get("/api", headers={"apikey": keys["alice"]}).status_code for _ in range(3)
+            ]
+        assert codes == [status] * 3
+        turnout_log = (tmp_path / "turnout.log").read_text()
+        assert f"failing {mode}" in turnout_log
+    finally:
+        envoy.stop()
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"burst": [{"requests": -1, "per": "second"}]}, {"quota": [{"requests": 5, "per": "second"}]}],
+    ids=["negative", "quota-per-second"],
+)
+def test_bad_limits_are_422_and_nothing_is_stored(
+    start: Callable[..., tuple[AdminClient, TurnoutProcess]],
+    upstream: EchoUpstream,
+    limits: dict[str, Any],
+) -> None:
+    admin, _ = start({})
+    admin.create("services", {"name": "blue", "url": upstream.url})
+    revision = admin.revision()
+    response = admin.http.post(
+        "/routes", json={"name": "api", "paths": ["/api"], "service": "blue", "limits": limits}
+    )
+    assert response.status_code == 422
+    assert "limits" in response.text
+    assert admin.revision() == revision

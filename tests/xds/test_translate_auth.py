@@ -1,0 +1,81 @@
+"""Route auth translation details that golden files show less directly."""
+
+import re2
+from envoy.extensions.filters.http.api_key_auth.v3.api_key_auth_pb2 import (
+    ApiKeyAuthPerRoute,
+    Credential,
+)
+
+from turnout.models.auth import KeySource, RouteAuth
+from turnout.models.consumer import ApiKey, ConsumerSpec
+from turnout.models.declaration import Declaration
+from turnout.xds.translate.auth import (
+    NOBODY,
+    allowed_clients,
+    path_key_regex,
+    path_key_rewrite,
+    serialized_credentials,
+)
+
+
+def test_hand_encoded_credentials_equal_protobuf_bytes() -> None:
+    keys = (
+        ApiKey("a", "alice", "k" * 20),
+        ApiKey("b", "bob", "long-" + "x" * 300),  # multi-byte varint lengths
+        ApiKey("c", "c" * 128, "tk_" + "y" * 43),
+    )
+    expected = ApiKeyAuthPerRoute(
+        credentials=[Credential(key=k.key, client=k.consumer) for k in keys]
+    ).SerializeToString(deterministic=True)
+    assert serialized_credentials(keys) == expected
+    # A new tuple with one more key reuses the others' bytes and still matches.
+    more = (*keys, ApiKey("d", "dan", "z" * 16))
+    assert serialized_credentials(more) == ApiKeyAuthPerRoute(
+        credentials=[Credential(key=k.key, client=k.consumer) for k in more]
+    ).SerializeToString(deterministic=True)
+
+
+def test_allowed_clients_expand_groups_and_never_mean_everyone() -> None:
+    decl = Declaration(
+        revision=1,
+        consumers={
+            "a": ConsumerSpec(name="a", groups=["free"]),
+            "b": ConsumerSpec(name="b", groups=["paid"]),
+            "c": ConsumerSpec(name="c", groups=["free", "paid"]),
+        },
+    )
+    assert allowed_clients(RouteAuth(), decl) == []
+    assert allowed_clients(RouteAuth(allow_groups=["free"]), decl) == ["a", "c"]
+    assert allowed_clients(RouteAuth(allow_groups=["paid"], allow_consumers=["a"]), decl) == [
+        "a",
+        "b",
+        "c",
+    ]
+    assert allowed_clients(RouteAuth(allow_groups=["gone"]), decl) == [NOBODY]
+
+
+def _extract(template: str, path: str) -> str | None:
+    match = re2.match(path_key_regex(KeySource(path=template)), path)
+    return match.group(1) if match else None
+
+
+def _rewrite(template: str, path: str) -> str:
+    rewrite = path_key_rewrite(KeySource(path=template))
+    substitution = rewrite.substitution.replace("\\\\", "\\")
+    return re2.sub(rewrite.pattern.regex, substitution.replace("\\", "\\\\"), path, count=1)
+
+
+def test_path_templates_extract_and_remove_the_key_segment() -> None:
+    assert _extract("/forecast/{key}", "/forecast/K123/today?d=1") == "K123"
+    assert _extract("/forecast/{key}", "/forecast/K123?d=1") == "K123"
+    assert _extract("/forecast/{key}", "/forecast/K123") == "K123"
+    assert _extract("/forecast/{key}", "/forecast") is None
+    assert _extract("/forecast/{key}", "/forecastX/K123") is None
+    assert _extract("/v1/{key}/daily", "/v1/K9/daily/x") == "K9"
+    assert _extract("/v1/{key}/daily", "/v1/K9/weekly") is None
+    assert _extract("/{key}", "/K7/x") == "K7"
+    assert _rewrite("/forecast/{key}", "/forecast/K123/today") == "/forecast/today"
+    assert _rewrite("/forecast/{key}", "/forecast/K123") == "/forecast"
+    assert _rewrite("/v1/{key}/daily", "/v1/K9/daily/x") == "/v1/daily/x"
+    assert _rewrite("/{key}", "/K7/x") == "/x"
+    assert _rewrite("/{key}", "/K7") == "/"
