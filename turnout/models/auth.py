@@ -18,21 +18,12 @@ from typing import Annotated
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from turnout.models.types import Name
+from turnout.models.types import Name, header_name
 
 DEFAULT_HEADERS = ("apikey", "x-api-key")
 DEFAULT_CONSUMER_HEADER = "x-consumer-name"
 KEY_SEGMENT = "{key}"
-_HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$"
 _SEGMENT = r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$"
-_RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-
-
-def _header_name(value: str) -> str:
-    name = value.lower()
-    if not re2.match(_HEADER_NAME, name) or name in _RESERVED_HEADERS:
-        raise ValueError(f"{value!r} is not a usable header name")
-    return name
 
 
 class KeySource(BaseModel):
@@ -55,7 +46,7 @@ class KeySource(BaseModel):
     @field_validator("header")
     @classmethod
     def _header(cls, value: str | None) -> str | None:
-        return None if value is None else _header_name(value)
+        return None if value is None else header_name(value)
 
     @field_validator("path")
     @classmethod
@@ -144,7 +135,7 @@ class RouteAuth(BaseModel):
     @field_validator("consumer_header")
     @classmethod
     def _consumer_header(cls, value: str) -> str:
-        return _header_name(value)
+        return header_name(value)
 
     @field_validator("allow_consumers", "allow_groups")
     @classmethod

@@ -11,18 +11,9 @@ upstream protocol (HTTP/1.1, HTTP/2, gRPC). Translated in
 from enum import StrEnum
 from typing import Annotated
 
-import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_HEADER = r"^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$"
-_PROTECTED = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-
-
-def _header_name(name: str) -> str:
-    lower = name.lower()
-    if not re2.match(_HEADER, lower) or lower in _PROTECTED:
-        raise ValueError(f"{name!r} is not a header that can be changed")
-    return lower
+from turnout.models.types import header_name
 
 
 class HeaderChanges(BaseModel):
@@ -37,7 +28,7 @@ class HeaderChanges(BaseModel):
     @field_validator("add", "set")
     @classmethod
     def _names(cls, headers: dict[str, str]) -> dict[str, str]:
-        out = {_header_name(k): v for k, v in headers.items()}
+        out = {header_name(k): v for k, v in headers.items()}
         for value in out.values():
             if "%" in value:
                 raise ValueError("header values must not contain '%' (Envoy formatters)")
@@ -46,7 +37,7 @@ class HeaderChanges(BaseModel):
     @field_validator("remove")
     @classmethod
     def _removed(cls, names: list[str]) -> list[str]:
-        return [_header_name(n) for n in names]
+        return [header_name(n) for n in names]
 
 
 class PathRewrite(BaseModel):

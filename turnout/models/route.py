@@ -16,7 +16,7 @@ from turnout.models.auth import RouteAuth
 from turnout.models.db import Base
 from turnout.models.limits import Limits
 from turnout.models.policies import RoutePolicies
-from turnout.models.types import Name, Tags
+from turnout.models.types import HEADER_NAME_PATTERN, Name, Tags
 
 
 class PathKind(StrEnum):
@@ -81,7 +81,6 @@ HttpMethod = Annotated[
     Field(pattern=r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT)$"),
 ]
 
-_HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
 
 DEFAULT_GROUP = "default"
 """The gateway group of proxies whose bootstrap names no node cluster, and of routes
@@ -187,7 +186,7 @@ class RouteSpec(BaseModel):
         out = {}
         for key, value in headers.items():
             name = key.lower()
-            if not re2.match(_HEADER_NAME, name) or name.startswith(":") or name == "host":
+            if not re2.match(HEADER_NAME_PATTERN, name) or name == "host":
                 raise ValueError(f"{key!r} is not a header name that can be matched")
             out[name] = value
         return out

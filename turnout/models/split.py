@@ -8,7 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from turnout.models.db import Base
 from turnout.models.plan import PlanState, SplitPlan
-from turnout.models.types import Name, Tags, Weight
+from turnout.models.types import HEADER_NAME_PATTERN, Name, Tags, Weight
 
 
 class SplitTarget(BaseModel):
@@ -18,7 +18,6 @@ class SplitTarget(BaseModel):
     weight: Weight
 
 
-_HEADER = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
 _COOKIE = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 
 
@@ -32,7 +31,9 @@ class SplitPin(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    header: Annotated[str | None, Field(pattern=_HEADER, description="Header name.")] = None
+    header: Annotated[
+        str | None, Field(pattern=HEADER_NAME_PATTERN, description="Header name.")
+    ] = None
     cookie: Annotated[str | None, Field(pattern=_COOKIE, description="Cookie name.")] = None
     value: Annotated[str, Field(min_length=1, max_length=256)]
     service: Annotated[str, Field(description="One of the split's target services.")]
@@ -54,7 +55,7 @@ class SplitSticky(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    header: Annotated[str | None, Field(pattern=_HEADER)] = None
+    header: Annotated[str | None, Field(pattern=HEADER_NAME_PATTERN)] = None
     cookie: Annotated[str | None, Field(pattern=_COOKIE)] = None
 
     @field_validator("header", mode="before")
