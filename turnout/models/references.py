@@ -48,6 +48,7 @@ def _check_route(session: Session, spec: BaseModel) -> None:
     assert isinstance(spec, RouteSpec)
     if not _service_exists(session, spec.service):
         raise Conflict(f"service {spec.service!r} does not exist", field="service")
+    _check_route_auth_kept(session, spec)
     if spec.auth is None:
         return
     for consumer in spec.auth.allow_consumers:
@@ -118,11 +119,37 @@ def _check_split(session: Session, spec: BaseModel) -> None:
             f"route {spec.route!r} already has split {other!r}; a route has at most one split",
             field="route",
         )
+    _check_sticky_consumer(session, spec)
     for i, target in enumerate(spec.targets):
         if not _service_exists(session, target.service):
             raise Conflict(
                 f"service {target.service!r} does not exist", field=f"targets[{i}].service"
             )
+
+
+def _check_sticky_consumer(session: Session, spec: SplitSpec) -> None:
+    """Sticky by consumer hashes the header the route's `auth` sets: no auth, no consumer."""
+    if spec.sticky is None or not spec.sticky.consumer:
+        return
+    route = session.get(RouteRow, spec.route)
+    if route is not None and route.auth is None:
+        raise Conflict(
+            f"sticky.consumer needs route {spec.route!r} to have `auth` "
+            "(the consumer is known only on authenticated routes)",
+            field="sticky.consumer",
+        )
+
+
+def _check_route_auth_kept(session: Session, spec: RouteSpec) -> None:
+    """A route whose split is sticky by consumer must keep its `auth`."""
+    if spec.auth is not None:
+        return
+    split = session.scalars(select(SplitRow).where(SplitRow.route == spec.name)).first()
+    if split is not None and (split.sticky or {}).get("consumer"):
+        raise Conflict(
+            f"split {split.name!r} is sticky by consumer: route {spec.name!r} needs `auth`",
+            field="auth",
+        )
 
 
 def _check_service_delete(session: Session, name: str) -> None:

@@ -25,8 +25,15 @@ class SplitPin(BaseModel):
     """Requests carrying `header` (or cookie `cookie`) equal to `value` go to `service`.
 
     The feature flag of a migration: test the new backend in production with
-    chosen requests before any random traffic (its weight may be 0). Pinning by
-    consumer needs consumers (#4).
+    chosen requests before any random traffic (its weight may be 0).
+
+    No pin by consumer: Envoy picks the route entry (where a pin is a header match)
+    before the `api_key_auth` filter has found the consumer, and that filter does
+    not clear the route cache, so a match on its consumer header would only see
+    what the client sent, which anyone can forge. A header pin on a header the
+    client must send anyway, or `allow_consumers` on a separate route, does that
+    job; stickiness by consumer (below) is sound because Envoy computes the hash at
+    forwarding time, after authentication.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -51,12 +58,21 @@ class SplitPin(BaseModel):
 
 
 class SplitSticky(BaseModel):
-    """Keep each client on one target: hash this header's (or cookie's) value."""
+    """Keep each client on one target: hash a header's, a cookie's or the consumer's value.
+
+    `consumer: true` hashes the consumer name the route's `auth` forwards upstream
+    (`auth.consumer_header`): the router computes the hash when it forwards, after
+    the key was checked, so the value is the authenticated consumer, not a header
+    a client could choose. It needs the split's route to have `auth`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     header: Annotated[str | None, Field(pattern=HEADER_NAME_PATTERN)] = None
     cookie: Annotated[str | None, Field(pattern=_COOKIE)] = None
+    consumer: Annotated[
+        bool, Field(description="Hash the authenticated consumer (the route needs `auth`).")
+    ] = False
 
     @field_validator("header", mode="before")
     @classmethod
@@ -65,8 +81,9 @@ class SplitSticky(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "SplitSticky":
-        if (self.header is None) == (self.cookie is None):
-            raise ValueError("stickiness hashes either a header or a cookie")
+        given = [self.header is not None, self.cookie is not None, self.consumer]
+        if sum(given) != 1:
+            raise ValueError("stickiness hashes one of: a header, a cookie or the consumer")
         return self
 
 

@@ -16,16 +16,55 @@ Stickiness: `hash_policy` on the action (header or cookie value) and
 `weighted_clusters.use_hash_policy: true` (Envoy >= 1.31), so the weighted choice
 is made from the request's hash instead of a random number: the same value always
 lands on the same target while the weights hold. Requests without the header or
-cookie fall back to a random choice.
+cookie fall back to a random choice. Sticky by consumer hashes the route's
+`auth.consumer_header`, which `api_key_auth` sets (overwriting whatever the client
+sent). Envoy picks the weighted cluster when it matches the route, which happens
+before authentication (the auth filter's per-route config needs the route), so a
+Lua filter placed right after `api_key_auth`, off unless a sticky-by-consumer route
+turns it on, clears the route cache: the router matches again, now with the
+authenticated consumer's header, and hashes it. Without the route's auth there is
+nothing to hash and the choice stays random.
 """
 
-from envoy.config.route.v3.route_components_pb2 import HeaderMatcher, Route, RouteAction
+from envoy.config.core.v3.base_pb2 import DataSource
+from envoy.config.route.v3.route_components_pb2 import (
+    FilterConfig,
+    HeaderMatcher,
+    Route,
+    RouteAction,
+)
+from envoy.extensions.filters.http.lua.v3.lua_pb2 import Lua, LuaPerRoute
+from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
+    HttpFilter,
+)
 from envoy.type.matcher.v3.regex_pb2 import RegexMatcher
 from envoy.type.matcher.v3.string_pb2 import StringMatcher
+from google.protobuf.any_pb2 import Any
 
+from turnout.models.auth import RouteAuth
 from turnout.models.split import SplitPin, SplitSpec
 
 _RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+
+REMATCH_FILTER = "envoy.filters.http.lua"
+"""Clears the route cache after authentication (sticky by consumer); off by default."""
+_REMATCH_LUA = "function envoy_on_request(handle)\n  handle:clearRouteCache()\nend\n"
+
+
+def _pack(message: Lua | LuaPerRoute | FilterConfig) -> Any:
+    packed = Any()
+    packed.Pack(message)
+    return packed
+
+
+def build_rematch_http_filter() -> HttpFilter:
+    """The listener's Lua filter (after the auth filters), disabled unless a route enables it."""
+    return HttpFilter(name=REMATCH_FILTER, typed_config=_pack(Lua()), disabled=True)
+
+
+def _rematch_per_route() -> Any:
+    code = LuaPerRoute(source_code=DataSource(inline_string=_REMATCH_LUA))
+    return _pack(FilterConfig(config=_pack(code)))
 
 
 def _re2_escape(text: str) -> str:
@@ -48,15 +87,23 @@ def build_pin_route(weighted: Route, pin: SplitPin, index: int) -> Route:
     route.route.ClearField("weighted_clusters")
     route.route.ClearField("hash_policy")
     route.route.cluster = pin.service
+    if REMATCH_FILTER in route.typed_per_filter_config:
+        del route.typed_per_filter_config[REMATCH_FILTER]
     return route
 
 
-def apply_sticky(weighted: Route, split: SplitSpec) -> None:
+def apply_sticky(weighted: Route, split: SplitSpec, auth: RouteAuth | None = None) -> None:
+    """Make the weighted choice hash-based; `auth` is the route's (for sticky by consumer)."""
     sticky = split.sticky
     if sticky is None:
         return
     policy = RouteAction.HashPolicy()
-    if sticky.header is not None:
+    if sticky.consumer:
+        if auth is None:
+            return  # refused on write; a declaration without it stays random
+        policy.header.header_name = auth.consumer_header
+        weighted.typed_per_filter_config[REMATCH_FILTER].CopyFrom(_rematch_per_route())
+    elif sticky.header is not None:
         policy.header.header_name = sticky.header
     else:
         policy.cookie.name = sticky.cookie or ""
@@ -64,10 +111,12 @@ def apply_sticky(weighted: Route, split: SplitSpec) -> None:
     weighted.route.weighted_clusters.use_hash_policy.value = True
 
 
-def split_routes(weighted: Route, split: SplitSpec | None) -> list[Route]:
+def split_routes(
+    weighted: Route, split: SplitSpec | None, auth: RouteAuth | None = None
+) -> list[Route]:
     """The route entries for one route entry under `split`: pins first, then the split."""
     if split is None:
         return [weighted]
-    apply_sticky(weighted, split)
+    apply_sticky(weighted, split, auth)
     pins = [build_pin_route(weighted, pin, i) for i, pin in enumerate(split.pins)]
     return [*pins, weighted]
