@@ -34,7 +34,7 @@ def kong_file(blue: EchoUpstream, green: EchoUpstream) -> dict[str, Any]:
     services[4]["routes"][0]["headers"] = {"x-env": ["prod"]}
     services[5]["plugins"] = [
         {"name": "key-auth", "config": {"key_names": ["apikey"], "hide_credentials": True}},
-        {"name": "rate-limiting", "config": {"second": 3, "hour": 10000, "policy": "local"}},
+        {"name": "rate-limiting", "config": {"second": 3, "policy": "local"}},
     ]
     services[6]["routes"][0]["plugins"] = [
         {

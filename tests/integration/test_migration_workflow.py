@@ -198,3 +198,26 @@ def test_sticky_by_consumer_keeps_each_consumer_on_one_target(
         placement[name] = next(iter(seen))
     assert set(placement.values()) == {"blue", "green"}, placement
     assert http.get(f"{envoy.url}/api/x").status_code == 401
+
+    # Pin by consumer: consumer-3 always on green (weight 0); forging its name does not pin.
+    revision = admin.write(
+        "PATCH",
+        "/splits/api-move",
+        {
+            "targets": [{"service": "blue", "weight": 100}, {"service": "green", "weight": 0}],
+            "pins": [{"consumer": "consumer-3", "service": "green"}],
+        },
+    )
+    admin.wait_synced(envoy.node_id, revision)
+
+    def served(key: str, forged: str | None = None) -> Counter[str]:
+        headers = {"x-api-key": key} | ({"x-consumer-name": forged} if forged else {})
+        return Counter(
+            http.get(f"{envoy.url}/api/x", headers=headers).json()["service"] for _ in range(30)
+        )
+
+    assert served(keys["consumer-3"]) == {"green": 30}
+    assert served(keys["consumer-4"], forged="consumer-3") == {"blue": 30}
+    assert served(keys["consumer-4"]) == {"blue": 30}
+    forged = http.get(f"{envoy.url}/api/x", headers={"x-consumer-name": "consumer-3"})
+    assert forged.status_code == 401

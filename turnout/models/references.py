@@ -127,27 +127,45 @@ def _check_split(session: Session, spec: BaseModel) -> None:
             )
 
 
+def _consumer_fields(spec: SplitSpec) -> list[str]:
+    """The fields of `spec` that use the authenticated consumer (need the route's auth)."""
+    fields = [f"pins[{i}].consumer" for i, pin in enumerate(spec.pins) if pin.consumer]
+    if spec.sticky is not None and spec.sticky.consumer:
+        fields.append("sticky.consumer")
+    return fields
+
+
 def _check_sticky_consumer(session: Session, spec: SplitSpec) -> None:
-    """Sticky by consumer hashes the header the route's `auth` sets: no auth, no consumer."""
-    if spec.sticky is None or not spec.sticky.consumer:
+    """Sticky or pinned by consumer reads the header `auth` sets: no auth, no consumer."""
+    fields = _consumer_fields(spec)
+    if not fields:
         return
     route = session.get(RouteRow, spec.route)
-    if route is not None and route.auth is None:
+    if route is not None and not (route.auth or {}).get("required", False):
         raise Conflict(
-            f"sticky.consumer needs route {spec.route!r} to have `auth` "
+            f"{fields[0]} needs route {spec.route!r} to have `auth` with required: true "
             "(the consumer is known only on authenticated routes)",
-            field="sticky.consumer",
+            field=fields[0],
         )
+    for i, pin in enumerate(spec.pins):
+        if pin.consumer and session.get(ConsumerRow, pin.consumer) is None:
+            raise Conflict(f"consumer {pin.consumer!r} does not exist", field=f"pins[{i}].consumer")
 
 
 def _check_route_auth_kept(session: Session, spec: RouteSpec) -> None:
-    """A route whose split is sticky by consumer must keep its `auth`."""
-    if spec.auth is not None:
+    """A route whose split is sticky or pinned by consumer must keep its `auth`."""
+    if spec.auth is not None and spec.auth.required:
         return
-    split = session.scalars(select(SplitRow).where(SplitRow.route == spec.name)).first()
-    if split is not None and (split.sticky or {}).get("consumer"):
+    row = session.scalars(select(SplitRow).where(SplitRow.route == spec.name)).first()
+    split = (
+        None
+        if row is None
+        else SplitSpec.model_validate({n: getattr(row, n) for n in SplitSpec.model_fields})
+    )
+    if row is not None and split is not None and _consumer_fields(split):
         raise Conflict(
-            f"split {split.name!r} is sticky by consumer: route {spec.name!r} needs `auth`",
+            f"split {row.name!r} uses the consumer: route {spec.name!r} needs `auth` "
+            "with required: true",
             field="auth",
         )
 

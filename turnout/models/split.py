@@ -27,13 +27,11 @@ class SplitPin(BaseModel):
     The feature flag of a migration: test the new backend in production with
     chosen requests before any random traffic (its weight may be 0).
 
-    No pin by consumer: Envoy picks the route entry (where a pin is a header match)
-    before the `api_key_auth` filter has found the consumer, and that filter does
-    not clear the route cache, so a match on its consumer header would only see
-    what the client sent, which anyone can forge. A header pin on a header the
-    client must send anyway, or `allow_consumers` on a separate route, does that
-    job; stickiness by consumer (below) is sound because Envoy computes the hash at
-    forwarding time, after authentication.
+    `consumer` pins an authenticated consumer (the route needs `auth` with
+    `required: true`): the pin matches the route's `auth.consumer_header`, which
+    `api_key_auth` sets from the key, and Envoy matches the route again after
+    authentication (`turnout/xds/translate/split.py`), so a client forging that
+    header is not pinned.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -42,7 +40,13 @@ class SplitPin(BaseModel):
         str | None, Field(pattern=HEADER_NAME_PATTERN, description="Header name.")
     ] = None
     cookie: Annotated[str | None, Field(pattern=_COOKIE, description="Cookie name.")] = None
-    value: Annotated[str, Field(min_length=1, max_length=256)]
+    consumer: Annotated[
+        Name | None, Field(description="An authenticated consumer (the route needs `auth`).")
+    ] = None
+    value: Annotated[
+        str | None,
+        Field(min_length=1, max_length=256, description="Header or cookie value."),
+    ] = None
     service: Annotated[str, Field(description="One of the split's target services.")]
 
     @field_validator("header", mode="before")
@@ -52,8 +56,11 @@ class SplitPin(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "SplitPin":
-        if (self.header is None) == (self.cookie is None):
-            raise ValueError("a pin matches either a header or a cookie")
+        given = [self.header is not None, self.cookie is not None, self.consumer is not None]
+        if sum(given) != 1:
+            raise ValueError("a pin matches one of: a header, a cookie or a consumer")
+        if (self.value is None) != (self.consumer is not None):
+            raise ValueError("a header or cookie pin needs `value`; a consumer pin has none")
         return self
 
 

@@ -22,7 +22,10 @@ sent). Envoy picks the weighted cluster when it matches the route, which happens
 before authentication (the auth filter's per-route config needs the route), so a
 Lua filter placed right after `api_key_auth`, off unless a sticky-by-consumer route
 turns it on, clears the route cache: the router matches again, now with the
-authenticated consumer's header, and hashes it. Without the route's auth there is
+authenticated consumer's header, and hashes it. Pins by consumer match that header
+the same way: every entry of the route carries the Lua filter, so a client that
+forges the header may land on a pin entry first (same auth config), but the
+re-match after authentication decides. Without the route's auth there is
 nothing to hash and the choice stays random.
 """
 
@@ -71,24 +74,28 @@ def _re2_escape(text: str) -> str:
     return "".join("\\" + c if c in _RE2_SPECIAL else c for c in text)
 
 
-def pin_matcher(pin: SplitPin) -> HeaderMatcher:
+def pin_matcher(pin: SplitPin, auth: RouteAuth | None = None) -> HeaderMatcher:
+    """The extra match of a pin; a consumer pin matches the route's consumer header."""
+    if pin.consumer is not None:
+        header = auth.consumer_header if auth is not None else ""
+        return HeaderMatcher(name=header, string_match=StringMatcher(exact=pin.consumer))
     if pin.header is not None:
-        return HeaderMatcher(name=pin.header, string_match=StringMatcher(exact=pin.value))
+        return HeaderMatcher(name=pin.header, string_match=StringMatcher(exact=pin.value or ""))
     pair = f"{_re2_escape(pin.cookie or '')}={_re2_escape(pin.value)}"
     regex = RegexMatcher(regex=f"^(.*;\\s*)?{pair}(;.*)?$")
     return HeaderMatcher(name="cookie", string_match=StringMatcher(safe_regex=regex))
 
 
-def build_pin_route(weighted: Route, pin: SplitPin, index: int) -> Route:
+def build_pin_route(
+    weighted: Route, pin: SplitPin, index: int, auth: RouteAuth | None = None
+) -> Route:
     route = Route()
     route.CopyFrom(weighted)
     route.name = f"{weighted.name}~pin{index}"
-    route.match.headers.append(pin_matcher(pin))
+    route.match.headers.append(pin_matcher(pin, auth))
     route.route.ClearField("weighted_clusters")
     route.route.ClearField("hash_policy")
     route.route.cluster = pin.service
-    if REMATCH_FILTER in route.typed_per_filter_config:
-        del route.typed_per_filter_config[REMATCH_FILTER]
     return route
 
 
@@ -99,10 +106,9 @@ def apply_sticky(weighted: Route, split: SplitSpec, auth: RouteAuth | None = Non
         return
     policy = RouteAction.HashPolicy()
     if sticky.consumer:
-        if auth is None:
+        if auth is None or not auth.required:
             return  # refused on write; a declaration without it stays random
         policy.header.header_name = auth.consumer_header
-        weighted.typed_per_filter_config[REMATCH_FILTER].CopyFrom(_rematch_per_route())
     elif sticky.header is not None:
         policy.header.header_name = sticky.header
     else:
@@ -118,5 +124,17 @@ def split_routes(
     if split is None:
         return [weighted]
     apply_sticky(weighted, split, auth)
-    pins = [build_pin_route(weighted, pin, i) for i, pin in enumerate(split.pins)]
+    authenticated = auth is not None and auth.required
+    by_consumer = any(p.consumer for p in split.pins) or bool(
+        split.sticky and split.sticky.consumer
+    )
+    if authenticated and by_consumer:
+        # On every entry of the route (pins copy it): the first match may land on any
+        # of them, on the headers the client sent; all carry the same auth config.
+        weighted.typed_per_filter_config[REMATCH_FILTER].CopyFrom(_rematch_per_route())
+    pins = [
+        build_pin_route(weighted, pin, i, auth)
+        for i, pin in enumerate(split.pins)
+        if pin.consumer is None or authenticated  # refused on write; never match unverified
+    ]
     return [*pins, weighted]
