@@ -122,7 +122,9 @@ def _demo(args: argparse.Namespace) -> int:
 def _with_store(args: argparse.Namespace, run: Callable[..., int], *extra: Any, **kw: Any) -> int:
     from turnout.models.store import Store
 
-    store = Store(database_url(args.database_url))
+    store = Store(
+        database_url(args.database_url), secret_key=os.environ.get("TURNOUT_SECRET_KEY") or None
+    )
     try:
         store.upgrade()
         return run(store, *extra, **kw)

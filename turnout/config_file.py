@@ -85,17 +85,45 @@ def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
         print(f"turnout import kong: {path}: not a Kong declarative file", file=sys.stderr)
         return 2
     result = convert(doc)
+    if result.keys and not store.keys.enabled:
+        print(
+            "turnout import kong: consumers have keys: set TURNOUT_SECRET_KEY to store them; "
+            "nothing changed",
+            file=sys.stderr,
+        )
+        return 1
     try:
         applied = store.apply(result.target, CLI_ACTOR, select_tag=IMPORT_TAG, dry_run=dry_run)
     except TurnoutError as exc:
         print(f"turnout import kong: {exc}; nothing changed", file=sys.stderr)
+        return 1
+    try:
+        keys = 0 if dry_run else _import_keys(store, result.keys)
+    except TurnoutError as exc:
+        print(
+            f"turnout import kong: revision {applied.revision} applied, but keys: {exc}",
+            file=sys.stderr,
+        )
         return 1
     out.write(f"imported ({len(result.imported)}):\n")
     out.writelines(f"  {line}\n" for line in result.imported)
     out.write(f"not mapped ({len(result.not_mapped)}):\n")
     out.writelines(f"  {line}\n" for line in result.not_mapped)
     if dry_run:
-        out.write(f"dry run: {len(applied.changes)} change(s), nothing written\n")
+        count = sum(map(len, result.keys.values()))
+        out.write(f"dry run: {len(applied.changes)} change(s), {count} key(s), nothing written\n")
     else:
         out.write(f"revision {applied.revision}: {len(applied.changes)} change(s)\n")
+        out.write(f"keys: {keys} new key(s) stored\n")
     return 0
+
+
+def _import_keys(store: Store, keys: dict[str, list[str]]) -> int:
+    """Store the imported consumers' keys right after the apply; return how many were new.
+
+    Keys live in their own table, written through the key store (encryption, the
+    lookup hash, its own revision), not through `Store.apply`, so they are one
+    transaction per consumer after the apply's. Keys a consumer already has are
+    skipped, so re-importing a file is harmless.
+    """
+    return sum(store.keys.import_new(name, batch, CLI_ACTOR) for name, batch in keys.items())

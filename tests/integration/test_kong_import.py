@@ -32,10 +32,22 @@ def kong_file(blue: EchoUpstream, green: EchoUpstream) -> dict[str, Any]:
     services[2]["routes"][0].update(hosts=["shop.example.com"], methods=["POST"])
     services[3]["routes"].append({"name": "users-v", "paths": ["~/v\\d+/users"]})
     services[4]["routes"][0]["headers"] = {"x-env": ["prod"]}
-    services[5]["plugins"] = [{"name": "key-auth", "config": {"key_names": ["apikey"]}}]
-    services[6]["routes"][0]["plugins"] = [
-        {"name": "request-transformer", "config": {"add": {"headers": ["x-from:kong"]}}}
+    services[5]["plugins"] = [
+        {"name": "key-auth", "config": {"key_names": ["apikey"], "hide_credentials": True}},
+        {"name": "rate-limiting", "config": {"second": 3, "policy": "local"}},
     ]
+    services[6]["routes"][0]["plugins"] = [
+        {
+            "name": "request-transformer",
+            "config": {
+                "add": {"headers": ["x-from:kong"], "querystring": ["q:1"]},
+                "replace": {"headers": ["x-tier:gold"]},
+                "remove": {"headers": ["x-drop-me"]},
+            },
+        }
+    ]
+    services[7]["plugins"] = [{"name": "key-auth"}]  # Kong's defaults: header and query
+    services[9]["plugins"] = [{"name": "cors"}]
     services += [
         {
             "name": "payments",
@@ -62,12 +74,13 @@ def kong_file(blue: EchoUpstream, green: EchoUpstream) -> dict[str, Any]:
             }
         ],
         "consumers": [
-            {"username": "alice", "keyauth_credentials": [{"key": SECRET}]},
+            {"username": "alice", "tags": ["vip"], "keyauth_credentials": [{"key": SECRET}]},
             {
                 "username": "bob",
-                "keyauth_credentials": [{"key": SECRET + "-2"}],
-                "plugins": [{"name": "rate-limiting", "config": {"minute": 5}}],
+                "keyauth_credentials": [{"key": SECRET + "-2"}, {"key": "short"}],
+                "plugins": [{"name": "rate-limiting", "config": {"minute": 50, "day": 1000}}],
             },
+            {"custom_id": "carol-id"},
         ],
         "plugins": [{"name": "rate-limiting", "config": {"second": 100, "policy": "local"}}],
     }
@@ -87,17 +100,28 @@ def test_kong_import_then_envoy_serves_it(
     kong_path: Path,
     http: httpx.Client,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    turnout_env: dict[str, str],
 ) -> None:
+    monkeypatch.setenv("TURNOUT_SECRET_KEY", turnout_env["TURNOUT_SECRET_KEY"])
     url = ["--database-url", turnout.database_url]
     assert main(["import", "kong", str(kong_path), "--dry-run", *url]) == 0
     report = capsys.readouterr().out
     assert admin.revision() == 0
-    assert SECRET not in report
+    assert SECRET not in report and "short" not in report
+    assert "dry run: " in report and "2 key(s), nothing written" in report
     for expected in [
-        "plugin key-auth on service svc-05: needs consumers and keys (issue 4)",
-        "plugin rate-limiting on everything (global)",
-        "plugin request-transformer on route svc-06-route",
-        "consumer alice (1 key(s)",
+        "route svc-05-route: auth, limits from Kong plugins",
+        "route svc-06-route: policies from Kong plugins",
+        "route svc-06-route (route request-transformer): request-transformer add.querystring"
+        " not mapped",
+        "route svc-07-route: auth, limits from Kong plugins",
+        "route svc-00-route (global rate-limiting): rate-limiting not mapped: no key-auth",
+        "plugin cors on service svc-09: no Turnout equivalent",
+        "consumer alice: 1 key(s), kept out of this report",
+        "consumer bob: keyauth_credentials[1] not imported",
+        "consumer bob: limits from its rate-limiting plugin",
+        "consumer carol-id (from consumer carol-id)",
         "service legacy-tcp: protocol 'tcp'",
         "service with-path: path '/base' not mapped",
         "route two-values: skipped, header x-a has 2 values",
@@ -107,8 +131,18 @@ def test_kong_import_then_envoy_serves_it(
 
     assert main(["import", "kong", str(kong_path), *url]) == 0
     report = capsys.readouterr().out
-    assert "revision 1:" in report
-    admin.wait_synced(envoy.node_id, 1)
+    assert "revision 1:" in report and "keys: 2 new key(s) stored" in report
+    assert SECRET not in report
+    revision = admin.revision()  # the apply, then one per consumer's keys
+    assert revision == 3
+    admin.wait_synced(envoy.node_id, revision)
+    consumers = {c["name"]: c for c in admin.http.get("/consumers").json()["items"]}
+    assert set(consumers) == {"alice", "bob", "carol-id"}
+    assert "vip" in consumers["alice"]["tags"]
+    assert consumers["bob"]["limits"] == {
+        "burst": [{"requests": 50, "per": "minute"}],
+        "quota": [{"requests": 1000, "per": "day"}],
+    }
     services = admin.http.get("/services").json()["items"]
     assert len(services) == 23  # 20 + svc with path + 2 upstream targets
 
@@ -124,12 +158,31 @@ def test_kong_import_then_envoy_serves_it(
     assert get("/v2/users/7").json()["service"] == "green"  # svc-03's regex route
     assert get("/svc-04").status_code == 404
     assert get("/svc-04", headers={"x-env": "prod"}).status_code == 200
-    assert get("/loose/z").json()["service"] == "green"
+    assert get("/loose/z").status_code == 401  # svc-07's key-auth covers its routes
+    assert get("/loose/z", headers={"apikey": SECRET}).json()["service"] == "green"
     pay = Counter(get("/pay").json()["service"] for _ in range(400))
     assert 15 <= pay["green"] <= 75 and pay["blue"] + pay["green"] == 400, pay
+
+    # key-auth: no key → 401, a wrong key → 401, an imported key → 200 (and hidden).
+    assert get("/svc-05").status_code == 401
+    assert get("/svc-05", headers={"apikey": "wrong-key-0123456789"}).status_code == 401
+    ok = get("/svc-05", headers={"apikey": SECRET})
+    assert ok.status_code == 200 and "apikey" not in ok.json()["headers"]
+    assert ok.json()["headers"]["x-consumer-name"] == "alice"
+    # Kong's default key-auth also reads the query string (svc-07).
+    assert get("/svc-07").status_code == 401
+    assert get(f"/svc-07?apikey={SECRET}-2").status_code == 200
+    assert get("/svc-07", headers={"apikey": SECRET}).status_code == 200
+    # rate-limiting second=3 on svc-05, per consumer: the 4th quick request is refused.
+    codes = [get("/svc-05", headers={"apikey": SECRET + "-2"}).status_code for _ in range(8)]
+    assert codes.count(429) >= 1 and codes[:3] == [200, 200, 200], codes
+    # request-transformer: headers added, replaced and removed on the way upstream.
+    seen = get("/svc-06", headers={"x-tier": "silver", "x-drop-me": "1"}).json()["headers"]
+    assert seen["x-from"] == "kong" and seen["x-tier"] == "gold" and "x-drop-me" not in seen
 
     # Importing again changes nothing; entities outside the import are left alone.
     admin.create("services", {"name": "not-from-kong", "url": "http://127.0.0.1:9"})
     assert main(["import", "kong", str(kong_path), *url]) == 0
-    assert "0 change(s)" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert "0 change(s)" in again and "keys: 0 new key(s) stored" in again
     assert admin.http.get("/services/not-from-kong").status_code == 200

@@ -157,3 +157,67 @@ def test_scheduled_freeze_starts_and_ends_by_itself(
     revision = admin.revision()
     admin.wait_synced(envoy.node_id, revision)
     assert _served_by(http, envoy, 5) == {"blue": 5}
+
+
+def test_sticky_by_consumer_keeps_each_consumer_on_one_target(
+    admin: AdminClient, envoy: EnvoyProcess, upstreams: dict[str, EchoUpstream], http: httpx.Client
+) -> None:
+    """The hash is the authenticated consumer: a forged consumer header changes nothing."""
+    keys = {}
+    for i in range(12):
+        name = f"consumer-{i}"
+        admin.create("consumers", {"name": name})
+        key = f"sticky-key-{i:02d}-0123456789"
+        response = admin.http.post(f"/consumers/{name}/keys", json={"key": key})
+        assert response.status_code == 201, response.text
+        keys[name] = key
+    for name, upstream in upstreams.items():
+        admin.create("services", {"name": name, "url": upstream.url})
+    admin.create("routes", {"name": "api", "paths": ["/api"], "service": "blue", "auth": {}})
+    revision = admin.create(
+        "splits",
+        {
+            "name": "api-move",
+            "route": "api",
+            "targets": [{"service": "blue", "weight": 50}, {"service": "green", "weight": 50}],
+            "sticky": {"consumer": True},
+        },
+    )
+    admin.wait_synced(envoy.node_id, revision)
+    placement = {}
+    for name, key in keys.items():
+        seen = Counter()
+        for i in range(100):
+            # A client-sent x-consumer-name is overwritten by the authenticated one.
+            headers = {"x-api-key": key, "x-consumer-name": f"forged-{i}"}
+            response = http.get(f"{envoy.url}/api/x", headers=headers)
+            assert response.status_code == 200, response.text
+            assert response.json()["headers"]["x-consumer-name"] == name
+            seen[response.json()["service"]] += 1
+        assert len(seen) == 1, (name, seen)
+        placement[name] = next(iter(seen))
+    assert set(placement.values()) == {"blue", "green"}, placement
+    assert http.get(f"{envoy.url}/api/x").status_code == 401
+
+    # Pin by consumer: consumer-3 always on green (weight 0); forging its name does not pin.
+    revision = admin.write(
+        "PATCH",
+        "/splits/api-move",
+        {
+            "targets": [{"service": "blue", "weight": 100}, {"service": "green", "weight": 0}],
+            "pins": [{"consumer": "consumer-3", "service": "green"}],
+        },
+    )
+    admin.wait_synced(envoy.node_id, revision)
+
+    def served(key: str, forged: str | None = None) -> Counter[str]:
+        headers = {"x-api-key": key} | ({"x-consumer-name": forged} if forged else {})
+        return Counter(
+            http.get(f"{envoy.url}/api/x", headers=headers).json()["service"] for _ in range(30)
+        )
+
+    assert served(keys["consumer-3"]) == {"green": 30}
+    assert served(keys["consumer-4"], forged="consumer-3") == {"blue": 30}
+    assert served(keys["consumer-4"]) == {"blue": 30}
+    forged = http.get(f"{envoy.url}/api/x", headers={"x-consumer-name": "consumer-3"})
+    assert forged.status_code == 401

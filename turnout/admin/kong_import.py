@@ -11,11 +11,17 @@ What maps:
   (`<upstream>-t<i>`, weight 0 targets included) and a split per route over them
   with the targets' weights; the route's own service is the heaviest target.
 
+- consumers (`username`, else `custom_id`; `tags`) → consumers, and their
+  `keyauth_credentials` → their API keys (`keys`, stored by the caller after the
+  apply through the key store's import path);
+- the `key-auth`, `rate-limiting` and `request-transformer` plugins (global, on a
+  service or on a route) → route `auth`, `limits` and `policies.request_headers`
+  (see `kong_plugins.py`; the most specific plugin wins, as in Kong).
+
 Everything else goes to the report, never silently: service paths (Turnout
 services have no path prefix), other protocols, headers with several values,
-unknown route fields, consumers and their keys, and the `key-auth`,
-`rate-limiting` and `request-transformer` plugins, whose Turnout equivalents
-(consumers, keys, limits) arrive with issue 4. Keys are never printed.
+unknown route fields, other plugins and the parts of the three above with no
+Turnout equivalent. Keys are never printed.
 
 Every imported entity carries tag `kong-import`, so the apply manages exactly
 the imported entities (`--select-tag kong-import`) and leaves others alone.
@@ -28,12 +34,13 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
+from turnout.admin import kong_plugins
 from turnout.models.entities import ENTITIES
 from turnout.models.types import Tag
 
 IMPORT_TAG = "kong-import"
 _ROUTE_FIELDS_IGNORED = {"id", "service", "protocols", "created_at", "updated_at", "tags"}
-_ROUTE_FIELDS_MAPPED = {"name", "paths", "hosts", "methods", "headers", "strip_path"}
+_ROUTE_FIELDS_MAPPED = {"name", "paths", "hosts", "methods", "headers", "strip_path", "plugins"}
 _ROUTE_FIELD_DEFAULTS: dict[str, Any] = {
     "preserve_host": False,
     "regex_priority": 0,
@@ -55,6 +62,8 @@ class KongImport:
     )
     imported: list[str] = field(default_factory=list)
     not_mapped: list[str] = field(default_factory=list)
+    keys: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    """Consumer name → its Kong keys, in clear: stored after the apply, never printed."""
 
     def add(self, kind: str, data: dict[str, Any], origin: str) -> bool:
         try:
@@ -112,8 +121,14 @@ def _paths(route: dict[str, Any], origin: str, out: KongImport) -> list[Any]:
 
 
 def _route(
-    route: dict[str, Any], index: int, svc_name: str, service: str, out: KongImport
+    route: dict[str, Any],
+    index: int,
+    svc_name: str,
+    service: str,
+    plugins: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    out: KongImport,
 ) -> dict[str, Any] | None:
+    """A Kong route → route data; `plugins` are its service's and the global ones."""
     name = _name(route.get("name") or f"{svc_name}-route-{index}")
     origin = f"route {name}"
     for key, value in route.items():
@@ -136,7 +151,9 @@ def _route(
         out.not_mapped.append(f"{origin}: strip_path dropped (works with prefix paths only)")
     for plugin in route.get("plugins") or []:
         _plugin(plugin, origin, out)
+    extra = kong_plugins.route_fields(route.get("plugins") or [], *plugins, origin, out)
     return {
+        **extra,
         "name": name,
         "service": service,
         "paths": paths,
@@ -149,13 +166,12 @@ def _route(
 
 
 def _plugin(plugin: dict[str, Any], scope: str, out: KongImport) -> None:
+    """Report a plugin with no Turnout equivalent (mapped ones: `route_fields`)."""
     name = plugin.get("name", "?")
-    why = {
-        "key-auth": "needs consumers and keys (issue 4)",
-        "rate-limiting": "needs per-consumer limits (issue 4)",
-        "request-transformer": "no request transformation in Turnout yet",
-    }.get(name, "no Turnout equivalent")
-    out.not_mapped.append(f"plugin {name} on {scope}: {why}")
+    if not plugin.get("enabled", True):
+        out.not_mapped.append(f"plugin {name} on {scope}: disabled, skipped")
+    elif name not in kong_plugins.MAPPED_PLUGINS:
+        out.not_mapped.append(f"plugin {name} on {scope}: no Turnout equivalent")
 
 
 def convert(doc: dict[str, Any]) -> KongImport:
@@ -164,6 +180,8 @@ def convert(doc: dict[str, Any]) -> KongImport:
     if str(doc.get("_format_version")) not in ("3.0", "2.1", "1.1"):
         out.not_mapped.append(f"_format_version {doc.get('_format_version')!r} unexpected")
     upstreams = {u["name"]: u for u in doc.get("upstreams") or []}
+    everywhere = doc.get("plugins") or []
+    _consumers(doc, out)
     loose_routes: dict[str, list[dict[str, Any]]] = {}
     for route in doc.get("routes") or []:
         ref = route.get("service")
@@ -197,7 +215,8 @@ def convert(doc: dict[str, Any]) -> KongImport:
         for plugin in svc.get("plugins") or []:
             _plugin(plugin, origin, out)
         for i, route in enumerate(routes):
-            data = _route(route, i, svc_name, main, out)
+            plugins = (svc.get("plugins") or [], everywhere)
+            data = _route(route, i, svc_name, main, plugins, out)
             if data is None or not out.add("route", data, f"{origin} route {i}"):
                 continue
             if len(targets) > 1:
@@ -210,15 +229,20 @@ def convert(doc: dict[str, Any]) -> KongImport:
                 out.add("split", split, f"upstream {host}")
     for ref in loose_routes:
         out.not_mapped.append(f"routes of unknown service {ref!r} skipped")
-    for consumer in doc.get("consumers") or []:
-        keys = len(consumer.get("keyauth_credentials") or [])
-        who = consumer.get("username") or consumer.get("custom_id") or "?"
-        out.not_mapped.append(
-            f"consumer {who} ({keys} key(s), kept out of this report): "
-            "consumers and keys arrive with issue 4"
-        )
-        for plugin in consumer.get("plugins") or []:
-            _plugin(plugin, f"consumer {who}", out)
-    for plugin in doc.get("plugins") or []:
+    for plugin in everywhere:
         _plugin(plugin, "everything (global)", out)
     return out
+
+
+def _consumers(doc: dict[str, Any], out: KongImport) -> None:
+    """Kong consumers → consumers, their keys into `out.keys` (never into the report)."""
+    for item in doc.get("consumers") or []:
+        who = item.get("username") or item.get("custom_id")
+        if not who:
+            out.not_mapped.append("a consumer with neither username nor custom_id skipped")
+            continue
+        name = _name(str(who))
+        data, keys = kong_plugins.consumer(item, name, _tags(item), out)
+        if out.add("consumer", data, f"consumer {who}") and keys:
+            out.keys[name] = keys
+            out.imported.append(f"consumer {name}: {len(keys)} key(s), kept out of this report")

@@ -6,6 +6,7 @@ any other change. Keys are immutable once stored, so decrypted keys are cached b
 id: loading the declaration after one new key decrypts one key, not 100,000.
 """
 
+import builtins
 import secrets
 import threading
 from collections.abc import Sequence
@@ -162,6 +163,29 @@ class KeyRing:
             for row, key in zip(rows, keys, strict=True):
                 self._known[row["id"]] = ApiKey(row["id"], consumer, key)
         return revision
+
+    def import_new(self, consumer: str, keys: Sequence[str], actor: str) -> int:
+        """Import those of `keys` the consumer does not have yet; return how many.
+
+        For re-runnable imports (`turnout import kong`): a key the consumer already
+        has is skipped, so importing the same file twice stores each key once; a
+        key held by ANOTHER consumer refuses all (Conflict), as `import_keys` does.
+        """
+        cipher = self._require_cipher()
+        hashes = {cipher.lookup_hash(key): key for key in keys}
+        with self._store._read() as session:
+            rows = session.execute(
+                select(ConsumerKeyRow.lookup_hash, ConsumerKeyRow.consumer).where(
+                    ConsumerKeyRow.lookup_hash.in_(builtins.list(hashes))
+                )
+            )
+            held = {lookup: owner for lookup, owner in rows}
+        if any(owner != consumer for owner in held.values()):
+            raise Conflict("a key to import belongs to another consumer", field="keys")
+        new = [key for lookup, key in hashes.items() if lookup not in held]
+        if new:
+            self.import_keys(consumer, new, actor)
+        return len(new)
 
     def revoke(self, consumer: str, key_id: str, actor: str) -> int:
         with self._store._write() as session:

@@ -48,6 +48,7 @@ def _check_route(session: Session, spec: BaseModel) -> None:
     assert isinstance(spec, RouteSpec)
     if not _service_exists(session, spec.service):
         raise Conflict(f"service {spec.service!r} does not exist", field="service")
+    _check_route_auth_kept(session, spec)
     if spec.auth is None:
         return
     for consumer in spec.auth.allow_consumers:
@@ -118,11 +119,55 @@ def _check_split(session: Session, spec: BaseModel) -> None:
             f"route {spec.route!r} already has split {other!r}; a route has at most one split",
             field="route",
         )
+    _check_sticky_consumer(session, spec)
     for i, target in enumerate(spec.targets):
         if not _service_exists(session, target.service):
             raise Conflict(
                 f"service {target.service!r} does not exist", field=f"targets[{i}].service"
             )
+
+
+def _consumer_fields(spec: SplitSpec) -> list[str]:
+    """The fields of `spec` that use the authenticated consumer (need the route's auth)."""
+    fields = [f"pins[{i}].consumer" for i, pin in enumerate(spec.pins) if pin.consumer]
+    if spec.sticky is not None and spec.sticky.consumer:
+        fields.append("sticky.consumer")
+    return fields
+
+
+def _check_sticky_consumer(session: Session, spec: SplitSpec) -> None:
+    """Sticky or pinned by consumer reads the header `auth` sets: no auth, no consumer."""
+    fields = _consumer_fields(spec)
+    if not fields:
+        return
+    route = session.get(RouteRow, spec.route)
+    if route is not None and not (route.auth or {}).get("required", False):
+        raise Conflict(
+            f"{fields[0]} needs route {spec.route!r} to have `auth` with required: true "
+            "(the consumer is known only on authenticated routes)",
+            field=fields[0],
+        )
+    for i, pin in enumerate(spec.pins):
+        if pin.consumer and session.get(ConsumerRow, pin.consumer) is None:
+            raise Conflict(f"consumer {pin.consumer!r} does not exist", field=f"pins[{i}].consumer")
+
+
+def _check_route_auth_kept(session: Session, spec: RouteSpec) -> None:
+    """A route whose split is sticky or pinned by consumer must keep its `auth`."""
+    if spec.auth is not None and spec.auth.required:
+        return
+    row = session.scalars(select(SplitRow).where(SplitRow.route == spec.name)).first()
+    split = (
+        None
+        if row is None
+        else SplitSpec.model_validate({n: getattr(row, n) for n in SplitSpec.model_fields})
+    )
+    if row is not None and split is not None and _consumer_fields(split):
+        raise Conflict(
+            f"split {row.name!r} uses the consumer: route {spec.name!r} needs `auth` "
+            "with required: true",
+            field="auth",
+        )
 
 
 def _check_service_delete(session: Session, name: str) -> None:

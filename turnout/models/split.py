@@ -25,8 +25,13 @@ class SplitPin(BaseModel):
     """Requests carrying `header` (or cookie `cookie`) equal to `value` go to `service`.
 
     The feature flag of a migration: test the new backend in production with
-    chosen requests before any random traffic (its weight may be 0). Pinning by
-    consumer needs consumers (#4).
+    chosen requests before any random traffic (its weight may be 0).
+
+    `consumer` pins an authenticated consumer (the route needs `auth` with
+    `required: true`): the pin matches the route's `auth.consumer_header`, which
+    `api_key_auth` sets from the key, and Envoy matches the route again after
+    authentication (`turnout/xds/translate/split.py`), so a client forging that
+    header is not pinned.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -35,7 +40,13 @@ class SplitPin(BaseModel):
         str | None, Field(pattern=HEADER_NAME_PATTERN, description="Header name.")
     ] = None
     cookie: Annotated[str | None, Field(pattern=_COOKIE, description="Cookie name.")] = None
-    value: Annotated[str, Field(min_length=1, max_length=256)]
+    consumer: Annotated[
+        Name | None, Field(description="An authenticated consumer (the route needs `auth`).")
+    ] = None
+    value: Annotated[
+        str | None,
+        Field(min_length=1, max_length=256, description="Header or cookie value."),
+    ] = None
     service: Annotated[str, Field(description="One of the split's target services.")]
 
     @field_validator("header", mode="before")
@@ -45,18 +56,30 @@ class SplitPin(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "SplitPin":
-        if (self.header is None) == (self.cookie is None):
-            raise ValueError("a pin matches either a header or a cookie")
+        given = [self.header is not None, self.cookie is not None, self.consumer is not None]
+        if sum(given) != 1:
+            raise ValueError("a pin matches one of: a header, a cookie or a consumer")
+        if (self.value is None) != (self.consumer is not None):
+            raise ValueError("a header or cookie pin needs `value`; a consumer pin has none")
         return self
 
 
 class SplitSticky(BaseModel):
-    """Keep each client on one target: hash this header's (or cookie's) value."""
+    """Keep each client on one target: hash a header's, a cookie's or the consumer's value.
+
+    `consumer: true` hashes the consumer name the route's `auth` forwards upstream
+    (`auth.consumer_header`): the router computes the hash when it forwards, after
+    the key was checked, so the value is the authenticated consumer, not a header
+    a client could choose. It needs the split's route to have `auth`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     header: Annotated[str | None, Field(pattern=HEADER_NAME_PATTERN)] = None
     cookie: Annotated[str | None, Field(pattern=_COOKIE)] = None
+    consumer: Annotated[
+        bool, Field(description="Hash the authenticated consumer (the route needs `auth`).")
+    ] = False
 
     @field_validator("header", mode="before")
     @classmethod
@@ -65,8 +88,9 @@ class SplitSticky(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "SplitSticky":
-        if (self.header is None) == (self.cookie is None):
-            raise ValueError("stickiness hashes either a header or a cookie")
+        given = [self.header is not None, self.cookie is not None, self.consumer]
+        if sum(given) != 1:
+            raise ValueError("stickiness hashes one of: a header, a cookie or the consumer")
         return self
 
 

@@ -23,6 +23,7 @@ from turnout.xds.translate.cluster import ads_config_source
 from turnout.xds.translate.options import ListenerOptions, listener_name, route_configuration_name
 from turnout.xds.translate.policies import build_cors_http_filter
 from turnout.xds.translate.ratelimit import build_ratelimit_http_filters
+from turnout.xds.translate.split import build_rematch_http_filter
 
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 ROUTER_FILTER = "envoy.filters.http.router"
@@ -56,6 +57,8 @@ def build_http_connection_manager(opts: ListenerOptions) -> HttpConnectionManage
         http_filters=[
             build_cors_http_filter(),
             *build_auth_http_filters(),
+            # Re-match after authentication, for splits sticky by consumer (split.py).
+            build_rematch_http_filter(),
             *build_ratelimit_http_filters(),
             # No x-envoy-* headers upstream: x-envoy-original-path would carry a key
             # taken from the URL path (auth.py) to the upstream.

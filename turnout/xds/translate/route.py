@@ -240,7 +240,7 @@ def build_routes(entry: RouteEntry, split: SplitSpec | None, decl: Declaration) 
     apply_route_auth(route, entry.route.auth, decl)  # auth.py: API keys per route
     apply_route_limits(route, entry.route, decl)  # ratelimit.py: bursts and quotas
     apply_route_policies(route, entry.route.policies)  # policies.py: headers, retries ...
-    return split_routes(route, split)
+    return split_routes(route, split, entry.route.auth)
 
 
 def virtual_host_layout(

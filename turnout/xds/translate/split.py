@@ -16,47 +16,100 @@ Stickiness: `hash_policy` on the action (header or cookie value) and
 `weighted_clusters.use_hash_policy: true` (Envoy >= 1.31), so the weighted choice
 is made from the request's hash instead of a random number: the same value always
 lands on the same target while the weights hold. Requests without the header or
-cookie fall back to a random choice.
+cookie fall back to a random choice. Sticky by consumer hashes the route's
+`auth.consumer_header`, which `api_key_auth` sets (overwriting whatever the client
+sent). Envoy picks the weighted cluster when it matches the route, which happens
+before authentication (the auth filter's per-route config needs the route), so a
+Lua filter placed right after `api_key_auth`, off unless a sticky-by-consumer route
+turns it on, clears the route cache: the router matches again, now with the
+authenticated consumer's header, and hashes it. Pins by consumer match that header
+the same way: every entry of the route carries the Lua filter, so a client that
+forges the header may land on a pin entry first (same auth config), but the
+re-match after authentication decides. Without the route's auth there is
+nothing to hash and the choice stays random.
 """
 
-from envoy.config.route.v3.route_components_pb2 import HeaderMatcher, Route, RouteAction
+from envoy.config.core.v3.base_pb2 import DataSource
+from envoy.config.route.v3.route_components_pb2 import (
+    FilterConfig,
+    HeaderMatcher,
+    Route,
+    RouteAction,
+)
+from envoy.extensions.filters.http.lua.v3.lua_pb2 import Lua, LuaPerRoute
+from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
+    HttpFilter,
+)
 from envoy.type.matcher.v3.regex_pb2 import RegexMatcher
 from envoy.type.matcher.v3.string_pb2 import StringMatcher
+from google.protobuf.any_pb2 import Any
 
+from turnout.models.auth import RouteAuth
 from turnout.models.split import SplitPin, SplitSpec
 
 _RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+
+REMATCH_FILTER = "envoy.filters.http.lua"
+"""Clears the route cache after authentication (sticky by consumer); off by default."""
+_REMATCH_LUA = "function envoy_on_request(handle)\n  handle:clearRouteCache()\nend\n"
+
+
+def _pack(message: Lua | LuaPerRoute | FilterConfig) -> Any:
+    packed = Any()
+    packed.Pack(message)
+    return packed
+
+
+def build_rematch_http_filter() -> HttpFilter:
+    """The listener's Lua filter (after the auth filters), disabled unless a route enables it."""
+    return HttpFilter(name=REMATCH_FILTER, typed_config=_pack(Lua()), disabled=True)
+
+
+def _rematch_per_route() -> Any:
+    code = LuaPerRoute(source_code=DataSource(inline_string=_REMATCH_LUA))
+    return _pack(FilterConfig(config=_pack(code)))
 
 
 def _re2_escape(text: str) -> str:
     return "".join("\\" + c if c in _RE2_SPECIAL else c for c in text)
 
 
-def pin_matcher(pin: SplitPin) -> HeaderMatcher:
+def pin_matcher(pin: SplitPin, auth: RouteAuth | None = None) -> HeaderMatcher:
+    """The extra match of a pin; a consumer pin matches the route's consumer header."""
+    if pin.consumer is not None:
+        header = auth.consumer_header if auth is not None else ""
+        return HeaderMatcher(name=header, string_match=StringMatcher(exact=pin.consumer))
     if pin.header is not None:
-        return HeaderMatcher(name=pin.header, string_match=StringMatcher(exact=pin.value))
+        return HeaderMatcher(name=pin.header, string_match=StringMatcher(exact=pin.value or ""))
     pair = f"{_re2_escape(pin.cookie or '')}={_re2_escape(pin.value)}"
     regex = RegexMatcher(regex=f"^(.*;\\s*)?{pair}(;.*)?$")
     return HeaderMatcher(name="cookie", string_match=StringMatcher(safe_regex=regex))
 
 
-def build_pin_route(weighted: Route, pin: SplitPin, index: int) -> Route:
+def build_pin_route(
+    weighted: Route, pin: SplitPin, index: int, auth: RouteAuth | None = None
+) -> Route:
     route = Route()
     route.CopyFrom(weighted)
     route.name = f"{weighted.name}~pin{index}"
-    route.match.headers.append(pin_matcher(pin))
+    route.match.headers.append(pin_matcher(pin, auth))
     route.route.ClearField("weighted_clusters")
     route.route.ClearField("hash_policy")
     route.route.cluster = pin.service
     return route
 
 
-def apply_sticky(weighted: Route, split: SplitSpec) -> None:
+def apply_sticky(weighted: Route, split: SplitSpec, auth: RouteAuth | None = None) -> None:
+    """Make the weighted choice hash-based; `auth` is the route's (for sticky by consumer)."""
     sticky = split.sticky
     if sticky is None:
         return
     policy = RouteAction.HashPolicy()
-    if sticky.header is not None:
+    if sticky.consumer:
+        if auth is None or not auth.required:
+            return  # refused on write; a declaration without it stays random
+        policy.header.header_name = auth.consumer_header
+    elif sticky.header is not None:
         policy.header.header_name = sticky.header
     else:
         policy.cookie.name = sticky.cookie or ""
@@ -64,10 +117,24 @@ def apply_sticky(weighted: Route, split: SplitSpec) -> None:
     weighted.route.weighted_clusters.use_hash_policy.value = True
 
 
-def split_routes(weighted: Route, split: SplitSpec | None) -> list[Route]:
+def split_routes(
+    weighted: Route, split: SplitSpec | None, auth: RouteAuth | None = None
+) -> list[Route]:
     """The route entries for one route entry under `split`: pins first, then the split."""
     if split is None:
         return [weighted]
-    apply_sticky(weighted, split)
-    pins = [build_pin_route(weighted, pin, i) for i, pin in enumerate(split.pins)]
+    apply_sticky(weighted, split, auth)
+    authenticated = auth is not None and auth.required
+    by_consumer = any(p.consumer for p in split.pins) or bool(
+        split.sticky and split.sticky.consumer
+    )
+    if authenticated and by_consumer:
+        # On every entry of the route (pins copy it): the first match may land on any
+        # of them, on the headers the client sent; all carry the same auth config.
+        weighted.typed_per_filter_config[REMATCH_FILTER].CopyFrom(_rematch_per_route())
+    pins = [
+        build_pin_route(weighted, pin, i, auth)
+        for i, pin in enumerate(split.pins)
+        if pin.consumer is None or authenticated  # refused on write; never match unverified
+    ]
     return [*pins, weighted]
