@@ -61,6 +61,7 @@ class PlanController:
 
     def tick_once(self, at: datetime | None = None) -> list[tuple[str, PlanAction, str]]:
         """Judge every running plan once; returns the steps taken (split, action, why)."""
+        fixed = at is not None
         at = at or now()
         taken = []
         for split in self._store.list("split"):
@@ -69,10 +70,14 @@ class PlanController:
             if decision is None:
                 continue
             action, reason = decision
+            # The step starts when it is written, not when the tick began: judging
+            # (load figures read from the database with replicas) takes time, and
+            # the next hold must not look shorter in the audit log than it is.
+            started = at if fixed else max(at, now())
             try:
                 step_split(
                     self._store, split.name, action, CONTROLLER_ACTOR, reason,
-                    at=at, expect=split.plan_state,
+                    at=started, expect=split.plan_state,
                 )  # fmt: skip
             except TurnoutError as exc:
                 # e.g. frozen: retried every tick, so keep the log quiet

@@ -30,10 +30,12 @@ from turnout.envoy_bootstrap import split_host_port
 from turnout.export_static import render, write_atomically
 from turnout.models.errors import StoreUnavailable
 from turnout.models.leader import Leader
+from turnout.models.load_stats import LoadStatsSource
 from turnout.models.pg_feed import PgChangeFeed
 from turnout.models.proxy_status import ProxyStatusSource
-from turnout.models.replicas import SharedProxyStatus
+from turnout.models.replicas import SharedLoadStats, SharedProxyStatus
 from turnout.models.store import Store
+from turnout.xds.lrs import LoadStats
 from turnout.xds.status import ProxyRegistry
 from turnout.xds.translate import ListenerOptions
 
@@ -120,6 +122,7 @@ class Production:
         self.opts = opts
         self._feed: PgChangeFeed | None = None
         self._shared: SharedProxyStatus | None = None
+        self._shared_load: SharedLoadStats | None = None
         if is_postgres(store.database_url):
             self._shared = SharedProxyStatus(store, opts.replica_id, registry)
         self.leader = Leader(store.database_url, SINGLETON_WORK)
@@ -129,6 +132,15 @@ class Production:
     @property
     def proxy_status(self) -> ProxyStatusSource:
         return self._shared if self._shared is not None else self._registry
+
+    def load_stats(self, local: LoadStats) -> LoadStatsSource:
+        """The load figures the controller and the admin API judge on: with several
+        replicas, every replica's reports (`local` is this one's, from LRS)."""
+        if self._shared is None:
+            return local
+        local.keep_unpublished()
+        self._shared_load = SharedLoadStats(self._store, self.opts.replica_id, local)
+        return self._shared_load
 
     def uvicorn_kwargs(self) -> dict[str, Any]:
         if self.opts.admin_tls_cert is None:
@@ -193,6 +205,11 @@ class Production:
                     since_forced = 0.0
             except StoreUnavailable as exc:
                 log.debug("proxy status not published: %s", exc)
+            if self._shared_load is not None:
+                try:
+                    await asyncio.to_thread(self._shared_load.publish)
+                except StoreUnavailable as exc:
+                    log.debug("load reports not published: %s", exc)
             start = loop.time()
             await asyncio.sleep(PUBLISH_INTERVAL_S)
             since_forced += loop.time() - start

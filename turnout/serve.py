@@ -147,8 +147,9 @@ async def serve(opts: ServeOptions) -> None:
 
     cache = SnapshotCache()
     registry = ProxyRegistry()
-    load_stats = LoadStats()
     extras = Production(store, registry, opts.production)
+    reports = LoadStats()  # what this replica's proxies report over LRS
+    load_stats = extras.load_stats(reports)  # ...and, with replicas, the others' too
     app = create_app(
         store, extras.proxy_status, admin_token=opts.admin_token, load_stats=load_stats
     )
@@ -176,7 +177,7 @@ async def serve(opts: ServeOptions) -> None:
         cache,
         registry,
         opts.xds_listen,
-        load_stats,
+        reports,
         also=[lambda server: add_rate_limit_service(server, ratelimit)],
         **extras.xds_security(),
     )

@@ -7,9 +7,10 @@ import pytest
 
 from turnout.models.pg_feed import PgChangeFeed
 from turnout.models.proxy_status import ProxyStatus
-from turnout.models.replicas import SharedProxyStatus
+from turnout.models.replicas import SharedLoadStats, SharedProxyStatus
 from turnout.models.service import ServiceSpec
 from turnout.models.store import Store
+from turnout.xds.lrs import LoadStats
 
 PG = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -77,3 +78,56 @@ def test_proxy_status_union_across_replicas(database_url: str) -> None:
         b.withdraw()
     finally:
         store.close()
+
+
+@PG
+def test_load_reports_to_one_replica_count_on_the_other(database_url: str) -> None:
+    """The leader's controller judges on reports that reached another replica."""
+    store = Store(database_url)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    local_a, local_b = LoadStats(), LoadStats()
+    for local in (local_a, local_b):
+        local.keep_unpublished()
+    a = SharedLoadStats(store, "a", local_a, clock=lambda: t0 + timedelta(minutes=5))
+    b = SharedLoadStats(store, "b", local_b, clock=lambda: t0 + timedelta(minutes=5))
+    try:
+        local_a.record("green", 10, 1, at=t0 + timedelta(seconds=1))
+        local_b.record("green", 7, 0, at=t0 + timedelta(seconds=2))
+        local_b.record("green", 5, 5, at=t0 - timedelta(seconds=1))  # before the window
+        local_b.record("blue", 3, 0, at=t0 + timedelta(seconds=2))
+        # Not published yet: each replica sees only its own.
+        assert a.window("green", t0).requests == 10
+        assert b.publish() == 3
+        assert b.publish() == 0  # each sample is published once
+        assert a.publish() == 1
+        # Own figures first-hand plus the other's from the database, never twice.
+        assert a.window("green", t0) == b.window("green", t0)
+        assert a.window("green", t0).requests == 17
+        assert a.window("green", t0).errors == 1
+        assert a.window("blue", t0).requests == 3
+        assert a.window("green", t0 - timedelta(seconds=5)).requests == 22
+        # Rows past the retention are deleted on the next publish.
+        old = SharedLoadStats(
+            store,
+            "a",
+            local_a,
+            retention=timedelta(seconds=1),
+            clock=lambda: t0 + timedelta(hours=2),
+        )
+        old.publish()
+        assert b.window("green", t0).requests == 7  # only b's own, in memory
+    finally:
+        store.close()
+
+
+def test_load_stats_keep_nothing_unpublished_unless_asked() -> None:
+    """A single replica (no sharing) does not accumulate samples for nobody."""
+    local = LoadStats()
+    local.record("green", 1, 0)
+    assert local.take_unpublished() == []
+    local.keep_unpublished()
+    local.record("green", 2, 1)
+    assert [(s.cluster, s.requests, s.errors) for s in local.take_unpublished()] == [
+        ("green", 2, 1)
+    ]
+    assert local.take_unpublished() == []

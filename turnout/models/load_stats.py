@@ -6,7 +6,7 @@ A cluster is named after its service, so figures are asked for by service name.
 """
 
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -20,6 +20,15 @@ class Load(BaseModel):
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+
+class Sample(NamedTuple):
+    """One load report's delta for one cluster, timestamped on arrival."""
+
+    cluster: str
+    at: datetime
+    requests: int
+    errors: int
 
 
 class LoadStatsSource(Protocol):
@@ -40,3 +49,11 @@ class NoLoadStats:
 
     def report_interval_seconds(self) -> float:
         return 0.0
+
+
+class LocalLoadStats(LoadStatsSource, Protocol):
+    """This replica's own reports, which it can hand over for sharing."""
+
+    def take_unpublished(self) -> list[Sample]:
+        """The samples recorded since the last call (oldest first)."""
+        ...

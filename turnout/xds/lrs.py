@@ -7,7 +7,10 @@ its first request once, asking for every cluster (`send_all_clusters`) every
 with the counts since its previous report (deltas). `LoadStats` keeps those
 deltas, timestamped on arrival, for `RETENTION` and answers "how many requests
 and errors did cluster X serve since T" for the plan controller
-(`turnout/models/load_stats.py`).
+(`turnout/models/load_stats.py`). With several replicas, each also keeps the
+samples it has not yet published (`keep_unpublished`), which
+`turnout.models.replicas.SharedLoadStats` writes to the database so the leader's
+controller sees the reports every replica received.
 
 Errors are Envoy's `total_error_requests`: responses with a 5xx status and
 requests that failed upstream (reset, timeout), as Envoy charges them per host.
@@ -26,7 +29,7 @@ from envoy.service.load_stats.v3 import lrs_pb2_grpc
 from envoy.service.load_stats.v3.lrs_pb2 import LoadStatsRequest, LoadStatsResponse
 from google.protobuf.duration_pb2 import Duration
 
-from turnout.models.load_stats import Load
+from turnout.models.load_stats import Load, Sample
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,19 @@ class LoadStats:
         self.interval_seconds = interval_seconds
         self._lock = threading.Lock()
         self._samples: dict[str, deque[tuple[datetime, int, int]]] = {}
+        self._unpublished: list[Sample] | None = None
+
+    def keep_unpublished(self) -> None:
+        """Also keep each new sample until `take_unpublished` (to share it)."""
+        with self._lock:
+            if self._unpublished is None:
+                self._unpublished = []
+
+    def take_unpublished(self) -> list[Sample]:
+        """The samples recorded since the last call (oldest first)."""
+        with self._lock:
+            taken, self._unpublished = self._unpublished or [], []
+        return taken
 
     def record(self, cluster: str, requests: int, errors: int, at: datetime | None = None) -> None:
         at = at or datetime.now(UTC)
@@ -49,6 +65,8 @@ class LoadStats:
             samples.append((at, requests, errors))
             while samples and samples[0][0] < at - RETENTION:
                 samples.popleft()
+            if self._unpublished is not None:
+                self._unpublished.append(Sample(cluster, at, requests, errors))
 
     def window(self, cluster: str, since: datetime) -> Load:
         with self._lock:
