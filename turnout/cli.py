@@ -43,6 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
         redis_url=os.environ.get("TURNOUT_REDIS_URL") or None,
         redis_prefix=os.environ.get("TURNOUT_REDIS_PREFIX") or DEFAULT_PREFIX,
         ratelimit_failure_mode=FailureMode(args.ratelimit_failure_mode),
+        ratelimit_listen=args.ratelimit_listen,
     )
     try:
         asyncio.run(serve(opts))
@@ -59,7 +60,11 @@ def _ratelimit(args: argparse.Namespace) -> int:
     redis_url = os.environ.get("TURNOUT_REDIS_URL") or None
     prefix = os.environ.get("TURNOUT_REDIS_PREFIX") or None
     mode = FailureMode(args.ratelimit_failure_mode)
-    asyncio.run(run_ratelimit(args.listen, redis_url, mode, prefix))
+    try:
+        asyncio.run(run_ratelimit(args.listen, redis_url, mode, prefix))
+    except (OSError, ValueError) as exc:
+        print(f"turnout ratelimit: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -221,6 +226,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", help=db_help)
     serve.add_argument("--admin-listen", default="127.0.0.1:8001", metavar="HOST:PORT")
     serve.add_argument("--xds-listen", default="127.0.0.1:18000", metavar="HOST:PORT")
+    serve.add_argument(
+        "--ratelimit-listen",
+        metavar="HOST:PORT",
+        help="also answer rate limit calls on this port, on the fast transport of `turnout "
+        "ratelimit` (Envoys: `turnout bootstrap --ratelimit-address`); the xDS port always "
+        "answers them too",
+    )
     add_serve_arguments(serve)
     _failure_mode_option(serve)
     serve.set_defaults(func=_serve)

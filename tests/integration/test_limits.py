@@ -1,6 +1,8 @@
 """Bursts and quotas enforced by real Envoys, quotas counted in real Redis."""
 
 import os
+import socket
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +12,15 @@ import httpx
 import pytest
 import redis
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess, free_port
+from turnout.local import (
+    AdminClient,
+    EchoUpstream,
+    EnvoyProcess,
+    TurnoutProcess,
+    free_port,
+    turnout_command,
+    wait_for,
+)
 
 TOKEN = "integration-test-token"  # as in conftest.py
 SECRET = "integration-test-secret-key"
@@ -41,12 +51,15 @@ def start(
     """Start `turnout serve` with extra environment; stopped (with its Envoys) after."""
     procs: list[Any] = []
 
-    def run(env: dict[str, str]) -> tuple[AdminClient, TurnoutProcess]:
+    def run(
+        env: dict[str, str], args: list[str] | None = None
+    ) -> tuple[AdminClient, TurnoutProcess]:
         proc = TurnoutProcess(
             database_url,
             TOKEN,
             log_path=tmp_path / "turnout.log",
             env={"TURNOUT_SECRET_KEY": SECRET, **env},
+            args=args or [],
         ).start()
         procs.append(proc)
         admin = AdminClient(proc.admin_url, TOKEN)
@@ -106,6 +119,24 @@ def test_a_per_second_burst_returns_429_after_n_requests_per_consumer(
         envoy.stop()
 
 
+def assert_daily_quota_of_5_holds(
+    admin: AdminClient, envoys: list[EnvoyProcess], keys: dict[str, str]
+) -> None:
+    """alice gets 5 requests in all across the Envoys, then 429s; bob has his own."""
+    clients = [httpx.Client(base_url=e.url, timeout=5) for e in envoys]
+    for envoy in envoys:
+        admin.wait_synced(envoy.node_id, admin.revision())
+    try:
+        codes = [clients[i % 2].get("/api", headers={"apikey": keys["alice"]}) for i in range(12)]
+        assert sum(r.status_code == 200 for r in codes) == 5, [r.status_code for r in codes]
+        assert {r.status_code for r in codes[5:]} == {429}
+        assert codes[-1].headers["x-ratelimit-limit"].startswith("5")
+        assert clients[1].get("/api", headers={"apikey": keys["bob"]}).status_code == 200
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_a_daily_quota_holds_across_two_envoys_sharing_redis(
     start: Callable[..., tuple[AdminClient, TurnoutProcess]],
     upstream: EchoUpstream,
@@ -116,23 +147,67 @@ def test_a_daily_quota_holds_across_two_envoys_sharing_redis(
     envoys = [envoy_for(turnout, f"envoy-{i}", tmp_path) for i in (1, 2)]
     try:
         keys = declare(admin, upstream, {"quota": [{"requests": 5, "per": "day"}]})
-        for envoy in envoys:
-            admin.wait_synced(envoy.node_id, admin.revision())
-        clients = [httpx.Client(base_url=e.url, timeout=5) for e in envoys]
-        try:
-            codes = [
-                clients[i % 2].get("/api", headers={"apikey": keys["alice"]}) for i in range(12)
-            ]
-            assert sum(r.status_code == 200 for r in codes) == 5, [r.status_code for r in codes]
-            assert {r.status_code for r in codes[5:]} == {429}
-            assert codes[-1].headers["x-ratelimit-limit"].startswith("5")
-            assert clients[1].get("/api", headers={"apikey": keys["bob"]}).status_code == 200
-        finally:
-            for c in clients:
-                c.close()
+        assert_daily_quota_of_5_holds(admin, envoys, keys)
     finally:
         for envoy in envoys:
             envoy.stop()
+
+
+@pytest.mark.parametrize("where", ["turnout-ratelimit", "serve-ratelimit-listen"])
+def test_the_fast_rate_limit_transport_counts_for_the_fleet(
+    start: Callable[..., tuple[AdminClient, TurnoutProcess]],
+    upstream: EchoUpstream,
+    redis_env: dict[str, str],
+    tmp_path: Path,
+    where: str,
+) -> None:
+    """Envoys bootstrapped with --ratelimit-address call the lean HTTP/2 transport, run
+    alone (`turnout ratelimit`) or by `turnout serve --ratelimit-listen`.
+
+    For `turnout ratelimit`, serve has no Redis: its own rate limit service would fail
+    open and let all 12 requests through, so only the separate service can hold the quota.
+    """
+    address = f"127.0.0.1:{free_port()}"
+    service: subprocess.Popen[bytes] | None = None
+    if where == "turnout-ratelimit":
+        admin, turnout = start({})
+        with open(tmp_path / "ratelimit.log", "ab") as log:
+            service = subprocess.Popen(
+                [*turnout_command(), "ratelimit", "--listen", address],
+                env={**os.environ, **redis_env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+    else:
+        admin, turnout = start(redis_env, args=["--ratelimit-listen", address])
+    envoys: list[EnvoyProcess] = []
+    try:
+        wait_for(lambda: listening(address), 20, "the rate limit service listening")
+        for i in (1, 2):
+            envoy = EnvoyProcess(
+                f"envoy-{i}",
+                turnout.xds_address,
+                log_path=tmp_path / f"envoy-{i}.log",
+                bootstrap={"ratelimit_address": address},
+            )
+            envoys.append(envoy.start())
+        keys = declare(admin, upstream, {"quota": [{"requests": 5, "per": "day"}]})
+        assert_daily_quota_of_5_holds(admin, envoys, keys)
+    finally:
+        for envoy in envoys:
+            envoy.stop()
+        if service is not None:
+            service.terminate()
+            assert service.wait(10) == 0, (tmp_path / "ratelimit.log").read_text()
+
+
+def listening(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
 
 
 @pytest.mark.parametrize(("mode", "status"), [("open", 200), ("closed", 429)])

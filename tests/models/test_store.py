@@ -221,3 +221,38 @@ class TestLoadSince:
         # A declaration claiming a revision the audit cannot bridge from.
         bogus = replace(stale, revision=store.revision() + 5)
         assert store.load_since(bogus) == store.load()
+
+    def test_key_changes_reread_only_their_consumers_and_equal_a_full_load(
+        self, database_url: str
+    ) -> None:
+        from datetime import UTC, datetime, timedelta
+
+        from turnout.models.consumer import ConsumerSpec, KeyCreate
+
+        keyed = Store(database_url, secret_key="store-test-secret-key-0123456789")
+        try:
+            for name in ("alice", "bob", "carol"):
+                keyed.create("consumer", ConsumerSpec(name=name), "t")
+                keyed.keys.import_keys(
+                    name, [f"{name}-key-{i:02d}-long-enough" for i in range(3)], "t"
+                )
+            before = keyed.load()
+            assert len(before.api_keys) == 9
+            soon = datetime.now(UTC) + timedelta(hours=1)
+            created, _ = keyed.keys.create("alice", KeyCreate(expires_at=soon), "t")
+            bob_key = next(k for k in before.api_keys if k.consumer == "bob")
+            keyed.keys.revoke("bob", bob_key.id, "t")
+            keyed.delete("consumer", "carol", "t")
+            after = keyed.load_since(before)
+            assert after == keyed.load()
+            assert [k.consumer for k in after.api_keys].count("alice") == 4
+            assert bob_key not in after.api_keys
+            assert all(k.consumer != "carol" for k in after.api_keys)
+            assert list(after.api_keys) == sorted(after.api_keys, key=lambda k: k.id)
+            # Expiry is a write too: the expired key leaves on the next reload.
+            keyed.keys.expire(soon + timedelta(seconds=1))
+            expired = keyed.load_since(after)
+            assert expired == keyed.load()
+            assert created.id not in {k.id for k in expired.api_keys}
+        finally:
+            keyed.close()

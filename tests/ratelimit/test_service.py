@@ -1,5 +1,6 @@
 """The rate limit service deciding against real Redis, and without it."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -83,6 +84,23 @@ async def test_replicas_share_counters(redis_url: str, redis_prefix: str) -> Non
         assert list(client.scan_iter(match=f"{redis_prefix}*"))  # cleaned up by the fixture
     finally:
         client.close()
+
+
+async def test_concurrent_calls_on_one_counter_each_get_their_own_count(
+    service: RateLimitService,
+) -> None:
+    """Calls batched together share one Redis increment but still count one by one."""
+    hot = {"route": "api", "consumer": "hot", "quota": "25/day"}
+    cold = {"route": "api", "consumer": "cold", "quota": "25/day"}
+    calls = [service.decide(request(hot if i % 4 else cold, hits=2), NOW) for i in range(40)]
+    responses = await asyncio.gather(*calls)
+    hot_calls = [r for i, r in enumerate(responses) if i % 4]
+    cold_calls = responses[::4]
+    # Each call sees its own count, as if they had come one by one: 2 hits each.
+    fitting = [r.statuses[0].limit_remaining for r in hot_calls if r.overall_code == OK]
+    assert sorted(fitting, reverse=True) == list(range(23, 0, -2))  # 12 calls, 24 hits
+    assert sum(r.overall_code == OVER for r in hot_calls) == 18
+    assert [r.statuses[0].limit_remaining for r in cold_calls] == list(range(23, 4, -2))
 
 
 @pytest.mark.parametrize(("mode", "expected"), [(FailureMode.OPEN, OK), (FailureMode.CLOSED, OVER)])

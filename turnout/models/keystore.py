@@ -38,6 +38,8 @@ KEY_ENTITY = Entity("consumer_key", "keys", KeyInfo, ConsumerKeyRow)
 """How key changes appear in the audit trail (`entity_name` is the consumer)."""
 GENERATED_KEY_PREFIX = "tk_"
 EXPIRY_ACTOR = "turnout:expiry"
+RELOAD_CONSUMERS_AT_MOST = 500
+"""Beyond this many changed consumers in one reload, all keys are read again."""
 
 
 def generate_key() -> str:
@@ -234,20 +236,36 @@ class KeyRing:
         """Every key not expired at `now`, decrypted, sorted by id.
 
         Keys never change once stored, so each is decrypted (and its `ApiKey` made)
-        once: with 100,000 keys the common case (one new key) reads the ids, then one
-        row. Core, not ORM rows, for the id list.
+        once. Core, not ORM rows, for the id list.
         """
+        return self._read(session, now, None)
+
+    def reload(
+        self, session: Session, now: datetime, previous: tuple[ApiKey, ...], consumers: set[str]
+    ) -> tuple[ApiKey, ...]:
+        """`previous` with the keys of `consumers` read again, sorted by id.
+
+        What a reload after a key change costs: the changed consumers' keys, not all
+        100,000. Keys that expire without a write are removed by `expire` (a write).
+        """
+        if len(consumers) > RELOAD_CONSUMERS_AT_MOST:
+            return self.load(session, now)
+        fresh = self._read(session, now, consumers)
+        kept = [key for key in previous if key.consumer not in consumers]
+        return tuple(sorted([*kept, *fresh], key=lambda key: key.id))
+
+    def _read(
+        self, session: Session, now: datetime, consumers: set[str] | None
+    ) -> tuple[ApiKey, ...]:
         table = ConsumerKeyRow.__table__
-        ids = (
-            session.connection()
-            .execute(
-                select(table.c.id)
-                .where(or_(table.c.expires_at.is_(None), table.c.expires_at > now))
-                .order_by(table.c.id)
-            )
-            .scalars()
-            .all()
+        query = (
+            select(table.c.id)
+            .where(or_(table.c.expires_at.is_(None), table.c.expires_at > now))
+            .order_by(table.c.id)
         )
+        if consumers is not None:
+            query = query.where(table.c.consumer.in_(consumers))
+        ids = session.connection().execute(query).scalars().all()
         if not ids:
             return ()
         cipher = self._require_cipher()

@@ -128,10 +128,13 @@ class Store(HistoryMixin):
                 if event.entity_kind in ENTITIES:
                     touched.setdefault(event.entity_kind, set()).add(event.entity_name)
             api_keys = previous.api_keys
-            if any(e.entity_kind in (KEY_ENTITY.kind, "consumer") for e in events):
-                # A key written, or a consumer deleted with its keys: read the keys
-                # again (decrypted once and cached by the key ring).
-                api_keys = self.keys.load(session, datetime.now(UTC))
+            # A key written, or a consumer deleted with its keys: read that consumer's
+            # keys again (audit events of keys name their consumer).
+            key_owners = {
+                e.entity_name for e in events if e.entity_kind in (KEY_ENTITY.kind, "consumer")
+            }
+            if key_owners:
+                api_keys = self.keys.reload(session, datetime.now(UTC), api_keys, key_owners)
             specs = {ent.plural: dict(getattr(previous, ent.plural)) for ent in ENTITIES.values()}
             for kind, names in touched.items():
                 ent = ENTITIES[kind]

@@ -62,24 +62,34 @@ class RedisCounters:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            # One increment per counter per batch: a busy consumer's calls share it.
+            totals: dict[str, int] = {}
+            lengths: dict[str, int] = {}
+            for windows, hits, _ in batch:
+                for window in windows:
+                    totals[window.key] = totals.get(window.key, 0) + hits
+                    lengths[window.key] = window.seconds
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for windows, hits, _ in batch:
-                        for window in windows:
-                            pipe.set(window.key, 0, ex=window.seconds, nx=True)
-                            pipe.incrby(window.key, hits)
+                    for key, total in totals.items():
+                        pipe.set(key, 0, ex=lengths[key], nx=True)
+                        pipe.incrby(key, total)
                     results = await pipe.execute()
             except Exception as exc:  # every caller of the batch gets the error
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            position = 1
-            for windows, _, future in batch:
-                counts = [int(results[position + 2 * i]) for i in range(len(windows))]
-                position += 2 * len(windows)
+            # Each caller sees the count just after its own hits, in arrival order,
+            # as if the increments had been sent one by one.
+            counts = {key: int(results[2 * i + 1]) - totals[key] for i, key in enumerate(totals)}
+            for windows, hits, future in batch:
+                mine = []
+                for window in windows:
+                    counts[window.key] += hits
+                    mine.append(counts[window.key])
                 if not future.done():
-                    future.set_result(counts)
+                    future.set_result(mine)
 
     async def close(self) -> None:
         if self._flusher is not None:

@@ -16,16 +16,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import grpc
-from envoy.service.ratelimit.v3 import rls_pb2_grpc
+from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitResponse
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 from redis import RedisError
 
 from turnout.ratelimit.counters import RedisCounters, Window, window_for
+from turnout.ratelimit.h2grpc import GrpcError
+from turnout.ratelimit.h2wire import GRPC_INVALID_ARGUMENT
 
 log = logging.getLogger(__name__)
 
+SHOULD_RATE_LIMIT = (
+    f"/{rls_pb2.DESCRIPTOR.services_by_name['RateLimitService'].full_name}/ShouldRateLimit"
+)
+"""The gRPC method path Envoy's `ratelimit` filter calls."""
 QUOTA_KEY = "quota"
 LOG_EVERY_SECONDS = 10.0
 _UNITS = {
@@ -81,6 +88,14 @@ class RateLimitService(rls_pb2_grpc.RateLimitServiceServicer):
         self, request: RateLimitRequest, context: grpc.aio.ServicerContext
     ) -> RateLimitResponse:
         return await self.decide(request)
+
+    async def handle(self, message: bytes) -> bytes:
+        """`ShouldRateLimit` on serialized messages, for the lean HTTP/2 transport."""
+        try:
+            request = RateLimitRequest.FromString(message)
+        except DecodeError as exc:
+            raise GrpcError(GRPC_INVALID_ARGUMENT, f"not a RateLimitRequest: {exc}") from exc
+        return (await self.decide(request)).SerializeToString()
 
     async def decide(
         self, request: RateLimitRequest, now: float | None = None
