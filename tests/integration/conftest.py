@@ -12,12 +12,17 @@ start_envoy start more Envoys (own node id, ports, base id); stopped at teardown
 turnout_xds_mode  "sotw" or "delta": every Envoy test runs both ways
 """
 
+import logging
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from turnout.local import EchoUpstream, envoy_binary
+
+# httpx logs every request at INFO. Request loops in background threads still run while
+# a test's log capture is torn down, and their records would hit a closed stream.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 TOKEN = "integration-test-token"
 SECRET_KEY = "integration-test-secret-key"
