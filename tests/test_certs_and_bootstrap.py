@@ -47,8 +47,8 @@ def _bootstrap(tmp_path: Path, *args: str) -> dict:  # type: ignore[type-arg]
     return yaml.safe_load(out.read_text())
 
 
-def _xds_cluster(bootstrap: dict) -> dict:  # type: ignore[type-arg]
-    return next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == "_turnout_xds")
+def _xds_cluster(bootstrap: dict, name: str = "_turnout_xds") -> dict:  # type: ignore[type-arg]
+    return next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == name)
 
 
 def test_bootstrap_lists_every_replica_with_mtls(tmp_path: Path) -> None:
@@ -96,8 +96,47 @@ def test_bootstrap_lists_every_replica_with_mtls(tmp_path: Path) -> None:
 
 
 def test_plain_bootstrap_unchanged(tmp_path: Path) -> None:
-    cluster = _xds_cluster(_bootstrap(tmp_path))
+    boot = _bootstrap(tmp_path)
+    cluster = _xds_cluster(boot)
     assert cluster["type"] == "STATIC" and "transport_socket" not in cluster
+    assert "transport_socket" not in _xds_cluster(boot, "_turnout_ratelimit")
+
+
+@pytest.mark.parametrize(
+    ("ratelimit_address", "san"),
+    [(None, ("IP_ADDRESS", "127.0.0.1")), ("rl.internal:18081", ("DNS", "rl.internal"))],
+    ids=["xds-port", "ratelimit-address"],
+)
+def test_mtls_covers_the_rate_limit_cluster(
+    tmp_path: Path, ratelimit_address: str | None, san: tuple[str, str]
+) -> None:
+    """With TLS files (and nothing else), the rate limit calls go over mTLS too: the
+    same client certificate and CA, the rate limit host as the expected SAN."""
+    certs.init(tmp_path, ["n1"], ["localhost"], ["127.0.0.1"])
+    extra = ["--ratelimit-address", ratelimit_address] if ratelimit_address else []
+    boot = _bootstrap(
+        tmp_path,
+        "--xds-ca", str(tmp_path / "ca.pem"),
+        "--client-cert", str(tmp_path / "n1.pem"),
+        "--client-key", str(tmp_path / "n1.key"),
+        *extra,
+    )  # fmt: skip
+    socket = _xds_cluster(boot, "_turnout_ratelimit")["transport_socket"]
+    context = socket["typed_config"]
+    tls = context["common_tls_context"]
+    assert tls["alpn_protocols"] == ["h2"]
+    assert tls["tls_certificates"] == [
+        {
+            "certificate_chain": {"filename": str(tmp_path / "n1.pem")},
+            "private_key": {"filename": str(tmp_path / "n1.key")},
+        }
+    ]
+    assert tls["validation_context"]["trusted_ca"]["filename"] == str(tmp_path / "ca.pem")
+    assert [
+        (m["san_type"], m["matcher"]["exact"])
+        for m in tls["validation_context"]["match_typed_subject_alt_names"]
+    ] == [san]
+    assert context.get("sni") == (None if san[0] == "IP_ADDRESS" else san[1])
 
 
 def test_bootstrap_tls_options_go_together(

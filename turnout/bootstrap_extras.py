@@ -12,6 +12,12 @@ the rendered template is loaded and its `_turnout_xds` cluster extended:
   certificate (`--client-cert/--client-key`, from `turnout certs init`), trusting
   only `--xds-ca`, and requiring the server certificate to name one of the
   replica hosts (a DNS or IP SAN).
+
+The same kind of transport socket goes on `_turnout_ratelimit`, naming the rate
+limit host: whether that is Turnout's xDS port (TLS whenever xDS is) or
+`turnout ratelimit`/`serve --ratelimit-listen` (TLS with the same certificates),
+a plaintext call to a TLS port fails, and Envoy's ratelimit filter then lets
+every request through, so quotas would silently stop counting.
 """
 
 from dataclasses import dataclass
@@ -22,6 +28,7 @@ import yaml
 from turnout.models.service import is_ip
 
 XDS_CLUSTER = "_turnout_xds"
+RATELIMIT_CLUSTER = "_turnout_ratelimit"
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,8 @@ def extend(
         return text
     bootstrap = yaml.safe_load(text)
     bootstrap["admin"]["address"]["socket_address"]["address"] = admin_address
-    cluster = next(c for c in bootstrap["static_resources"]["clusters"] if c["name"] == XDS_CLUSTER)
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    cluster = clusters[XDS_CLUSTER]
     if any(not is_ip(h) for h, _ in addresses):
         cluster["type"] = "STRICT_DNS"
     cluster["load_assignment"]["endpoints"] = [
@@ -81,5 +89,12 @@ def extend(
     ]
     if tls is not None:
         cluster["transport_socket"] = transport_socket(tls, [h for h, _ in addresses])
+        ratelimit = clusters[RATELIMIT_CLUSTER]
+        rl_hosts = [
+            e["endpoint"]["address"]["socket_address"]["address"]
+            for group in ratelimit["load_assignment"]["endpoints"]
+            for e in group["lb_endpoints"]
+        ]
+        ratelimit["transport_socket"] = transport_socket(tls, rl_hosts)
     header = "# Envoy bootstrap rendered by `turnout bootstrap` (replicas and/or mTLS).\n"
     return header + yaml.safe_dump(bootstrap, sort_keys=False)

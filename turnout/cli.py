@@ -5,6 +5,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from turnout.cli_ops import (
@@ -54,14 +55,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ratelimit(args: argparse.Namespace) -> int:
-    from turnout.ratelimit.main import run_ratelimit
+    from turnout.ratelimit.main import run_ratelimit, tls_context
     from turnout.ratelimit.service import FailureMode
 
     redis_url = os.environ.get("TURNOUT_REDIS_URL") or None
     prefix = os.environ.get("TURNOUT_REDIS_PREFIX") or None
     mode = FailureMode(args.ratelimit_failure_mode)
     try:
-        asyncio.run(run_ratelimit(args.listen, redis_url, mode, prefix))
+        tls = tls_context(args.tls_cert, args.tls_key, args.client_ca)
+        asyncio.run(run_ratelimit(args.listen, redis_url, mode, prefix, tls))
     except (OSError, ValueError) as exc:
         print(f"turnout ratelimit: {exc}", file=sys.stderr)
         return 2
@@ -230,8 +232,9 @@ def parser() -> argparse.ArgumentParser:
         "--ratelimit-listen",
         metavar="HOST:PORT",
         help="also answer rate limit calls on this port, on the fast transport of `turnout "
-        "ratelimit` (Envoys: `turnout bootstrap --ratelimit-address`); the xDS port always "
-        "answers them too",
+        "ratelimit` (Envoys: `turnout bootstrap --ratelimit-address`), over TLS with the "
+        "--xds-tls-* certificate and client CA when given; the xDS port always answers "
+        "them too",
     )
     add_serve_arguments(serve)
     _failure_mode_option(serve)
@@ -241,6 +244,20 @@ def parser() -> argparse.ArgumentParser:
         "ratelimit", help="run only the rate limit service (quotas; Redis: $TURNOUT_REDIS_URL)"
     )
     rl.add_argument("--listen", default="127.0.0.1:18081", metavar="HOST:PORT")
+    rl.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="answer over TLS with this certificate (PEM; e.g. the server.pem of `turnout "
+        "certs init`, which Envoys bootstrapped with --xds-ca trust)",
+    )
+    rl.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key (PEM)")
+    rl.add_argument(
+        "--client-ca",
+        type=Path,
+        metavar="FILE",
+        help="require client certificates signed by this CA (the proxies' mTLS certificates)",
+    )
     _failure_mode_option(rl)
     rl.set_defaults(func=_ratelimit)
 

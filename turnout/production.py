@@ -6,7 +6,9 @@ source for the admin API, and background tasks, and stops it at shutdown.
 
 - Admin TLS: `--admin-tls-cert/--admin-tls-key` (uvicorn serves HTTPS).
 - xDS mTLS: `--xds-tls-cert/--xds-tls-key/--xds-client-ca`, plus
-  `--xds-allow-list` (turnout/xds/identity.py).
+  `--xds-allow-list` (turnout/xds/identity.py). The same certificate and client
+  CA secure `--ratelimit-listen`: Envoy calls the rate limit service with the
+  client certificate and trust it uses for xDS.
 - Replicas on PostgreSQL: the LISTEN/NOTIFY change feed
   (turnout/models/pg_feed.py) and proxy status shared through the database
   (turnout/models/replicas.py).
@@ -22,6 +24,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 from sqlalchemy import make_url
@@ -174,6 +177,17 @@ class Production:
 
             out["authorize"] = authorize
         return out
+
+    def ratelimit_tls(self) -> SSLContext | None:
+        """The server context for `--ratelimit-listen`: xDS's certificate and client CA
+        (no allow-list: a rate limit call claims no node). ValueError if unusable."""
+        if self.opts.xds_tls_cert is None or self.opts.xds_tls_key is None:
+            return None
+        from turnout.ratelimit.h2tls import server_context
+
+        return server_context(
+            self.opts.xds_tls_cert, self.opts.xds_tls_key, self.opts.xds_client_ca
+        )
 
     def tasks(self) -> list[asyncio.Task[None]]:
         self.leader.start()

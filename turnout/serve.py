@@ -61,7 +61,8 @@ class ServeOptions:
     """What quotas do when Redis is unreachable (TURNOUT_RATELIMIT_FAILURE_MODE)."""
     ratelimit_listen: str | None = None
     """Also answer rate limit calls here, on the lean transport `turnout ratelimit` uses
-    (several times the throughput of the xDS port's grpcio server)."""
+    (several times the throughput of the xDS port's grpcio server); over TLS with the
+    xDS certificate and client CA when xDS has them."""
 
 
 class ConfigError(Exception):
@@ -161,6 +162,10 @@ async def serve(opts: ServeOptions) -> None:
     cache = SnapshotCache()
     registry = ProxyRegistry()
     extras = Production(store, registry, opts.production)
+    try:  # with xDS TLS, the fast rate limit transport is TLS too (same certificate)
+        rl_tls = extras.ratelimit_tls() if rl_address is not None else None
+    except ValueError as exc:
+        raise ConfigError(f"--ratelimit-listen: {exc}") from None
     reports = LoadStats()  # what this replica's proxies report over LRS
     load_stats = extras.load_stats(reports)  # ...and, with replicas, the others' too
     app = create_app(
@@ -197,7 +202,7 @@ async def serve(opts: ServeOptions) -> None:
     fast_ratelimit = GrpcH2Server({SHOULD_RATE_LIMIT: ratelimit.handle})
     if rl_address is not None:
         try:
-            await fast_ratelimit.start(*rl_address)
+            await fast_ratelimit.start(*rl_address, ssl=rl_tls)
         except OSError as exc:
             await grpc_server.stop(0)
             raise ConfigError(f"cannot listen on --ratelimit-listen: {exc}") from exc

@@ -10,13 +10,18 @@ admin       an AdminClient of that Turnout
 envoy       an Envoy attached to it over ADS, ready
 start_envoy start more Envoys (own node id, ports, base id); stopped at teardown
 turnout_xds_mode  "sotw" or "delta": every Envoy test runs both ways
+redis_env   TURNOUT_REDIS_URL and a key prefix of the test's own, for quota tests
+            (skipped without TURNOUT_TEST_REDIS_URL); its keys are deleted after
 """
 
 import logging
+import os
+import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 
 from turnout.local import EchoUpstream, envoy_binary
 
@@ -26,6 +31,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 TOKEN = "integration-test-token"
 SECRET_KEY = "integration-test-secret-key"
+REDIS_ENV = "TURNOUT_TEST_REDIS_URL"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -72,3 +78,20 @@ def http() -> Iterator[httpx.Client]:
     """A keep-alive client for requests through Envoy."""
     with httpx.Client(timeout=5) as client:
         yield client
+
+
+@pytest.fixture
+def redis_env() -> Iterator[dict[str, str]]:
+    """TURNOUT_REDIS_URL and a prefix of this test's own; its keys are deleted after."""
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"quota tests need real Redis: {REDIS_ENV}=redis://127.0.0.1:6379/0")
+    prefix = f"turnout-test:{uuid.uuid4().hex[:12]}:"
+    yield {"TURNOUT_REDIS_URL": url, "TURNOUT_REDIS_PREFIX": prefix}
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

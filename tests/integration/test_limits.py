@@ -3,14 +3,12 @@
 import os
 import socket
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from turnout.local import (
     AdminClient,
@@ -24,24 +22,6 @@ from turnout.local import (
 
 TOKEN = "integration-test-token"  # as in conftest.py
 SECRET = "integration-test-secret-key"
-REDIS_ENV = "TURNOUT_TEST_REDIS_URL"
-
-
-@pytest.fixture
-def redis_env() -> Iterator[dict[str, str]]:
-    """TURNOUT_REDIS_URL and a prefix of this test's own; its keys are deleted after."""
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"quota tests need real Redis: {REDIS_ENV}=redis://127.0.0.1:6379/0")
-    prefix = f"turnout-test:{uuid.uuid4().hex[:12]}:"
-    yield {"TURNOUT_REDIS_URL": url, "TURNOUT_REDIS_PREFIX": prefix}
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """mTLS between Envoy and Turnout: a foreign CA is refused, a certificate naming
-another node is refused, the right proxy converges. Real Envoy, real gRPC TLS."""
+another node is refused, the right proxy converges; quotas still hold, wherever the
+rate limit service answers. Real Envoy, real gRPC TLS, real Redis."""
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -8,12 +10,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.test_limits import (
+    SECRET,
+    assert_daily_quota_of_5_holds,
+    declare,
+    listening,
+)
 from turnout.bootstrap_extras import XdsTlsFiles
 from turnout.local import (
     AdminClient,
     EchoUpstream,
     EnvoyProcess,
     TurnoutProcess,
+    free_port,
     turnout_command,
     wait_for,
     wait_status,
@@ -116,3 +125,68 @@ def test_foreign_ca_refused_wrong_node_refused_right_one_converges(
         for proc in started:
             proc.stop()
         admin.close()
+
+
+@pytest.mark.parametrize("where", ["xds-port", "serve-ratelimit-listen", "turnout-ratelimit"])
+def test_quotas_hold_under_xds_mtls(
+    database_url: str,
+    tmp_path: Path,
+    upstreams: dict[str, EchoUpstream],
+    redis_env: dict[str, str],
+    where: str,
+) -> None:
+    """Under xDS mTLS, Envoy's rate limit calls go over TLS too: a daily quota of 5 holds.
+
+    Were they plaintext against a TLS port, every call would fail and Envoy would let all
+    requests through (the ratelimit filter fails open). With `turnout ratelimit`, serve
+    has no Redis: only the separate service, over TLS, can hold the quota.
+    """
+    ours = _certs(tmp_path / "certs", "envoy-1", "envoy-2")
+    server = ["--xds-tls-cert", str(ours / "server.pem"), "--xds-tls-key", str(ours / "server.key"),
+              "--xds-client-ca", str(ours / "ca.pem")]  # fmt: skip
+    address = f"127.0.0.1:{free_port()}"
+    env = {"TURNOUT_SECRET_KEY": SECRET, **redis_env}
+    if where == "serve-ratelimit-listen":
+        server += ["--ratelimit-listen", address]
+    elif where == "turnout-ratelimit":
+        env = {"TURNOUT_SECRET_KEY": SECRET}
+    turnout = TurnoutProcess(
+        database_url, TOKEN, log_path=tmp_path / "turnout.log", env=env, args=server
+    ).start()
+    admin = AdminClient(turnout.admin_url, TOKEN)
+    envoys: list[EnvoyProcess] = []
+    service: subprocess.Popen[bytes] | None = None
+    try:
+        if where == "turnout-ratelimit":
+            with open(tmp_path / "ratelimit.log", "ab") as log:
+                service = subprocess.Popen(
+                    [*turnout_command(), "ratelimit", "--listen", address,
+                     "--tls-cert", str(ours / "server.pem"), "--tls-key", str(ours / "server.key"),
+                     "--client-ca", str(ours / "ca.pem")],
+                    env={**os.environ, **redis_env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )  # fmt: skip
+        if where != "xds-port":
+            wait_for(lambda: listening(address), 20, "the rate limit service listening")
+        for node in ("envoy-1", "envoy-2"):
+            bootstrap: dict[str, object] = {**_tls(ours, ours, node)}
+            if where != "xds-port":
+                bootstrap["ratelimit_address"] = address
+            envoy = EnvoyProcess(
+                node, turnout.xds_address, log_path=tmp_path / f"{node}.log", bootstrap=bootstrap
+            )
+            envoys.append(envoy.start())
+        keys = declare(admin, upstreams["blue"], {"quota": [{"requests": 5, "per": "day"}]})
+        assert_daily_quota_of_5_holds(admin, envoys, keys)
+        for envoy in envoys:  # the calls went over TLS
+            stats = envoy.stats("_turnout_ratelimit.ssl.handshake")
+            assert stats.get("cluster._turnout_ratelimit.ssl.handshake", 0) >= 1, stats
+    finally:
+        for envoy in envoys:
+            envoy.stop()
+        admin.close()
+        turnout.stop()
+        if service is not None:
+            service.terminate()
+            assert service.wait(10) == 0, (tmp_path / "ratelimit.log").read_text()

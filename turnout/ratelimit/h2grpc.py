@@ -11,8 +11,9 @@ What it does: the connection preface and SETTINGS exchange, PING, GOAWAY both
 ways, RST_STREAM, HEADERS + CONTINUATION (HPACK via the `hpack` package),
 padding, flow control both ways, and gRPC message framing. What it does not:
 server push (never used by gRPC), compressed messages (answered UNIMPLEMENTED;
-Envoy does not compress), streaming methods, TLS (put the service on a trusted
-network or behind a TLS-terminating proxy; see the README).
+Envoy does not compress), streaming methods. TLS, when `start` is given an
+`ssl.SSLContext` (`h2tls.server_context`), is `h2tls`'s business: each connection
+reaches `GrpcH2Protocol` only after its handshake succeeded with ALPN `h2`.
 
 A handler gets the request message's bytes and returns the response message's
 bytes, or raises `GrpcError` to answer with a non-OK status.
@@ -23,11 +24,13 @@ import logging
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from ssl import SSLContext
 
 from hpack import Decoder
 from hpack.exceptions import HPACKError
 
 from turnout.ratelimit import h2wire as wire
+from turnout.ratelimit.h2tls import TlsHandshake
 
 log = logging.getLogger(__name__)
 
@@ -481,14 +484,19 @@ class GrpcH2Server:
     def __init__(self, handlers: dict[str, Handler]) -> None:
         self.handlers = handlers
         self.connections: set[GrpcH2Protocol] = set()
+        self._handshaking: set[TlsHandshake] = set()
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen; returns the bound port (useful with port 0)."""
+    async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> int:
+        """Listen, over TLS given `ssl`; returns the bound port (useful with port 0)."""
+
+        def accept() -> asyncio.Protocol:
+            if ssl is None:
+                return GrpcH2Protocol(self)
+            return TlsHandshake(ssl, lambda: GrpcH2Protocol(self), self._handshaking)
+
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: GrpcH2Protocol(self), host, port, reuse_address=True
-        )
+        self._server = await loop.create_server(accept, host, port, reuse_address=True)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self, grace: float) -> None:
@@ -503,4 +511,6 @@ class GrpcH2Server:
             await asyncio.sleep(0.01)
         for connection in list(self.connections):
             connection.abort()
+        for handshake in list(self._handshaking):
+            handshake.abort()
         await self._server.wait_closed()
