@@ -63,11 +63,13 @@ def test_bootstrap_lists_every_replica_with_mtls(tmp_path: Path) -> None:
     )  # fmt: skip
     cluster = _xds_cluster(boot)
     assert cluster["type"] == "STRICT_DNS"
-    hosts = [
-        e["endpoint"]["address"]["socket_address"]["address"]
-        for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
-    ]
-    assert hosts == ["turnout-1", "turnout-2"]
+    # The rate limit service is serve itself here: every replica answers it too.
+    for name in ("_turnout_xds", "_turnout_ratelimit"):
+        hosts = [
+            e["endpoint"]["address"]["socket_address"]["address"]
+            for e in _xds_cluster(boot, name)["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        ]
+        assert hosts == ["turnout-1", "turnout-2"], name
     tls = cluster["transport_socket"]["typed_config"]["common_tls_context"]
     assert tls["validation_context"]["trusted_ca"]["filename"] == str(tmp_path / "ca.pem")
     assert [

@@ -68,25 +68,36 @@ def transport_socket(tls: XdsTlsFiles, hosts: list[str]) -> dict[str, Any]:
     return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
+def _list_endpoints(cluster: dict[str, Any], addresses: list[tuple[str, int]]) -> None:
+    if any(not is_ip(h) for h, _ in addresses):
+        cluster["type"] = "STRICT_DNS"
+    cluster["load_assignment"]["endpoints"] = [
+        {"lb_endpoints": [_endpoint(h, p) for h, p in addresses]}
+    ]
+
+
 def extend(
     text: str,
     addresses: list[tuple[str, int]],
     tls: XdsTlsFiles | None,
     admin_address: str = "127.0.0.1",
+    ratelimit_on_replicas: bool = True,
 ) -> str:
     """The rendered bootstrap with every replica listed and, if given, mTLS and an
-    admin address other than loopback (for Prometheus in another container)."""
+    admin address other than loopback (for Prometheus in another container).
+
+    `ratelimit_on_replicas`: the rate limit service is `turnout serve` itself (no
+    --ratelimit-address), so its cluster lists every replica too: quotas keep being
+    counted when one replica dies."""
     if len(addresses) <= 1 and tls is None and admin_address == "127.0.0.1":
         return text
     bootstrap = yaml.safe_load(text)
     bootstrap["admin"]["address"]["socket_address"]["address"] = admin_address
     clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
     cluster = clusters[XDS_CLUSTER]
-    if any(not is_ip(h) for h, _ in addresses):
-        cluster["type"] = "STRICT_DNS"
-    cluster["load_assignment"]["endpoints"] = [
-        {"lb_endpoints": [_endpoint(h, p) for h, p in addresses]}
-    ]
+    _list_endpoints(cluster, addresses)
+    if ratelimit_on_replicas:
+        _list_endpoints(clusters[RATELIMIT_CLUSTER], addresses)
     if tls is not None:
         cluster["transport_socket"] = transport_socket(tls, [h for h, _ in addresses])
         ratelimit = clusters[RATELIMIT_CLUSTER]

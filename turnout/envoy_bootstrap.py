@@ -66,4 +66,4 @@ def render_bootstrap(opts: BootstrapOptions) -> str:
         ratelimit_port=rl_port,
     )
     addresses = [(host, port), *(split_host_port(a) for a in opts.more_xds_addresses)]
-    return extend(text, addresses, opts.xds_tls, opts.admin_address)
+    return extend(text, addresses, opts.xds_tls, opts.admin_address, opts.ratelimit_address is None)
