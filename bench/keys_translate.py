@@ -1,13 +1,15 @@
-"""Translation time, size and memory of the RouteConfiguration with many API keys.
+"""Translation time, size and memory of what API keys touch, with many keys.
 
 Builds a declaration with --keys keys over --consumers consumers and --routes
-authenticated routes (header keys), then times `build_route_configuration` and
-the deterministic serialization, cold (first translation), after one key was
-added, and with the same key set again; and reports peak Python memory
+authenticated routes (header keys), then times `build_route_configuration` plus
+`build_api_key_auth_config` (the credentials' ECDS resource) and their
+deterministic serialization, cold (first translation), after one key was added,
+and with the same key set again; and reports both sizes, peak Python memory
 (tracemalloc) and the process's RSS growth. "+1 key" is the translation after one
-key was added to the same key set (what a key change costs once running).
+key was added to the same key set (what a key change costs once running; the
+running server's memo rebuilds only the ECDS resource then).
 
-    python bench/keys_translate.py --keys 100000 --routes 1 5
+    python bench/keys_translate.py --keys 100000 --routes 1 5 50
 """
 
 import argparse
@@ -51,10 +53,15 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _translate(decl: Declaration) -> tuple[float, bytes]:
+def _translate(decl: Declaration) -> tuple[float, int, int]:
+    """Both resources keys touch: the RouteConfiguration and the credentials' ECDS
+    config, serialized. (Milliseconds, route bytes, ECDS bytes.)"""
     start = time.perf_counter()
-    data = build_route_configuration(decl, ListenerOptions()).SerializeToString(deterministic=True)
-    return (time.perf_counter() - start) * 1000, data
+    routes = build_route_configuration(decl, ListenerOptions())
+    keys = auth_translate.build_api_key_auth_config(decl, ListenerOptions().group)
+    route_bytes = routes.SerializeToString(deterministic=True)
+    keys_bytes = keys.SerializeToString(deterministic=True)
+    return (time.perf_counter() - start) * 1000, len(route_bytes), len(keys_bytes)
 
 
 def _clear_caches() -> None:
@@ -65,7 +72,7 @@ def _clear_caches() -> None:
 def run(keys: int, consumers: int, routes: int, repeat: int) -> dict[str, object]:
     decl = declaration(keys, consumers, routes)
     _clear_caches()
-    cold_ms, data = _translate(decl)
+    cold_ms, route_bytes, keys_bytes = _translate(decl)
     # One key added: a new declaration (new tuple), every other key unchanged.
     added = []
     for i in range(repeat):
@@ -88,7 +95,8 @@ def run(keys: int, consumers: int, routes: int, repeat: int) -> dict[str, object
         "cold_ms": round(cold_ms, 1),
         "one_key_added_ms_median": round(statistics.median(added), 1),
         "no_key_change_ms_median": round(statistics.median(unchanged), 1),
-        "route_config_bytes": len(data),
+        "route_config_bytes": route_bytes,
+        "api_keys_config_bytes": keys_bytes,
         "python_peak_mb": round(peak / 2**20, 1),
         "rss_growth_mb": round(rss_mb() - rss_before, 1),
     }
@@ -98,19 +106,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--consumers", type=int, default=1000)
-    parser.add_argument("--routes", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--routes", type=int, nargs="+", default=[1, 5, 50])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     results = [run(k, args.consumers, r, args.repeat) for k in args.keys for r in args.routes]
     print(
         f"{'keys':>7} {'routes':>6} {'cold ms':>8} {'+1 key ms':>9} {'same ms':>8} "
-        f"{'MB wire':>8} {'py peak MB':>10}"
+        f"{'RDS MB':>7} {'ECDS MB':>8} {'py peak MB':>10}"
     )
     for r in results:
         print(
             f"{r['keys']:>7} {r['auth_routes']:>6} {r['cold_ms']:>8} "
             f"{r['one_key_added_ms_median']:>9} {r['no_key_change_ms_median']:>8} "
-            f"{r['route_config_bytes'] / 2**20:>8.1f} {r['python_peak_mb']:>10}"
+            f"{r['route_config_bytes'] / 2**20:>7.2f} {r['api_keys_config_bytes'] / 2**20:>8.1f} "
+            f"{r['python_peak_mb']:>10}"
         )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "keys_translate.json"

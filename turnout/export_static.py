@@ -4,7 +4,7 @@ For a cold start while Turnout is down: the file needs no control plane at all.
 It is built from the same translators the xDS server uses, then made static:
 
 - the route configuration is inlined into the listener's HTTP connection manager
-  (`route_config` instead of `rds`),
+  (`route_config` instead of `rds`), and so is the API keys' filter config (ECDS),
 - EDS clusters become STATIC clusters carrying their endpoints inline.
 
 `turnout serve --export-static-dir DIR` keeps one file per node cluster fresh on
@@ -20,24 +20,22 @@ from typing import Any
 import yaml
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_pb2 import Listener
-from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
-    HttpConnectionManager,
-)
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
 from turnout.models.declaration import Declaration
 from turnout.xds.translate import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    EXTENSION_CONFIG_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
     ListenerOptions,
-    build_clusters,
-    build_endpoints,
-    build_listener,
-    build_route_configuration,
+    build_resources,
     check_consistent,
+    resource_name,
 )
-from turnout.xds.translate.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
-
-HCM_NAME = "envoy.filters.network.http_connection_manager"
+from turnout.xds.translate.listener import inline_discovered
 
 
 def _to_dict(message: Message) -> dict[str, Any]:
@@ -51,20 +49,17 @@ def static_config(
     decl: Declaration, opts: ListenerOptions, admin_port: int = 9901
 ) -> dict[str, Any]:
     """A complete Envoy bootstrap (dict) serving `decl` with no xDS."""
-    listener = build_listener(opts)
-    routes = build_route_configuration(decl, opts)
-    clusters = build_clusters(decl)
-    endpoints = {e.cluster_name: e for e in build_endpoints(decl)}
-    check_consistent(
-        {
-            CLUSTER_TYPE: clusters,
-            ENDPOINT_TYPE: list(endpoints.values()),
-            LISTENER_TYPE: [listener],
-            ROUTE_TYPE: [routes],
-        }
+    resources = build_resources(decl, opts)
+    check_consistent(resources)
+    [listener] = resources[LISTENER_TYPE]
+    assert isinstance(listener, Listener)
+    inline_discovered(
+        listener,
+        {resource_name(r): r for r in resources[ROUTE_TYPE]},  # type: ignore[misc]
+        {resource_name(c): c for c in resources[EXTENSION_CONFIG_TYPE]},  # type: ignore[misc]
     )
-    _inline_routes(listener, routes)
-    static_clusters = [_inline_endpoints(c, endpoints) for c in clusters]
+    endpoints = {resource_name(e): e for e in resources[ENDPOINT_TYPE]}
+    static_clusters = [_inline_endpoints(c, endpoints) for c in resources[CLUSTER_TYPE]]  # type: ignore[arg-type]
     return {
         "node": {"id": f"static-{opts.group}", "cluster": opts.group},
         "static_resources": {
@@ -84,18 +79,6 @@ def static_config(
         },
         "turnout_revision_comment": decl.revision,
     }
-
-
-def _inline_routes(listener: Listener, routes: Message) -> None:
-    for chain in listener.filter_chains:
-        for f in chain.filters:
-            if f.name != HCM_NAME:
-                continue
-            hcm = HttpConnectionManager()
-            f.typed_config.Unpack(hcm)
-            hcm.ClearField("rds")
-            hcm.route_config.CopyFrom(routes)
-            f.typed_config.Pack(hcm)
 
 
 def _inline_endpoints(cluster: Cluster, endpoints: dict[str, Message]) -> Cluster:

@@ -164,7 +164,7 @@ def test_proxy_status_metrics_and_config_show_what_the_proxy_runs(
     status = admin.http.get(f"/proxies/{envoy.node_id}").json()
     assert status["revision"] == revision
     assert {t["state"] for t in status["types"]} == {"SYNCED"}
-    assert len(status["types"]) == 4
+    assert len(status["types"]) == 5  # CDS, EDS, ECDS (API keys), LDS, RDS
     assert admin.http.get("/proxies/nobody").status_code == 404
 
     config = admin.http.get(f"/proxies/{envoy.node_id}/config").json()

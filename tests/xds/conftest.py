@@ -4,7 +4,8 @@ Golden cases (Envoy Gateway style): `testdata/in/<case>.yaml` holds a declaratio
 (`services`, `routes`, `splits`, `consumers` lists in the specs' JSON shape,
 `api_keys` as `{id, consumer, key}`, an optional
 `revision` and an optional `listener: {address, port, group}`); the expected
-resources live in `testdata/out/<case>.{clusters,endpoints,listeners,routes}.yaml`.
+resources live in `testdata/out/<case>.<kind>.yaml`, one file per resource kind
+(clusters, endpoints, extension_configs, listeners, routes).
 Any test that takes a `golden_case` argument runs once per input file.
 """
 
@@ -63,7 +64,7 @@ class GoldenCase:
         return EXPECTED_ERRORS.get(self.name)
 
     def out_path(self, kind: str) -> Path:
-        """`testdata/out/<case>.<kind>.yaml`, kind one of clusters/endpoints/listeners/routes."""
+        """`testdata/out/<case>.<kind>.yaml` (kinds: `test_translate_golden.OUTPUTS`)."""
         return OUT_DIR / f"{self.name}.{kind}.yaml"
 
 

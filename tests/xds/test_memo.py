@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 
 from tests.xds.conftest import golden_cases
+from turnout.models.consumer import ApiKey
 from turnout.models.route import RouteSpec
 from turnout.xds.memo import TranslationMemo
 from turnout.xds.snapshot import pack
@@ -15,6 +16,7 @@ from turnout.xds.translate import (
     build_endpoints,
     build_route_configuration,
 )
+from turnout.xds.translate.auth import build_api_key_auth_config
 
 CASES = [c for c in golden_cases() if c.expected_error is None]
 
@@ -32,6 +34,27 @@ def test_memo_bytes_equal_a_translation_from_scratch(case: object) -> None:
     assert [r.endpoints.any.value for r in results if r.endpoints] == [
         pack(e).any.value for e in build_endpoints(decl)
     ]
+    keys = memo.api_key_auth_config(decl, opts.group)
+    assert keys.any.value == pack(build_api_key_auth_config(decl, opts.group)).any.value
+
+
+def test_a_key_change_rebuilds_the_credentials_not_the_routes() -> None:
+    decl, opts = next(c for c in CASES if c.name == "auth-keys").load()
+    memo = TranslationMemo()
+    routes = memo.route_configuration(decl, opts)
+    keys = memo.api_key_auth_config(decl, opts.group)
+    entries = dict(memo._entries)
+    more = replace(
+        decl,
+        revision=decl.revision + 1,
+        api_keys=(*decl.api_keys, ApiKey("zz", "alice", "another-key-0123456789")),
+    )
+    assert memo.route_configuration(more, opts).any.value == routes.any.value
+    assert memo._entries == entries and all(memo._entries[k] is v for k, v in entries.items())
+    new_keys = memo.api_key_auth_config(more, opts.group)
+    assert new_keys.any.value != keys.any.value
+    assert new_keys.any.value == pack(build_api_key_auth_config(more, opts.group)).any.value
+    assert memo.api_key_auth_config(more, opts.group) is new_keys  # unchanged keys: cached
 
 
 def test_an_unchanged_spec_object_is_not_translated_again() -> None:

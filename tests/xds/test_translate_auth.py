@@ -2,16 +2,19 @@
 
 import re2
 from envoy.extensions.filters.http.api_key_auth.v3.api_key_auth_pb2 import (
-    ApiKeyAuthPerRoute,
+    ApiKeyAuth,
     Credential,
 )
 
 from turnout.models.auth import KeySource, RouteAuth
 from turnout.models.consumer import ApiKey, ConsumerSpec
 from turnout.models.declaration import Declaration
+from turnout.models.route import RouteSpec
+from turnout.models.service import ServiceSpec
 from turnout.xds.translate.auth import (
     NOBODY,
     allowed_clients,
+    build_api_key_auth_config,
     path_key_regex,
     path_key_rewrite,
     serialized_credentials,
@@ -24,15 +27,33 @@ def test_hand_encoded_credentials_equal_protobuf_bytes() -> None:
         ApiKey("b", "bob", "long-" + "x" * 300),  # multi-byte varint lengths
         ApiKey("c", "c" * 128, "tk_" + "y" * 43),
     )
-    expected = ApiKeyAuthPerRoute(
+    expected = ApiKeyAuth(
         credentials=[Credential(key=k.key, client=k.consumer) for k in keys]
     ).SerializeToString(deterministic=True)
     assert serialized_credentials(keys) == expected
     # A new tuple with one more key reuses the others' bytes and still matches.
     more = (*keys, ApiKey("d", "dan", "z" * 16))
-    assert serialized_credentials(more) == ApiKeyAuthPerRoute(
+    assert serialized_credentials(more) == ApiKeyAuth(
         credentials=[Credential(key=k.key, client=k.consumer) for k in more]
     ).SerializeToString(deterministic=True)
+
+
+def test_only_groups_that_check_keys_receive_the_credentials() -> None:
+    keys = (ApiKey("a", "alice", "k" * 20),)
+    decl = Declaration(
+        revision=1,
+        services={"s": ServiceSpec(name="s", url="http://10.0.0.1:80")},
+        routes={
+            "open": RouteSpec(name="open", paths=["/o"], service="s", groups=["public"]),
+            "keyed": RouteSpec(name="keyed", paths=["/k"], service="s", auth={}, groups=["api"]),
+        },
+        consumers={"alice": ConsumerSpec(name="alice")},
+        api_keys=keys,
+    )
+    for group, expected in (("api", 1), ("public", 0), ("other", 0)):
+        config = ApiKeyAuth()
+        assert build_api_key_auth_config(decl, group).typed_config.Unpack(config)
+        assert len(config.credentials) == expected, group
 
 
 def test_allowed_clients_expand_groups_and_never_mean_everyone() -> None:

@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING
 import pytest
 from envoy.config.bootstrap.v3.bootstrap_pb2 import Bootstrap
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
+from envoy.config.core.v3.extension_pb2 import TypedExtensionConfig
 from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
-from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
-    HttpConnectionManager,
-)
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
@@ -33,11 +31,13 @@ from turnout.models.service import ServiceSpec
 from turnout.xds.translate import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
+    EXTENSION_CONFIG_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
     ListenerOptions,
     build_resources,
 )
+from turnout.xds.translate.listener import inline_discovered
 from turnout.xds.translate.ratelimit import RATELIMIT_CLUSTER
 
 if TYPE_CHECKING:
@@ -64,6 +64,9 @@ _BASE_IDS = itertools.count((os.getpid() % 100_000) * 100)
 def static_bootstrap(resources: dict[str, list[Message]]) -> Bootstrap:
     """The resources as a bootstrap that needs no management server."""
     route_configs = {r.name: r for r in resources[ROUTE_TYPE] if isinstance(r, RouteConfiguration)}
+    extension_configs = {
+        c.name: c for c in resources[EXTENSION_CONFIG_TYPE] if isinstance(c, TypedExtensionConfig)
+    }
     assignments = {
         a.cluster_name: a for a in resources[ENDPOINT_TYPE] if isinstance(a, ClusterLoadAssignment)
     }
@@ -74,13 +77,7 @@ def static_bootstrap(resources: dict[str, list[Message]]) -> Bootstrap:
         assert isinstance(original, Listener)
         listener = bootstrap.static_resources.listeners.add()
         listener.CopyFrom(original)
-        for chain in listener.filter_chains:
-            for network_filter in chain.filters:
-                hcm = HttpConnectionManager()
-                assert network_filter.typed_config.Unpack(hcm)
-                hcm.route_config.CopyFrom(route_configs[hcm.rds.route_config_name])
-                hcm.ClearField("rds")
-                network_filter.typed_config.Pack(hcm)
+        inline_discovered(listener, route_configs, extension_configs)
     for original in resources[CLUSTER_TYPE]:
         assert isinstance(original, Cluster)
         cluster = bootstrap.static_resources.clusters.add()

@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from turnout.xds.translate import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
+    EXTENSION_CONFIG_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
     TranslationError,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 OUTPUTS = {
     CLUSTER_TYPE: "clusters",
     ENDPOINT_TYPE: "endpoints",
+    EXTENSION_CONFIG_TYPE: "extension_configs",
     LISTENER_TYPE: "listeners",
     ROUTE_TYPE: "routes",
 }

@@ -23,6 +23,7 @@ from turnout.xds.metrics import RELOADS
 from turnout.xds.snapshot import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
+    EXTENSION_CONFIG_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
     PackedResource,
@@ -99,6 +100,7 @@ def _build_group(
     packed = {
         CLUSTER_TYPE: shared.clusters,
         ENDPOINT_TYPE: shared.endpoints,
+        EXTENSION_CONFIG_TYPE: [memo.api_key_auth_config(decl, key.group)],
         LISTENER_TYPE: [pack(build_listener(key))],
         ROUTE_TYPE: [routes],
     }

@@ -30,6 +30,7 @@ from turnout.xds.translate import (
     build_cluster,
     build_cluster_load_assignment,
 )
+from turnout.xds.translate.auth import authenticates, build_api_key_auth_config
 from turnout.xds.translate.cluster import uses_eds
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 from turnout.xds.translate.route import (
@@ -127,6 +128,8 @@ class TranslationMemo:
         self._entries: dict[tuple[str, int], _EntryResult] = {}
         self._route_entries: dict[str, tuple[RouteSpec, list[RouteEntry]]] = {}
         self._layouts: dict[str, _Layout] = {}
+        self._api_keys: dict[bool, tuple[object, PackedResource]] = {}
+        """By whether the group authenticates: the keys it was built from, the result."""
 
     def services(self, decl: Declaration) -> list[_ServiceResult]:
         results = []
@@ -146,6 +149,15 @@ class TranslationMemo:
             del self._services[gone]
         return results
 
+    def api_key_auth_config(self, decl: Declaration, group: str) -> PackedResource:
+        """The group's credentials (ECDS), rebuilt only when the keys changed."""
+        needed = authenticates(decl, group)
+        cached = self._api_keys.get(needed)
+        if cached is None or cached[0] is not decl.api_keys:
+            cached = (decl.api_keys, pack(build_api_key_auth_config(decl, group)))
+            self._api_keys[needed] = cached
+        return cached[1]
+
     def route_configuration(self, decl: Declaration, opts: ListenerOptions) -> PackedResource:
         """The group's RouteConfiguration, packed, from cached route entries."""
         splits = {split.route: split for split in decl.splits.values()}
@@ -162,7 +174,7 @@ class TranslationMemo:
         else:
             changed = layout.changed_routes(decl, splits)
             if consumers != layout.consumers:
-                # Keys or consumers changed: every route that authenticates or limits.
+                # Consumers changed: every route that authenticates or limits.
                 changed |= {n for n, r in decl.routes.items() if _uses_consumers(r)}
                 layout.consumers = consumers
             for name in changed:
@@ -235,23 +247,22 @@ class TranslationMemo:
 
 
 def _uses_consumers(route: RouteSpec) -> bool:
-    """Whether the route's translation reads consumers and their keys."""
+    """Whether the route's translation reads consumers."""
     return route.auth is not None or route.limits is not None
 
 
 @dataclass(frozen=True, eq=False)
 class _ConsumerBasis:
-    """The keys and consumer specs a translation read. Equal when they are the same
-    objects: `Store.load_since` keeps both while they do not change. (Holding the
-    objects, not their ids, so a freed id can never match a new object.)"""
+    """The consumer specs a translation read (allowed consumers by group, limits).
+    Equal when they are the same objects: `Store.load_since` keeps them while they do
+    not change. (Holding the objects, not their ids, so a freed id can never match a
+    new object.) Keys are not part of it: they travel in ECDS, not in routes."""
 
-    api_keys: object
     consumers: tuple[object, ...]
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, _ConsumerBasis)
-            and self.api_keys is other.api_keys
             and len(self.consumers) == len(other.consumers)
             and all(a is b for a, b in zip(self.consumers, other.consumers, strict=True))
         )
@@ -260,7 +271,7 @@ class _ConsumerBasis:
 
 
 def _consumer_basis(decl: Declaration) -> _ConsumerBasis:
-    return _ConsumerBasis(decl.api_keys, tuple(decl.consumers.values()))
+    return _ConsumerBasis(tuple(decl.consumers.values()))
 
 
 def check_references(decl: Declaration) -> None:

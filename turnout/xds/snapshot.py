@@ -13,14 +13,22 @@ from dataclasses import dataclass
 from google.protobuf.any_pb2 import Any
 from google.protobuf.message import Message
 
-from turnout.xds.translate import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
+from turnout.xds.translate import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    EXTENSION_CONFIG_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+)
 
-# Make-before-break order on ADS (DESIGN.md rule 10).
-TYPE_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)
+# Make-before-break order on ADS (DESIGN.md rule 10); extension configs (ECDS) before
+# the listeners whose filters fetch them.
+TYPE_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE)
 
 __all__ = [
     "CLUSTER_TYPE",
     "ENDPOINT_TYPE",
+    "EXTENSION_CONFIG_TYPE",
     "LISTENER_TYPE",
     "ROUTE_TYPE",
     "TYPE_ORDER",

@@ -5,6 +5,7 @@
     endpoint.py     services with IP endpoints → ClusterLoadAssignment (EDS)
     route.py        routes + splits → RouteConfiguration (virtual hosts, order)
     listener.py     ListenerOptions → Listener (HTTP connection manager over RDS)
+    auth.py         route auth → api_key_auth (credentials over ECDS) and path keys
     resources.py    everything by type URL
     consistency.py  cross-reference checks before publishing
     errors.py       TranslationError
@@ -21,6 +22,7 @@ from turnout.xds.translate.options import ListenerOptions, listener_name, route_
 from turnout.xds.translate.resources import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
+    EXTENSION_CONFIG_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
     build_resources,
@@ -31,6 +33,7 @@ from turnout.xds.translate.route import build_route_configuration
 __all__ = [
     "CLUSTER_TYPE",
     "ENDPOINT_TYPE",
+    "EXTENSION_CONFIG_TYPE",
     "LISTENER_TYPE",
     "ROUTE_TYPE",
     "ListenerOptions",

@@ -1,21 +1,22 @@
-"""Route `auth` → Envoy's `api_key_auth`, delivered per route over RDS.
+"""Route `auth` → Envoy's `api_key_auth`: credentials over ECDS, the rest per route.
 
-Owns the HTTP filters that authentication needs in the listener and the per-route
-configuration that turns them on. Knows nothing of clusters.
+Owns the HTTP filters that authentication needs in the listener, the extension
+config holding every credential, and the per-route configuration that turns the
+filters on. Knows nothing of clusters.
 
-Why per route, in RDS
----------------------
-Keys change all the time (a developer portal issues and revokes them); a listener
-change drains every connection. So the listener carries the auth filters once,
-empty and `disabled`, for every declaration alike, and each authenticated route
-enables them with `typed_per_filter_config` holding an `ApiKeyAuthPerRoute` with
-the credentials. A key change is then a RouteConfiguration change only, which
-Envoy applies to open connections at once. `api_key_auth` takes the most specific
-per-route config whole (no merge with the virtual host's), so each authenticated
-route carries every credential. The credential list is serialized once per
-declaration and concatenated with each route's own part: protobuf wire format
-merges concatenated messages, appending repeated fields, so this is the same
-message as building it per route, at a fraction of the cost.
+Why ECDS for the credentials
+----------------------------
+Keys change all the time (a developer portal issues and revokes them), and a
+listener change drains every connection. So the listener carries the auth filters
+once, `disabled`, for every declaration alike; `api_key_auth` takes its config
+(the credentials) from the extension config `envoy.filters.http.api_key_auth`
+delivered over ECDS on the ADS stream. Envoy applies a new extension config to the
+next request without touching the listener, so a key change is one ECDS update of
+the credential list, whatever the number of routes. Each authenticated route
+enables the filter with `typed_per_filter_config` holding an `ApiKeyAuthPerRoute`
+with only its own part (key sources, allowed consumers, forwarding): a per-route
+config without `credentials` uses the filter's. (Credentials per route would put
+every key in every authenticated route: 3.7 MB per route at 100,000 keys.)
 
 Key sources
 -----------
@@ -40,6 +41,8 @@ upstream in `consumer_header`.
 
 from envoy.config.common.mutation_rules.v3.mutation_rules_pb2 import HeaderMutation as Mutation
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.config.core.v3.config_source_pb2 import ExtensionConfigSource
+from envoy.config.core.v3.extension_pb2 import TypedExtensionConfig
 from envoy.config.route.v3.route_components_pb2 import FilterConfig, Route
 from envoy.extensions.filters.http.api_key_auth.v3.api_key_auth_pb2 import (
     ApiKeyAuth,
@@ -66,8 +69,11 @@ from turnout.models.auth import KeySource as KeySourceSpec
 from turnout.models.auth import RouteAuth
 from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
+from turnout.xds.translate.cluster import ads_config_source
 
 API_KEY_AUTH_FILTER = "envoy.filters.http.api_key_auth"
+"""The filter's name in the listener, in routes, and of its ECDS resource."""
+API_KEY_AUTH_TYPE = "type.googleapis.com/" + ApiKeyAuth.DESCRIPTOR.full_name
 HEADER_TO_METADATA_FILTER = "envoy.filters.http.header_to_metadata"
 HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 PATH_KEY_HEADER = "x-turnout-path-key"
@@ -99,7 +105,13 @@ def build_auth_http_filters() -> list[HttpFilter]:
         HttpFilter(
             name=HEADER_MUTATION_FILTER, typed_config=_pack(HeaderMutation()), disabled=True
         ),
-        HttpFilter(name=API_KEY_AUTH_FILTER, typed_config=_pack(ApiKeyAuth()), disabled=True),
+        HttpFilter(
+            name=API_KEY_AUTH_FILTER,
+            config_discovery=ExtensionConfigSource(
+                config_source=ads_config_source(), type_urls=[API_KEY_AUTH_TYPE]
+            ),
+            disabled=True,
+        ),
     ]
 
 
@@ -118,7 +130,7 @@ def _varint(value: int) -> bytes:
 
 
 def _encode_credential(key: ApiKey) -> bytes:
-    """`credentials { key: ..., client: ... }` (field 1 of ApiKeyAuthPerRoute) on the wire.
+    """`credentials { key: ..., client: ... }` (field 1 of ApiKeyAuth) on the wire.
 
     Byte for byte what protobuf's deterministic serializer writes for a Credential
     with both strings set (a test holds it to that).
@@ -129,12 +141,12 @@ def _encode_credential(key: ApiKey) -> bytes:
 
 
 def serialized_credentials(keys: tuple[ApiKey, ...]) -> bytes:
-    """`ApiKeyAuthPerRoute{credentials}` on the wire, in the order of `keys` (by id).
+    """`ApiKeyAuth{credentials}` on the wire, in the order of `keys` (by id).
 
-    Every route of one translation shares one serialization (cached by identity of
-    the declaration's tuple), and each credential's bytes are kept between
-    translations: after one key is added, only that key is encoded, so a key change
-    costs a join of 100,000 byte strings rather than 100,000 new messages.
+    Cached by identity of the declaration's tuple, and each credential's bytes are
+    kept between translations: after one key is added, only that key is encoded, so
+    a key change costs a join of 100,000 byte strings rather than 100,000 new
+    messages.
     """
     global _encoded_credentials
     for cached_keys, data in _credentials_cache:
@@ -170,16 +182,28 @@ def _key_source(source: KeySourceSpec) -> KeySource:
     return KeySource(header=PATH_KEY_HEADER)
 
 
-def build_api_key_auth_per_route(auth: RouteAuth, decl: Declaration) -> Any:
-    """The route's `ApiKeyAuthPerRoute`, packed: shared credentials + its own part."""
-    own = ApiKeyAuthPerRoute(
+def authenticates(decl: Declaration, group: str) -> bool:
+    """Whether any route of the node group requires a key."""
+    return any(
+        r.auth is not None and r.auth.required and group in r.groups for r in decl.routes.values()
+    )
+
+
+def build_api_key_auth_config(decl: Declaration, group: str) -> TypedExtensionConfig:
+    """The ECDS resource: `api_key_auth` with every credential of the declaration, or
+    none for a node group where no route checks keys (its proxies need not hold them)."""
+    keys = decl.api_keys if authenticates(decl, group) else ()
+    config = Any(type_url=API_KEY_AUTH_TYPE, value=serialized_credentials(keys))
+    return TypedExtensionConfig(name=API_KEY_AUTH_FILTER, typed_config=config)
+
+
+def build_api_key_auth_per_route(auth: RouteAuth, decl: Declaration) -> ApiKeyAuthPerRoute:
+    """The route's own part; the credentials come from the filter's config (ECDS)."""
+    return ApiKeyAuthPerRoute(
         key_sources=[_key_source(s) for s in auth.key_sources],
         allowed_clients=allowed_clients(auth, decl),
         forwarding=Forwarding(header=auth.consumer_header, hide_credentials=True),
     )
-    packed = Any(type_url="type.googleapis.com/" + ApiKeyAuthPerRoute.DESCRIPTOR.full_name)
-    packed.value = serialized_credentials(decl.api_keys) + own.SerializeToString(deterministic=True)
-    return packed
 
 
 def path_key_regex(source: KeySourceSpec) -> str:

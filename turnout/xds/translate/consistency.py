@@ -20,12 +20,13 @@ from turnout.xds.translate.errors import TranslationError
 from turnout.xds.translate.resources import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
+    EXTENSION_CONFIG_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
     resource_name,
 )
 
-_KNOWN_TYPES = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)
+_KNOWN_TYPES = (CLUSTER_TYPE, ENDPOINT_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE)
 
 
 def check_consistent(resources: Mapping[str, Sequence[Message]]) -> None:
@@ -34,6 +35,7 @@ def check_consistent(resources: Mapping[str, Sequence[Message]]) -> None:
     - no duplicate names within a type, and every message matches its type URL;
     - every EDS cluster has a ClusterLoadAssignment, and every one belongs to one;
     - every RDS name a listener asks for exists as a RouteConfiguration;
+    - every filter config a listener discovers (ECDS) exists;
     - every cluster a route sends traffic to exists.
     """
     for type_url, messages in resources.items():
@@ -52,14 +54,23 @@ def check_consistent(resources: Mapping[str, Sequence[Message]]) -> None:
 
     route_configs = [m for m in resources.get(ROUTE_TYPE, ()) if isinstance(m, RouteConfiguration)]
     route_config_names = {r.name for r in route_configs}
+    extension_names = {resource_name(m) for m in resources.get(EXTENSION_CONFIG_TYPE, ())}
     for listener in resources.get(LISTENER_TYPE, ()):
         assert isinstance(listener, Listener)
-        for rds_name in _rds_names(listener):
-            if rds_name not in route_config_names:
+        for hcm in _http_connection_managers(listener):
+            if hcm.HasField("rds") and hcm.rds.route_config_name not in route_config_names:
                 raise TranslationError(
-                    f"listener {listener.name!r} uses RouteConfiguration {rds_name!r}, "
-                    "which does not exist"
+                    f"listener {listener.name!r} uses RouteConfiguration "
+                    f"{hcm.rds.route_config_name!r}, which does not exist"
                 )
+            for http_filter in hcm.http_filters:
+                if http_filter.HasField("config_discovery") and (
+                    http_filter.name not in extension_names
+                ):
+                    raise TranslationError(
+                        f"listener {listener.name!r} discovers filter config "
+                        f"{http_filter.name!r}, which does not exist"
+                    )
 
     for config in route_configs:
         for vhost in config.virtual_hosts:
@@ -88,7 +99,7 @@ def _eds_name(cluster: Cluster) -> str:
     return cluster.eds_cluster_config.service_name or cluster.name
 
 
-def _rds_names(listener: Listener) -> Iterable[str]:
+def _http_connection_managers(listener: Listener) -> Iterable[HttpConnectionManager]:
     chains = list(listener.filter_chains)
     if listener.HasField("default_filter_chain"):
         chains.append(listener.default_filter_chain)
@@ -98,8 +109,7 @@ def _rds_names(listener: Listener) -> Iterable[str]:
             if typed.Is(HttpConnectionManager.DESCRIPTOR):
                 hcm = HttpConnectionManager()
                 typed.Unpack(hcm)
-                if hcm.HasField("rds"):
-                    yield hcm.rds.route_config_name
+                yield hcm
 
 
 def _route_clusters(route: Message) -> Iterable[str]:

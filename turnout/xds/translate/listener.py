@@ -6,8 +6,10 @@ drains) the listener. Knows nothing of services or clusters.
 """
 
 from envoy.config.core.v3.address_pb2 import Address, SocketAddress
+from envoy.config.core.v3.extension_pb2 import TypedExtensionConfig
 from envoy.config.listener.v3.listener_components_pb2 import Filter, FilterChain
 from envoy.config.listener.v3.listener_pb2 import Listener
+from envoy.config.route.v3.route_pb2 import RouteConfiguration
 from envoy.extensions.filters.http.router.v3.router_pb2 import Router
 from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
     HttpConnectionManager,
@@ -53,7 +55,7 @@ def build_http_connection_manager(opts: ListenerOptions) -> HttpConnectionManage
         normalize_path=BoolValue(value=True),
         merge_slashes=False,
         # Auth filters are off unless a route turns them on (auth.py): key changes
-        # travel in RDS and never rebuild this listener.
+        # travel in ECDS and never rebuild this listener.
         http_filters=[
             build_cors_http_filter(),
             *build_auth_http_filters(),
@@ -83,3 +85,26 @@ def build_listener(opts: ListenerOptions) -> Listener:
             )
         ],
     )
+
+
+def inline_discovered(
+    listener: Listener,
+    routes: dict[str, RouteConfiguration],
+    extension_configs: dict[str, TypedExtensionConfig],
+) -> None:
+    """Put in the listener what it would fetch over xDS — its route configuration
+    (RDS) and its filters' configs (ECDS) — for a configuration without a control
+    plane (`turnout export-static`)."""
+    for chain in listener.filter_chains:
+        for network_filter in chain.filters:
+            if network_filter.name != HTTP_CONNECTION_MANAGER:
+                continue
+            hcm = HttpConnectionManager()
+            network_filter.typed_config.Unpack(hcm)
+            hcm.route_config.CopyFrom(routes[hcm.rds.route_config_name])
+            hcm.ClearField("rds")
+            for http_filter in hcm.http_filters:
+                if http_filter.HasField("config_discovery"):
+                    config = extension_configs[http_filter.name].typed_config
+                    http_filter.typed_config.CopyFrom(config)  # replaces config_discovery
+            network_filter.typed_config.Pack(hcm)

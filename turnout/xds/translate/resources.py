@@ -8,6 +8,7 @@ byte-identical messages (`SerializeToString(deterministic=True)`).
 from google.protobuf.message import Message
 
 from turnout.models.declaration import Declaration
+from turnout.xds.translate.auth import build_api_key_auth_config
 from turnout.xds.translate.cluster import build_clusters
 from turnout.xds.translate.endpoint import build_endpoints
 from turnout.xds.translate.listener import build_listener
@@ -17,6 +18,8 @@ from turnout.xds.translate.route import build_route_configuration
 _PREFIX = "type.googleapis.com/"
 CLUSTER_TYPE = _PREFIX + "envoy.config.cluster.v3.Cluster"
 ENDPOINT_TYPE = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
+EXTENSION_CONFIG_TYPE = _PREFIX + "envoy.config.core.v3.TypedExtensionConfig"
+"""ECDS: filter configs the listener's filters fetch by name (the API keys)."""
 LISTENER_TYPE = _PREFIX + "envoy.config.listener.v3.Listener"
 ROUTE_TYPE = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
 
@@ -37,6 +40,7 @@ def build_resources(decl: Declaration, opts: ListenerOptions) -> dict[str, list[
     resources: dict[str, list[Message]] = {
         CLUSTER_TYPE: list(build_clusters(decl)),
         ENDPOINT_TYPE: list(build_endpoints(decl)),
+        EXTENSION_CONFIG_TYPE: [build_api_key_auth_config(decl, opts.group)],
         LISTENER_TYPE: [build_listener(opts)],
         ROUTE_TYPE: [build_route_configuration(decl, opts)],
     }
