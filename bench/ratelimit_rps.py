@@ -199,7 +199,12 @@ def main() -> int:
     )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "ratelimit_rps.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    # One entry per client kind: the last run of each.
+    earlier = json.loads(out.read_text()) if out.exists() else []
+    if not isinstance(earlier, list):
+        earlier = []
+    kept = [r for r in earlier if r.get("client") != client_kind]
+    out.write_text(json.dumps([*kept, result], indent=2) + "\n")
     print(f"wrote {out}", file=sys.stderr)
     # Counters count every call, the warm-up and the check included.
     if failed or in_redis < done or not decided:
