@@ -1,4 +1,4 @@
-"""Database fixtures shared by every test package: real databases, never mocks.
+"""Database and Redis fixtures shared by every test package: real servers, never mocks.
 
     database_url        a fresh, migrated database per test (revision 0, no entities)
     empty_database_url  a fresh database with no tables at all (for migration tests)
@@ -10,6 +10,10 @@ postgresql+psycopg://postgres@127.0.0.1:5432/postgres; otherwise skipped). On
 PostgreSQL each test gets its own database, copied from a template migrated once
 per session, and dropped afterwards. To run a test on one backend only, use
 `@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)`.
+
+    redis_url     real Redis from TURNOUT_TEST_REDIS_URL (redis://127.0.0.1:6379/0);
+                  without it, tests that need it are skipped
+    redis_prefix  a key prefix of the test's own; every key under it is deleted after
 """
 
 import os
@@ -19,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from turnout.models import db
@@ -116,3 +121,27 @@ def store(database_url: str) -> Iterator[Store]:
     s = Store(database_url)
     yield s
     s.close()
+
+
+REDIS_ENV = "TURNOUT_TEST_REDIS_URL"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"Redis tests need {REDIS_ENV}=redis://127.0.0.1:6379/0")
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"turnout-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -15,13 +15,10 @@ redis_env   TURNOUT_REDIS_URL and a key prefix of the test's own, for quota test
 """
 
 import logging
-import os
-import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import redis
 
 from turnout.local import EchoUpstream, envoy_binary
 
@@ -31,7 +28,6 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 TOKEN = "integration-test-token"
 SECRET_KEY = "integration-test-secret-key"
-REDIS_ENV = "TURNOUT_TEST_REDIS_URL"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -81,17 +77,6 @@ def http() -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def redis_env() -> Iterator[dict[str, str]]:
-    """TURNOUT_REDIS_URL and a prefix of this test's own; its keys are deleted after."""
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"quota tests need real Redis: {REDIS_ENV}=redis://127.0.0.1:6379/0")
-    prefix = f"turnout-test:{uuid.uuid4().hex[:12]}:"
-    yield {"TURNOUT_REDIS_URL": url, "TURNOUT_REDIS_PREFIX": prefix}
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+def redis_env(redis_url: str, redis_prefix: str) -> dict[str, str]:
+    """TURNOUT_REDIS_URL and a prefix of this test's own (its keys deleted after)."""
+    return {"TURNOUT_REDIS_URL": redis_url, "TURNOUT_REDIS_PREFIX": redis_prefix}
