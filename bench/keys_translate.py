@@ -58,7 +58,7 @@ def _translate(decl: Declaration) -> tuple[float, int, int]:
     config, serialized. (Milliseconds, route bytes, ECDS bytes.)"""
     start = time.perf_counter()
     routes = build_route_configuration(decl, ListenerOptions())
-    keys = auth_translate.build_api_key_auth_config(decl, ListenerOptions().group)
+    keys = auth_translate.build_api_key_auth_config(decl)
     route_bytes = routes.SerializeToString(deterministic=True)
     keys_bytes = keys.SerializeToString(deterministic=True)
     return (time.perf_counter() - start) * 1000, len(route_bytes), len(keys_bytes)

@@ -34,15 +34,15 @@ def test_memo_bytes_equal_a_translation_from_scratch(case: object) -> None:
     assert [r.endpoints.any.value for r in results if r.endpoints] == [
         pack(e).any.value for e in build_endpoints(decl)
     ]
-    keys = memo.api_key_auth_config(decl, opts.group)
-    assert keys.any.value == pack(build_api_key_auth_config(decl, opts.group)).any.value
+    keys = memo.api_key_auth_config(decl)
+    assert keys.any.value == pack(build_api_key_auth_config(decl)).any.value
 
 
 def test_a_key_change_rebuilds_the_credentials_not_the_routes() -> None:
     decl, opts = next(c for c in CASES if c.name == "auth-keys").load()
     memo = TranslationMemo()
     routes = memo.route_configuration(decl, opts)
-    keys = memo.api_key_auth_config(decl, opts.group)
+    keys = memo.api_key_auth_config(decl)
     entries = dict(memo._entries)
     more = replace(
         decl,
@@ -51,10 +51,10 @@ def test_a_key_change_rebuilds_the_credentials_not_the_routes() -> None:
     )
     assert memo.route_configuration(more, opts).any.value == routes.any.value
     assert memo._entries == entries and all(memo._entries[k] is v for k, v in entries.items())
-    new_keys = memo.api_key_auth_config(more, opts.group)
+    new_keys = memo.api_key_auth_config(more)
     assert new_keys.any.value != keys.any.value
-    assert new_keys.any.value == pack(build_api_key_auth_config(more, opts.group)).any.value
-    assert memo.api_key_auth_config(more, opts.group) is new_keys  # unchanged keys: cached
+    assert new_keys.any.value == pack(build_api_key_auth_config(more)).any.value
+    assert memo.api_key_auth_config(more) is new_keys  # unchanged keys: cached
 
 
 def test_an_unchanged_spec_object_is_not_translated_again() -> None:

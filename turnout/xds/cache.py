@@ -81,12 +81,18 @@ class _Shared:
     clusters: list[PackedResource]
     endpoints: list[PackedResource]
     eds_cluster_names: frozenset[str]
+    extension_configs: list[PackedResource]
 
 
 def _build_shared(decl: Declaration, memo: TranslationMemo) -> _Shared:
     results = memo.services(decl)
     endpoints = [r.endpoints for r in results if r.endpoints is not None]
-    return _Shared([r.cluster for r in results], endpoints, frozenset(e.name for e in endpoints))
+    return _Shared(
+        [r.cluster for r in results],
+        endpoints,
+        frozenset(e.name for e in endpoints),
+        [memo.api_key_auth_config(decl)],
+    )
 
 
 def _build_group(
@@ -100,7 +106,7 @@ def _build_group(
     packed = {
         CLUSTER_TYPE: shared.clusters,
         ENDPOINT_TYPE: shared.endpoints,
-        EXTENSION_CONFIG_TYPE: [memo.api_key_auth_config(decl, key.group)],
+        EXTENSION_CONFIG_TYPE: shared.extension_configs,
         LISTENER_TYPE: [pack(build_listener(key))],
         ROUTE_TYPE: [routes],
     }

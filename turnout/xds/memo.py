@@ -30,7 +30,7 @@ from turnout.xds.translate import (
     build_cluster,
     build_cluster_load_assignment,
 )
-from turnout.xds.translate.auth import authenticates, build_api_key_auth_config
+from turnout.xds.translate.auth import build_api_key_auth_config
 from turnout.xds.translate.cluster import uses_eds
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 from turnout.xds.translate.route import (
@@ -128,8 +128,8 @@ class TranslationMemo:
         self._entries: dict[tuple[str, int], _EntryResult] = {}
         self._route_entries: dict[str, tuple[RouteSpec, list[RouteEntry]]] = {}
         self._layouts: dict[str, _Layout] = {}
-        self._api_keys: dict[bool, tuple[object, PackedResource]] = {}
-        """By whether the group authenticates: the keys it was built from, the result."""
+        self._api_keys: tuple[object, PackedResource] | None = None
+        """The keys the credentials' ECDS resource was built from, and the resource."""
 
     def services(self, decl: Declaration) -> list[_ServiceResult]:
         results = []
@@ -149,14 +149,11 @@ class TranslationMemo:
             del self._services[gone]
         return results
 
-    def api_key_auth_config(self, decl: Declaration, group: str) -> PackedResource:
-        """The group's credentials (ECDS), rebuilt only when the keys changed."""
-        needed = authenticates(decl, group)
-        cached = self._api_keys.get(needed)
-        if cached is None or cached[0] is not decl.api_keys:
-            cached = (decl.api_keys, pack(build_api_key_auth_config(decl, group)))
-            self._api_keys[needed] = cached
-        return cached[1]
+    def api_key_auth_config(self, decl: Declaration) -> PackedResource:
+        """The credentials (ECDS), rebuilt only when the keys changed."""
+        if self._api_keys is None or self._api_keys[0] is not decl.api_keys:
+            self._api_keys = (decl.api_keys, pack(build_api_key_auth_config(decl)))
+        return self._api_keys[1]
 
     def route_configuration(self, decl: Declaration, opts: ListenerOptions) -> PackedResource:
         """The group's RouteConfiguration, packed, from cached route entries."""

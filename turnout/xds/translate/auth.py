@@ -182,18 +182,14 @@ def _key_source(source: KeySourceSpec) -> KeySource:
     return KeySource(header=PATH_KEY_HEADER)
 
 
-def authenticates(decl: Declaration, group: str) -> bool:
-    """Whether any route of the node group requires a key."""
-    return any(
-        r.auth is not None and r.auth.required and group in r.groups for r in decl.routes.values()
-    )
+def build_api_key_auth_config(decl: Declaration) -> TypedExtensionConfig:
+    """The ECDS resource: `api_key_auth` with every credential of the declaration.
 
-
-def build_api_key_auth_config(decl: Declaration, group: str) -> TypedExtensionConfig:
-    """The ECDS resource: `api_key_auth` with every credential of the declaration, or
-    none for a node group where no route checks keys (its proxies need not hold them)."""
-    keys = decl.api_keys if authenticates(decl, group) else ()
-    config = Any(type_url=API_KEY_AUTH_TYPE, value=serialized_credentials(keys))
+    Every node group gets all of them, even one where no route checks keys yet: a
+    group losing its last authenticated route would otherwise get an empty list
+    before its routes stop asking for keys (ECDS goes before RDS), and valid keys
+    would meet 401 in between."""
+    config = Any(type_url=API_KEY_AUTH_TYPE, value=serialized_credentials(decl.api_keys))
     return TypedExtensionConfig(name=API_KEY_AUTH_FILTER, typed_config=config)
 
 

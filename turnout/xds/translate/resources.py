@@ -40,7 +40,7 @@ def build_resources(decl: Declaration, opts: ListenerOptions) -> dict[str, list[
     resources: dict[str, list[Message]] = {
         CLUSTER_TYPE: list(build_clusters(decl)),
         ENDPOINT_TYPE: list(build_endpoints(decl)),
-        EXTENSION_CONFIG_TYPE: [build_api_key_auth_config(decl, opts.group)],
+        EXTENSION_CONFIG_TYPE: [build_api_key_auth_config(decl)],
         LISTENER_TYPE: [build_listener(opts)],
         ROUTE_TYPE: [build_route_configuration(decl, opts)],
     }
