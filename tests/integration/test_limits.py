@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -148,37 +149,48 @@ def test_the_fast_rate_limit_transport_counts_for_the_fleet(
     open and let all 12 requests through, so only the separate service can hold the quota.
     """
     address = f"127.0.0.1:{free_port()}"
-    service: subprocess.Popen[bytes] | None = None
-    if where == "turnout-ratelimit":
-        admin, turnout = start({})
-        with open(tmp_path / "ratelimit.log", "ab") as log:
-            service = subprocess.Popen(
-                [*turnout_command(), "ratelimit", "--listen", address],
-                env={**os.environ, **redis_env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-    else:
-        admin, turnout = start(redis_env, args=["--ratelimit-listen", address])
-    envoys: list[EnvoyProcess] = []
+    with ExitStack() as stack:
+        if where == "turnout-ratelimit":
+            admin, turnout = start({})
+            stack.enter_context(ratelimit_service(address, redis_env, tmp_path / "rl.log"))
+        else:
+            admin, turnout = start(redis_env, args=["--ratelimit-listen", address])
+            wait_for(lambda: listening(address), 20, "serve's rate limit port listening")
+        envoys: list[EnvoyProcess] = []
+        try:
+            for i in (1, 2):
+                envoy = EnvoyProcess(
+                    f"envoy-{i}",
+                    turnout.xds_address,
+                    log_path=tmp_path / f"envoy-{i}.log",
+                    bootstrap={"ratelimit_address": address},
+                )
+                envoys.append(envoy.start())
+            keys = declare(admin, upstream, {"quota": [{"requests": 5, "per": "day"}]})
+            assert_daily_quota_of_5_holds(admin, envoys, keys)
+        finally:
+            for envoy in envoys:
+                envoy.stop()
+
+
+@contextmanager
+def ratelimit_service(
+    address: str, env: dict[str, str], log_path: Path, *args: str
+) -> Iterator[None]:
+    """`turnout ratelimit --listen ADDRESS [args]` until it listens; it must exit cleanly."""
+    with open(log_path, "ab") as log:
+        service = subprocess.Popen(
+            [*turnout_command(), "ratelimit", "--listen", address, *args],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        wait_for(lambda: listening(address), 20, "the rate limit service listening")
-        for i in (1, 2):
-            envoy = EnvoyProcess(
-                f"envoy-{i}",
-                turnout.xds_address,
-                log_path=tmp_path / f"envoy-{i}.log",
-                bootstrap={"ratelimit_address": address},
-            )
-            envoys.append(envoy.start())
-        keys = declare(admin, upstream, {"quota": [{"requests": 5, "per": "day"}]})
-        assert_daily_quota_of_5_holds(admin, envoys, keys)
+        wait_for(lambda: listening(address), 20, "turnout ratelimit listening")
+        yield
     finally:
-        for envoy in envoys:
-            envoy.stop()
-        if service is not None:
-            service.terminate()
-            assert service.wait(10) == 0, (tmp_path / "ratelimit.log").read_text()
+        service.terminate()
+        assert service.wait(10) == 0, log_path.read_text()
 
 
 def listening(address: str) -> bool:

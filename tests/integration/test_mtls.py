@@ -2,9 +2,9 @@
 another node is refused, the right proxy converges; quotas still hold, wherever the
 rate limit service answers. Real Envoy, real gRPC TLS, real Redis."""
 
-import os
 import subprocess
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -15,6 +15,7 @@ from tests.integration.test_limits import (
     assert_daily_quota_of_5_holds,
     declare,
     listening,
+    ratelimit_service,
 )
 from turnout.bootstrap_extras import XdsTlsFiles
 from turnout.local import (
@@ -154,39 +155,30 @@ def test_quotas_hold_under_xds_mtls(
         database_url, TOKEN, log_path=tmp_path / "turnout.log", env=env, args=server
     ).start()
     admin = AdminClient(turnout.admin_url, TOKEN)
+    tls = ["--tls-cert", str(ours / "server.pem"), "--tls-key", str(ours / "server.key"),
+           "--client-ca", str(ours / "ca.pem")]  # fmt: skip
     envoys: list[EnvoyProcess] = []
-    service: subprocess.Popen[bytes] | None = None
     try:
-        if where == "turnout-ratelimit":
-            with open(tmp_path / "ratelimit.log", "ab") as log:
-                service = subprocess.Popen(
-                    [*turnout_command(), "ratelimit", "--listen", address,
-                     "--tls-cert", str(ours / "server.pem"), "--tls-key", str(ours / "server.key"),
-                     "--client-ca", str(ours / "ca.pem")],
-                    env={**os.environ, **redis_env},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-        if where != "xds-port":
-            wait_for(lambda: listening(address), 20, "the rate limit service listening")
-        for node in ("envoy-1", "envoy-2"):
-            bootstrap: dict[str, object] = {**_tls(ours, ours, node)}
-            if where != "xds-port":
-                bootstrap["ratelimit_address"] = address
-            envoy = EnvoyProcess(
-                node, turnout.xds_address, log_path=tmp_path / f"{node}.log", bootstrap=bootstrap
-            )
-            envoys.append(envoy.start())
-        keys = declare(admin, upstreams["blue"], {"quota": [{"requests": 5, "per": "day"}]})
-        assert_daily_quota_of_5_holds(admin, envoys, keys)
-        for envoy in envoys:  # the calls went over TLS
-            stats = envoy.stats("_turnout_ratelimit.ssl.handshake")
-            assert stats.get("cluster._turnout_ratelimit.ssl.handshake", 0) >= 1, stats
+        with ExitStack() as stack:
+            if where == "turnout-ratelimit":
+                log = tmp_path / "rl.log"
+                stack.enter_context(ratelimit_service(address, redis_env, log, *tls))
+            elif where == "serve-ratelimit-listen":
+                wait_for(lambda: listening(address), 20, "serve's rate limit port listening")
+            for node in ("envoy-1", "envoy-2"):
+                bootstrap: dict[str, object] = {**_tls(ours, ours, node)}
+                if where != "xds-port":
+                    bootstrap["ratelimit_address"] = address
+                log = tmp_path / f"{node}.log"
+                envoy = EnvoyProcess(node, turnout.xds_address, log_path=log, bootstrap=bootstrap)
+                envoys.append(envoy.start())
+            keys = declare(admin, upstreams["blue"], {"quota": [{"requests": 5, "per": "day"}]})
+            assert_daily_quota_of_5_holds(admin, envoys, keys)
+            for envoy in envoys:  # the calls went over TLS
+                stats = envoy.stats("_turnout_ratelimit.ssl.handshake")
+                assert stats.get("cluster._turnout_ratelimit.ssl.handshake", 0) >= 1, stats
     finally:
         for envoy in envoys:
             envoy.stop()
         admin.close()
         turnout.stop()
-        if service is not None:
-            service.terminate()
-            assert service.wait(10) == 0, (tmp_path / "ratelimit.log").read_text()
