@@ -8,6 +8,7 @@ upstream protocol (HTTP/1.1, HTTP/2, gRPC). Translated in
 `turnout/xds/translate/policies.py`.
 """
 
+import ipaddress
 from enum import StrEnum
 from typing import Annotated
 
@@ -17,15 +18,29 @@ from turnout.models.types import header_name
 
 
 class HeaderChanges(BaseModel):
-    """`add` appends a value, `set` replaces it, `remove` drops the header."""
+    """`add` appends a value, `set` replaces it, `remove` drops the header.
+
+    `replace` and `add_if_absent` are Kong's request-transformer `replace` and `add`:
+    the first changes only a header the client sent, the second only adds a header
+    the client did not send. Envoy applies `remove` first, then `replace`,
+    `add_if_absent`, `add` and `set` in that order (Kong: remove, replace, add, append).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     add: Annotated[dict[str, str], Field(max_length=32)] = {}
     set: Annotated[dict[str, str], Field(max_length=32)] = {}
     remove: Annotated[list[str], Field(max_length=32)] = []
+    replace: Annotated[
+        dict[str, str],
+        Field(max_length=32, description="Overwrite these headers only when present."),
+    ] = {}
+    add_if_absent: Annotated[
+        dict[str, str],
+        Field(max_length=32, description="Add these headers only when absent."),
+    ] = {}
 
-    @field_validator("add", "set")
+    @field_validator("add", "set", "replace", "add_if_absent")
     @classmethod
     def _names(cls, headers: dict[str, str]) -> dict[str, str]:
         out = {header_name(k): v for k, v in headers.items()}
@@ -123,6 +138,41 @@ class RoutePolicies(BaseModel):
     ] = None
     retries: Retries | None = None
     cors: Cors | None = None
+    idle_timeout_ms: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=3_600_000,
+            description="Longest silence on the request or response stream (Kong's "
+            "read/write timeouts).",
+        ),
+    ] = None
+    ip_allow: Annotated[
+        list[str],
+        Field(
+            max_length=256,
+            description="CIDRs allowed to use the route (the TCP peer); others get 403.",
+        ),
+    ] = []
+    ip_deny: Annotated[
+        list[str],
+        Field(max_length=256, description="CIDRs refused with 403 (the TCP peer)."),
+    ] = []
+
+    @field_validator("ip_allow", "ip_deny")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            try:
+                # Envoy masks the address by the prefix length; store it canonical.
+                network = ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or CIDR range") from None
+            out.append(str(network))
+        if len(set(out)) != len(out):
+            raise ValueError("CIDR ranges must not repeat")
+        return out
 
 
 class Protocol(StrEnum):
