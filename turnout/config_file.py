@@ -6,6 +6,7 @@ dispatches here.
 """
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -74,7 +75,7 @@ def apply_file(
 
 def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
     """Import a decK/Kong file: print what was imported and what could not be mapped."""
-    from turnout.admin.kong_import import IMPORT_TAG, convert
+    from turnout.admin.kong import IMPORT_TAG, convert
 
     try:
         doc = yaml.safe_load(_read(path))
@@ -98,7 +99,7 @@ def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
         print(f"turnout import kong: {exc}; nothing changed", file=sys.stderr)
         return 1
     try:
-        keys = 0 if dry_run else _import_keys(store, result.keys)
+        keys = 0 if dry_run else _import_keys(store, result.keys, result.expiry)
     except TurnoutError as exc:
         print(
             f"turnout import kong: revision {applied.revision} applied, but keys: {exc}",
@@ -107,6 +108,8 @@ def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
         return 1
     out.write(f"imported ({len(result.imported)}):\n")
     out.writelines(f"  {line}\n" for line in result.imported)
+    out.write(f"mapped, but different from Kong ({len(result.differs)}):\n")
+    out.writelines(f"  {line}\n" for line in result.differs)
     out.write(f"not mapped ({len(result.not_mapped)}):\n")
     out.writelines(f"  {line}\n" for line in result.not_mapped)
     if dry_run:
@@ -118,7 +121,7 @@ def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
     return 0
 
 
-def _import_keys(store: Store, keys: dict[str, list[str]]) -> int:
+def _import_keys(store: Store, keys: dict[str, list[str]], expiry: dict[str, datetime]) -> int:
     """Store the imported consumers' keys right after the apply; return how many were new.
 
     Keys live in their own table, written through the key store (encryption, the
@@ -126,4 +129,6 @@ def _import_keys(store: Store, keys: dict[str, list[str]]) -> int:
     transaction per consumer after the apply's. Keys a consumer already has are
     skipped, so re-importing a file is harmless.
     """
-    return sum(store.keys.import_new(name, batch, CLI_ACTOR) for name, batch in keys.items())
+    return sum(
+        store.keys.import_new(name, batch, CLI_ACTOR, expiry) for name, batch in keys.items()
+    )

@@ -9,7 +9,7 @@ id: loading the declaration after one new key decrypts one key, not 100,000.
 import builtins
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -123,11 +123,19 @@ class KeyRing:
             self._known[key_id] = ApiKey(key_id, consumer, key)
         return KeyCreated(**info.model_dump(), key=key), revision
 
-    def import_keys(self, consumer: str, keys: Sequence[str], actor: str) -> int:
+    def import_keys(
+        self,
+        consumer: str,
+        keys: Sequence[str],
+        actor: str,
+        expires_at: Mapping[str, datetime] | None = None,
+    ) -> int:
         """Store many existing keys of one consumer in one write (migrations, benchmarks).
 
         All or nothing: one duplicate (within `keys` or with stored keys) refuses all.
+        `expires_at` gives some keys an expiry (by key), e.g. a Kong credential's `ttl`.
         """
+        expiry = expires_at or {}
         cipher = self._require_cipher()
         now = datetime.now(UTC).replace(microsecond=0)
         rows = []
@@ -141,7 +149,7 @@ class KeyRing:
                     "lookup_hash": cipher.lookup_hash(key),
                     "ciphertext": cipher.encrypt(key_id, key),
                     "created_at": now,
-                    "expires_at": None,
+                    "expires_at": expiry.get(key),
                 }
             )
         hashes = [r["lookup_hash"] for r in rows]
@@ -166,7 +174,13 @@ class KeyRing:
                 self._known[row["id"]] = ApiKey(row["id"], consumer, key)
         return revision
 
-    def import_new(self, consumer: str, keys: Sequence[str], actor: str) -> int:
+    def import_new(
+        self,
+        consumer: str,
+        keys: Sequence[str],
+        actor: str,
+        expires_at: Mapping[str, datetime] | None = None,
+    ) -> int:
         """Import those of `keys` the consumer does not have yet; return how many.
 
         For re-runnable imports (`turnout import kong`): a key the consumer already
@@ -186,7 +200,7 @@ class KeyRing:
             raise Conflict("a key to import belongs to another consumer", field="keys")
         new = [key for lookup, key in hashes.items() if lookup not in held]
         if new:
-            self.import_keys(consumer, new, actor)
+            self.import_keys(consumer, new, actor, expires_at)
         return len(new)
 
     def revoke(self, consumer: str, key_id: str, actor: str) -> int:

@@ -86,6 +86,7 @@ class RetryOn(StrEnum):
     SERVER_ERROR = "5xx"
     GATEWAY_ERROR = "gateway-error"
     RESET = "reset"
+    RESET_BEFORE_REQUEST = "reset-before-request"
     RETRIABLE_4XX = "retriable-4xx"
 
 
