@@ -126,9 +126,7 @@ def _import_keys(store: Store, keys: dict[str, list[str]], expiry: dict[str, dat
 
     Keys live in their own table, written through the key store (encryption, the
     lookup hash, its own revision), not through `Store.apply`, so they are one
-    transaction per consumer after the apply's. Keys a consumer already has are
-    skipped, so re-importing a file is harmless.
+    transaction (for every consumer at once) after the apply's. Keys a consumer
+    already has are skipped, so re-importing a file is harmless.
     """
-    return sum(
-        store.keys.import_new(name, batch, CLI_ACTOR, expiry) for name, batch in keys.items()
-    )
+    return store.keys.import_new_many(keys, CLI_ACTOR, expiry) if keys else 0

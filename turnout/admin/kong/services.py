@@ -160,10 +160,11 @@ def _endpoints(upstream: dict[str, Any], origin: str, out: KongImport) -> list[d
     if not raw:
         return []
     top = max(w for _, _, w in raw)
+    scale = 128 / top if top > 128 else 1  # Envoy's endpoint weights are 1-128 here
     endpoints = [
-        {"address": a, "port": p, "weight": max(1, round(w * 128 / top))} for a, p, w in raw
+        {"address": a, "port": p, "weight": max(1, round(w * scale))} for a, p, w in raw
     ]
-    if top > 128 and any(w * 128 % top for _, _, w in raw):
+    if any(e["weight"] != w * scale for e, (_, _, w) in zip(endpoints, raw, strict=True)):
         out.differs.append(f"{origin}: target weights scaled to 1-128; shares rounded")
     return endpoints
 
