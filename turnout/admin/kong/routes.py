@@ -56,7 +56,11 @@ def _captures(paths: list[Any]) -> dict[str, str]:
             prefix, rest = regex[: match.start()], regex[match.end() :]
             end = _group_end(rest)
             inner, after = rest[:end], rest[end + 1 :]
-            segment = "/" not in inner and (not after or after[0] in "/$(.")
+            try:  # the capture must stay inside one segment: it cannot match "/"
+                one_segment = re.search(inner, "/") is None
+            except re.error:
+                one_segment = False
+            segment = one_segment and (not after or after[0] in "/$(.")
             if _LITERAL_PREFIX.match(prefix) and segment:
                 found.setdefault(match[1], prefix + "{key}")
     return found

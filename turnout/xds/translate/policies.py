@@ -214,6 +214,9 @@ def apply_service_policies(cluster: Cluster, service: ServiceSpec) -> None:
             HealthCheck(
                 timeout=_ms(check.timeout_ms),
                 interval=_ms(check.interval_ms),
+                # Envoy probes a cluster without recent traffic every 60 s unless
+                # told otherwise; `interval_ms` is the interval, traffic or not.
+                no_traffic_interval=_ms(check.interval_ms),
                 unhealthy_threshold=UInt32Value(value=check.unhealthy_threshold),
                 healthy_threshold=UInt32Value(value=check.healthy_threshold),
                 http_health_check=HealthCheck.HttpHealthCheck(
