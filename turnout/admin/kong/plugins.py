@@ -220,12 +220,14 @@ def route_fields(
     origin: str,
     out: KongImport,
     captures: dict[str, str] | None = None,
+    shared: str | None = None,
 ) -> dict[str, Any]:
     """The `auth`, `limits` and `policies` a route gets from the plugins that apply.
 
     For each plugin name the most specific one wins, as in Kong: the route's, else
     its service's, else the global one. `captures` maps the route's named URI
-    captures to the path template of their segment (routes.py).
+    captures to the path template of their segment (routes.py); `shared` names the
+    quota counters of the route's service.
     """
     chosen: dict[str, tuple[dict[str, Any], str]] = {}
     for scope, plugins in (("global", everywhere), ("service", service), ("route", route)):
@@ -264,9 +266,19 @@ def route_fields(
             return {"skip": True}
         fields["auth"].update(allowed or {})
     if "rate-limiting" in chosen:
+        scope = chosen["rate-limiting"][1]
         limits = rate_limiting(
             chosen["rate-limiting"][0], where("rate-limiting"), "auth" in fields, out
         )
+        if limits is not None and scope != "route":
+            # Kong counts a service's plugin over all its routes, a global one over
+            # every route: the routes share their quota counters.
+            limits["shared"] = shared or "kong-global"
+            if limits["burst"]:
+                out.once(
+                    "rate-limiting on a service or globally: per-second/minute bursts "
+                    "are counted per route (quotas over all its routes, as in Kong)"
+                )
         if limits is not None:
             fields["limits"] = limits
     if "ip-restriction" in chosen:

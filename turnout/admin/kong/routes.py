@@ -118,6 +118,7 @@ def route_data(
         origin,
         out,
         _captures(paths),
+        shared=f"kong-service-{target}"[:128],
     )
     if fields.pop("skip", False):
         return None

@@ -161,9 +161,7 @@ def _endpoints(upstream: dict[str, Any], origin: str, out: KongImport) -> list[d
         return []
     top = max(w for _, _, w in raw)
     scale = 128 / top if top > 128 else 1  # Envoy's endpoint weights are 1-128 here
-    endpoints = [
-        {"address": a, "port": p, "weight": max(1, round(w * scale))} for a, p, w in raw
-    ]
+    endpoints = [{"address": a, "port": p, "weight": max(1, round(w * scale))} for a, p, w in raw]
     if any(e["weight"] != w * scale for e, (_, _, w) in zip(endpoints, raw, strict=True)):
         out.differs.append(f"{origin}: target weights scaled to 1-128; shares rounded")
     return endpoints
