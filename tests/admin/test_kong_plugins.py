@@ -1,7 +1,7 @@
-"""Kong plugins and consumers → Turnout fields (`turnout/admin/kong_plugins.py`)."""
+"""Kong plugins and consumers → Turnout fields (`turnout/admin/kong/plugins.py`)."""
 
-from turnout.admin.kong import plugins as kong_plugins
 from turnout.admin.kong import KongImport, convert
+from turnout.admin.kong import plugins as kong_plugins
 from turnout.admin.kong.transform import request_transformer
 
 
