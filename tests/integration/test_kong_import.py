@@ -142,6 +142,7 @@ def test_kong_import_then_envoy_serves_it(
     assert consumers["bob"]["limits"] == {
         "burst": [{"requests": 50, "per": "minute"}],
         "quota": [{"requests": 1000, "per": "day"}],
+        "shared": None,
     }
     services = admin.http.get("/services").json()["items"]
     assert len(services) == 22  # 20 + svc with path + the one behind the upstream
