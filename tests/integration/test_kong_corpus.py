@@ -150,7 +150,12 @@ def test_key_auth_acl_consumer_headers_and_ttl(
     assert get("/all", bob).status_code == 200
 
 
-def test_route_policies(import_kong: Importer, envoy: EnvoyProcess, http: httpx.Client) -> None:
+def test_route_policies(
+    import_kong: Importer,
+    envoy: EnvoyProcess,
+    upstreams: dict[str, EchoUpstream],
+    http: httpx.Client,
+) -> None:
     report = import_kong("policies.yaml")
     assert "key apikey read from the URL path /forecast/{key}" in report
     assert "pirate-key" not in report
@@ -162,7 +167,10 @@ def test_route_policies(import_kong: Importer, envoy: EnvoyProcess, http: httpx.
     assert get("/ip-denied").status_code == 403
     assert get("/ip-elsewhere").status_code == 403
     assert get("/ip-local").status_code == 200
-    assert get("/unrestricted").status_code == 200
+    unrestricted = get("/unrestricted")
+    assert unrestricted.status_code == 200
+    # preserve_host false (Kong's default): the upstream gets the service's host.
+    assert unrestricted.json()["headers"]["host"] == urlsplit(upstreams["blue"].url).netloc
     # X-Forwarded-For is written by the client: it does not get past the list.
     assert get("/ip-denied", **{"x-forwarded-for": "10.1.2.3"}).status_code == 403
     # cors: a preflight is answered for the allowed origin.
