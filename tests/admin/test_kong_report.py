@@ -312,3 +312,28 @@ def test_route_policies_validate_cidrs_and_header_values() -> None:
         RoutePolicies(ip_deny=["10.0.0.1", "10.0.0.1/32"])
     with pytest.raises(ValidationError, match="Envoy formatters"):
         RoutePolicies.model_validate({"request_headers": {"add_if_absent": {"x": "%REQ(a)%"}}})
+
+
+def test_top_level_plugins_apply_to_the_entity_they_name() -> None:
+    routes = [{"name": "r", "paths": ["/r"]}, {"name": "r2", "paths": ["/r2"]}]
+    out = convert(
+        one_service(
+            {"routes": routes},
+            plugins=[
+                {
+                    "name": "ip-restriction",
+                    "route": {"name": "r"},
+                    "config": {"deny": ["10.0.0.9"]},
+                },
+                {"name": "cors", "route": "r2", "consumer": "u"},
+                {"name": "cors", "service": "missing"},
+            ],
+            consumers=[{"username": "u"}],
+        )
+    )
+    assert route(out)["policies"]["ip_deny"] == ["10.0.0.9/32"]
+    assert "ip_deny" not in route(out, "r2")["policies"]
+    assert "cors" not in route(out, "r2")["policies"]
+    text = report(out)
+    assert "plugin cors on route r2 and consumer u: combined scope" in text
+    assert "plugin cors on unknown service 'missing'" in text
