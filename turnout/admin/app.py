@@ -20,6 +20,7 @@ from turnout.admin.api.entities import entity_router
 from turnout.admin.auth import hash_token
 from turnout.admin.deps import require_admin
 from turnout.admin.errors import install_error_handlers
+from turnout.admin.write_gate import WriteGate
 from turnout.models.entities import ENTITIES
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
@@ -70,4 +71,5 @@ def create_app(
         app.include_router(router, dependencies=authed)
     app.include_router(tokens.router, dependencies=authed)
     install_error_handlers(app)
+    app.add_middleware(WriteGate)
     return app

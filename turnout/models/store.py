@@ -66,7 +66,7 @@ class Store(HistoryMixin):
             db.upgrade(engine=self._engine)
 
     def close(self) -> None:
-        self._engine.dispose()
+        db.dispose(self._engine)
 
     # -- reads ---------------------------------------------------------------
 
