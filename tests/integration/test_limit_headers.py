@@ -4,13 +4,14 @@ burst replaces the route's whatever the windows; every 429 carries one set of
 counts against (measured here, documented in the README).
 """
 
+import time
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess
+from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, wait_for
 
 SECRET_KEY = "integration-test-secret-key"  # as in conftest.py
 HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
@@ -157,3 +158,35 @@ def test_what_a_refused_request_counts_against(
     # the burst never counted); bob's route counter and his own counter saw both of
     # his requests, the 2nd refused by his own quota only.
     assert counts == [2, 2, 3], counts
+
+
+def test_a_refusal_by_the_per_second_burst_takes_a_per_minute_token(
+    admin: AdminClient, envoy: EnvoyProcess, upstreams: dict[str, EchoUpstream], http: httpx.Client
+) -> None:
+    """Envoy takes a token from each matching bucket, slowest-filling first, and stops
+    at the first that is empty: the per-minute token of a request the per-second
+    bucket refuses is gone."""
+    keys = _declare(
+        admin,
+        upstreams["blue"],
+        {"burst": [{"requests": 1, "per": "second"}, {"requests": 3, "per": "minute"}]},
+        {"alice": None},
+    )
+    admin.wait_synced(envoy.node_id, admin.revision())
+
+    def get() -> httpx.Response:
+        return http.get(f"{envoy.url}/api", headers={"apikey": keys["alice"]})
+
+    first, second = get(), get()  # minute 3 → 1, the second refused by 1/second
+    assert (first.status_code, second.status_code, _limit(second)) == (200, 429, "1")
+    # Once the per-second bucket has a token again (it refills one per second), the
+    # third takes the last minute token and the fourth meets the empty minute bucket.
+    # (Each try refused by the second would take a minute token too, so wait on the
+    # clock rather than retry.)
+    started = time.monotonic()
+    wait_for(lambda: time.monotonic() - started >= 1.2, 5, "the per-second bucket to refill")
+    third = get()
+    assert third.status_code == 200, third.headers
+    wait_for(lambda: time.monotonic() - started >= 2.4, 5, "the per-second bucket to refill")
+    fourth = get()
+    assert (fourth.status_code, _limit(fourth)) == (429, "3")
