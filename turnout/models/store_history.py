@@ -18,7 +18,7 @@ from turnout.models import backup, history
 from turnout.models.audit import Action, AuditEventRow
 from turnout.models.declaration import Declaration
 from turnout.models.errors import NotFound
-from turnout.models.freeze import Freeze, FreezeCreate, FreezeRow
+from turnout.models.freeze import Freeze, FreezeCreate, FreezeRow, check_scope_names
 from turnout.models.freeze import now as freeze_now
 from turnout.models.history import RevisionInfo
 from turnout.models.rows import REVISION_ROW_ID, RevisionRow
@@ -65,6 +65,7 @@ class HistoryMixin:
     def create_freeze(self, body: FreezeCreate, actor: str) -> Freeze:
         at = freeze_now()
         with self._write() as session:
+            check_scope_names(session, body.scope)
             row = FreezeRow(
                 reason=body.reason,
                 scope=body.scope.model_dump(mode="json"),

@@ -75,11 +75,11 @@ from google.protobuf.wrappers_pb2 import UInt32Value
 from turnout.models.declaration import Declaration
 from turnout.models.route import DEFAULT_GROUP, PathKind, PathMatch, RouteSpec
 from turnout.models.split import SplitSpec
-from turnout.xds.translate.auth import apply_route_auth
+from turnout.xds.translate.auth import build_auth_routes
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 from turnout.xds.translate.policies import apply_route_policies
 from turnout.xds.translate.ratelimit import apply_route_limits
-from turnout.xds.translate.split import split_routes
+from turnout.xds.translate.split import needs_rematch, split_routes
 
 CATCH_ALL_VIRTUAL_HOST = "any"
 HOST_VIRTUAL_HOST_PREFIX = "host:"
@@ -236,11 +236,16 @@ def build_virtual_host(
 def build_routes(entry: RouteEntry, split: SplitSpec | None, decl: Declaration) -> list[Route]:
     """The Envoy route entries for one (route, path): the split's pins first (split.py),
     each with the route's key auth, limits and request policies."""
-    route = build_route(entry, split)
-    apply_route_auth(route, entry.route.auth, decl)  # auth.py: API keys per route
-    apply_route_limits(route, entry.route, decl)  # ratelimit.py: bursts and quotas
-    apply_route_policies(route, entry.route.policies)  # policies.py: headers, retries ...
-    return split_routes(route, split, entry.route.auth)
+    auth = entry.route.auth
+    rematch = needs_rematch(split, auth)
+    # auth.py: API keys per route; several entries when a path key combines with others.
+    keyed = build_auth_routes(build_route(entry, split), auth, decl, rematch=rematch)
+    routes: list[Route] = []
+    for route in keyed:
+        apply_route_limits(route, entry.route, decl)  # ratelimit.py: bursts and quotas
+        apply_route_policies(route, entry.route.policies)  # policies.py: headers, retries ...
+        routes.extend(split_routes(route, split, auth))
+    return routes
 
 
 def virtual_host_layout(

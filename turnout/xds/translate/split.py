@@ -117,6 +117,13 @@ def apply_sticky(weighted: Route, split: SplitSpec, auth: RouteAuth | None = Non
     weighted.route.weighted_clusters.use_hash_policy.value = True
 
 
+def needs_rematch(split: SplitSpec | None, auth: RouteAuth | None) -> bool:
+    """Whether the route's entries match again after authentication (by consumer)."""
+    if split is None or auth is None or not auth.required:
+        return False
+    return any(p.consumer for p in split.pins) or bool(split.sticky and split.sticky.consumer)
+
+
 def split_routes(
     weighted: Route, split: SplitSpec | None, auth: RouteAuth | None = None
 ) -> list[Route]:
@@ -125,10 +132,7 @@ def split_routes(
         return [weighted]
     apply_sticky(weighted, split, auth)
     authenticated = auth is not None and auth.required
-    by_consumer = any(p.consumer for p in split.pins) or bool(
-        split.sticky and split.sticky.consumer
-    )
-    if authenticated and by_consumer:
+    if needs_rematch(split, auth):
         # On every entry of the route (pins copy it): the first match may land on any
         # of them, on the headers the client sent; all carry the same auth config.
         weighted.typed_per_filter_config[REMATCH_FILTER].CopyFrom(_rematch_per_route())
