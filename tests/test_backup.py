@@ -223,3 +223,35 @@ def test_freeze_ids_survive_a_restore(
     finally:
         store.close()
     capsys.readouterr()
+
+
+def test_a_damaged_backup_is_refused_by_name_and_changes_nothing(
+    database_url: str, second_url: str, secret: str, tmp_path: Path, capsys: Any
+) -> None:
+    _seed(database_url).close()
+    path = _backup(database_url, tmp_path)
+    data = json.loads(path.read_text())
+    damaged = tmp_path / "damaged.json"
+    cases: list[tuple[str, str]] = [
+        ("{not json", "damaged.json"),
+        (json.dumps([1, 2]), "is not a Turnout backup"),
+        (json.dumps({**data, "revision": "9"}), "is not a Turnout backup"),
+    ]
+    for field, value in (("id", "x" * 33), ("lookup_hash", "zz"), ("extra", 1)):
+        keys = [{**data["consumer_keys"][0], field: value}, *data["consumer_keys"][1:]]
+        cases.append((json.dumps({**data, "consumer_keys": keys}), field))
+    repeated = [data["consumer_keys"][0], *data["consumer_keys"]]
+    cases.append((json.dumps({**data, "consumer_keys": repeated}), "repeat an id"))
+    capsys.readouterr()
+    for text, named in cases:
+        damaged.write_text(text)
+        assert main(["restore", str(damaged), "--database-url", second_url]) == 1
+        err = capsys.readouterr().err
+        assert named in err and "nothing changed" in err, err
+        assert main(["verify", str(damaged), "--database-url", second_url]) == 1
+        capsys.readouterr()
+    target = Store(second_url)
+    try:
+        assert target.revision() == 0 and target.keys.count() == 0
+    finally:
+        target.close()

@@ -110,10 +110,18 @@ def backup(store: Store, path: str, out: TextIO) -> int:
 
 
 def _load(path: str) -> dict[str, Any]:
-    data = json.loads(Path(path).read_text())
-    if data.get("kind") != KIND or data.get("_format_version") not in READABLE_FORMATS:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    if (
+        not isinstance(data, dict)
+        or data.get("kind") != KIND
+        or data.get("_format_version") not in READABLE_FORMATS
+        or not isinstance(data.get("revision"), int)
+    ):
         raise ValueError(f"{path} is not a Turnout backup (format {FORMAT_VERSION})")
-    return dict(data)
+    return data
 
 
 def _old_secret(use_old: bool) -> str | None:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
@@ -45,13 +45,14 @@ class KeyBackup(BaseModel):
 
     model_config = ConfigDict(extra="forbid", from_attributes=True)
 
-    id: str
-    consumer: str
-    prefix: str
-    lookup_hash: str
-    ciphertext: str
-    created_at: datetime
-    expires_at: datetime | None = None
+    # Bounds of the columns (`ConsumerKeyRow`): a damaged file is refused by name.
+    id: str = Field(min_length=1, max_length=32)
+    consumer: str = Field(min_length=1, max_length=128)
+    prefix: str = Field(max_length=16)
+    lookup_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    ciphertext: str = Field(min_length=1, max_length=4096)
+    created_at: AwareDatetime
+    expires_at: AwareDatetime | None = None
 
 
 def export(session: Session) -> dict[str, Any]:
@@ -75,7 +76,10 @@ def export(session: Session) -> dict[str, Any]:
 
 def backed_up_keys(data: dict[str, Any]) -> list[KeyBackup]:
     """The key rows of a backup (none in a format 1 backup), validated."""
-    return [KeyBackup.model_validate(item) for item in data.get("consumer_keys", [])]
+    keys = [KeyBackup.model_validate(item) for item in data.get("consumer_keys", [])]
+    if len({k.id for k in keys}) != len(keys):
+        raise ValueError("the backup's consumer_keys repeat an id")
+    return keys
 
 
 def _need_cipher(cipher: KeyCipher | None, count: int, what: str) -> KeyCipher:
