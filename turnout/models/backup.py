@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from turnout.models import changes
@@ -174,11 +174,14 @@ def restore(
     for ent in ENTITIES.values():
         for item in data.get(ent.plural, []):
             changes.create(session, ent, ent.spec.model_validate(item))
-    for key in keys:
-        session.add(ConsumerKeyRow(**key.model_dump()))
-    for item in data.get("audit", []):
-        event = AuditEvent.model_validate({**item, "id": 0})
-        session.add(AuditEventRow(**event.model_dump(exclude={"id"})))
+    if keys:  # Core insert: 100,000 keys should not make 100,000 ORM objects
+        session.execute(insert(ConsumerKeyRow), [key.model_dump() for key in keys])
+    events = [
+        AuditEvent.model_validate({**item, "id": 0}).model_dump(exclude={"id"})
+        for item in data.get("audit", [])
+    ]
+    if events:  # in order: ids keep the trail's order, which history replays
+        session.execute(insert(AuditEventRow), events)
     for item in data.get("freezes", []):
         freeze = Freeze.model_validate(item)
         fields = freeze.model_dump()
