@@ -203,3 +203,25 @@ def test_apply_never_deletes_api_keys_silently(
         assert store.keys.count() == 0 and store.list("consumer") == []
     finally:
         store.close()
+
+
+def test_kong_import_again_never_deletes_api_keys(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("TURNOUT_SECRET_KEY", SECRET)
+    consumer = {"username": "acme", "keyauth_credentials": [{"key": "acme-kong-key-000001"}]}
+    kong = tmp_path / "kong.yml"
+    kong.write_text(yaml.safe_dump({"_format_version": "3.0", "consumers": [consumer]}))
+    url = ["--database-url", database_url]
+    assert main(["import", "kong", str(kong), *url]) == 0
+    kong.write_text(yaml.safe_dump({"_format_version": "3.0", "consumers": []}))
+    capsys.readouterr()
+    assert main(["import", "kong", str(kong), *url]) == 1
+    err = capsys.readouterr().err
+    assert "consumer(s) acme (1 API key) are no longer in the file" in err
+    assert "nothing changed" in err
+    store = Store(database_url, secret_key=SECRET)
+    try:
+        assert store.keys.count() == 1
+    finally:
+        store.close()

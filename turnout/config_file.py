@@ -127,6 +127,17 @@ def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
         return 1
     try:
         applied = store.apply(result.target, CLI_ACTOR, select_tag=IMPORT_TAG, dry_run=dry_run)
+    except KeysWouldBeDeleted as exc:
+        names = ", ".join(
+            f"{n} ({k} API key{'s' if k != 1 else ''})" for n, k in exc.consumers.items()
+        )
+        print(
+            f"turnout import kong: refused: consumer(s) {names} are no longer in the file; "
+            "importing would delete their API keys (DELETE /consumers/{name} does, if that "
+            "is meant); nothing changed",
+            file=sys.stderr,
+        )
+        return 1
     except TurnoutError as exc:
         print(f"turnout import kong: {exc}; nothing changed", file=sys.stderr)
         return 1
