@@ -240,6 +240,8 @@ def test_a_damaged_backup_is_refused_by_name_and_changes_nothing(
     for field, value in (("id", "x" * 33), ("lookup_hash", "zz"), ("extra", 1)):
         keys = [{**data["consumer_keys"][0], field: value}, *data["consumer_keys"][1:]]
         cases.append((json.dumps({**data, "consumer_keys": keys}), field))
+    cases.append((json.dumps({**data, "xds_sha256": [1]}), "xds_sha256 is damaged"))
+    cases.append((json.dumps({**data, "routes": [{"name": "x"}]}), "routes[0].service"))
     repeated = [data["consumer_keys"][0], *data["consumer_keys"]]
     cases.append((json.dumps({**data, "consumer_keys": repeated}), "repeat an id"))
     capsys.readouterr()
@@ -248,8 +250,8 @@ def test_a_damaged_backup_is_refused_by_name_and_changes_nothing(
         assert main(["restore", str(damaged), "--database-url", second_url]) == 1
         err = capsys.readouterr().err
         assert named in err and "nothing changed" in err, err
-        assert main(["verify", str(damaged), "--database-url", second_url]) == 1
-        capsys.readouterr()
+        assert main(["verify", str(damaged), "--database-url", database_url]) == 1
+        assert named in capsys.readouterr().err
     target = Store(second_url)
     try:
         assert target.revision() == 0 and target.keys.count() == 0

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import BaseModel, ValidationError
+
 from turnout.models import backup as model_backup
 from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
@@ -65,14 +67,27 @@ def group_digests(decl: Declaration, groups: list[str]) -> dict[str, dict[str, s
     return {group: xds_digests(decl, ListenerOptions(group=group)) for group in groups}
 
 
+def _specs(data: dict[str, Any]) -> dict[str, dict[str, BaseModel]]:
+    """The backup's entities by plural then name; `ValueError` locating the first bad one."""
+    specs: dict[str, dict[str, BaseModel]] = {}
+    for ent in ENTITIES.values():
+        items = data.get(ent.plural, [])
+        if not isinstance(items, list):
+            raise ValueError(f"the backup's {ent.plural} must be a list")
+        specs[ent.plural] = {}
+        for i, item in enumerate(items):
+            try:
+                spec = ent.spec.model_validate(item)
+            except ValidationError as exc:
+                error = exc.errors(include_url=False)[0]
+                where = ".".join(map(str, [f"{ent.plural}[{i}]", *error["loc"]]))
+                raise ValueError(f"the backup's {where}: {error['msg']}") from None
+            specs[ent.plural][spec.name] = spec  # type: ignore[attr-defined]
+    return specs
+
+
 def _declaration(data: dict[str, Any], api_keys: tuple[ApiKey, ...] = ()) -> Declaration:
-    specs = {
-        ent.plural: {
-            item["name"]: ent.spec.model_validate(item) for item in data.get(ent.plural, [])
-        }
-        for ent in ENTITIES.values()
-    }
-    return Declaration(revision=int(data["revision"]), api_keys=api_keys, **specs)  # type: ignore[arg-type]
+    return Declaration(revision=int(data["revision"]), api_keys=api_keys, **_specs(data))  # type: ignore[arg-type]
 
 
 def _write_private(path: str, text: str) -> None:
@@ -136,6 +151,7 @@ def _old_secret(use_old: bool) -> str | None:
 def restore(store: Store, path: str, out: TextIO, *, force: bool, old_secret: bool = False) -> int:
     try:
         data = _load(path)
+        _specs(data), _recorded(data)  # the whole file is checked before anything is written
         revision = store.restore(data, force=force, old_secret=_old_secret(old_secret))
     except (TurnoutError, ValueError) as exc:
         hint = " (use --force to replace everything)" if "not empty" in str(exc) else ""
@@ -148,9 +164,15 @@ def restore(store: Store, path: str, out: TextIO, *, force: bool, old_secret: bo
 
 
 def _recorded(data: dict[str, Any]) -> dict[str, dict[str, str]]:
-    if data["_format_version"] == "1":
-        return {DEFAULT_GROUP: data["xds_sha256"]}
-    return dict(data["xds_sha256"])
+    """The digests recorded at backup time, by node group."""
+    digests = data.get("xds_sha256")
+    by_group = {DEFAULT_GROUP: digests} if data["_format_version"] == "1" else digests
+    if not isinstance(by_group, dict) or not all(
+        isinstance(d, dict) and all(isinstance(v, str) for v in d.values())
+        for d in by_group.values()
+    ):
+        raise ValueError("the backup's xds_sha256 is damaged")
+    return by_group
 
 
 def _key_problems(backed: tuple[ApiKey, ...], stored: tuple[ApiKey, ...]) -> list[str]:
@@ -197,12 +219,12 @@ def verify(store: Store, path: str, out: TextIO, *, old_secret: bool = False) ->
             model_backup.backed_up_keys(now_data), store.keys.cipher, None, "the database"
         )
         decl = store.load()
-    except (TurnoutError, ValueError) as exc:
+        from_file = _declaration(data, model_backup.decrypt_keys(keys, cipher, backed_at, ""))
+        recorded = _recorded(data)
+    except (TurnoutError, ValueError, KeyError) as exc:
         print(f"turnout verify: {exc}", file=sys.stderr)
         return 1
-    from_file = _declaration(data, model_backup.decrypt_keys(keys, cipher, backed_at, "backup"))
     groups = groups_of(from_file, decl)
-    recorded = _recorded(data)
     problems = []
     if decl.revision != data["revision"]:
         problems.append(f"revision {decl.revision} != backup's {data['revision']}")
