@@ -257,3 +257,21 @@ def test_a_damaged_backup_is_refused_by_name_and_changes_nothing(
         assert target.revision() == 0 and target.keys.count() == 0
     finally:
         target.close()
+
+
+def test_a_format_1_backup_still_restores_and_verifies(
+    database_url: str, second_url: str, secret: str, tmp_path: Path, capsys: Any
+) -> None:
+    """Backups written before keys were backed up: flat default-group digests, no keys."""
+    store = Store(database_url, secret_key=SECRET)
+    store.create("service", ServiceSpec(name="api", url="http://127.0.0.1:9"), "t")
+    store.create("route", RouteSpec(name="api", service="api"), "t")
+    store.close()
+    data = json.loads(_backup(database_url, tmp_path).read_text())
+    old = {k: v for k, v in data.items() if k not in ("consumer_keys", "backed_up_at")}
+    old |= {"_format_version": "1", "xds_sha256": data["xds_sha256"]["default"]}
+    path = tmp_path / "format-1.json"
+    path.write_text(json.dumps(old))
+    assert main(["restore", str(path), "--database-url", second_url]) == 0
+    assert main(["verify", str(path), "--database-url", second_url]) == 0
+    assert "1 node group(s) byte-identical" in capsys.readouterr().out
