@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from turnout.models.freeze import now
+from turnout.models.freeze import Freeze, covers, now
 from turnout.models.plan import PlanAction, PlanError, PlanState, percent, transition, weights
 from turnout.models.split import SplitSpec, SplitTarget
 from turnout.models.store import Store
@@ -86,3 +86,9 @@ def _rollback_without_plan(
         )
     targets = [SplitTarget(service=s, weight=1 if s == route_service else 0) for s in services]
     return current.model_copy(update={"targets": targets})
+
+
+def holding_freezes(freezes: list[Freeze], split: SplitSpec, at: datetime) -> list[int]:
+    """Ids of the freezes in force at `at` that refuse a step of `split` (not a rollback)."""
+    entity = split.model_dump(mode="json")
+    return [f.id for f in freezes if f.active(at) and covers(f.scope, "split", entity)]

@@ -17,7 +17,10 @@ router = APIRouter(prefix="/config", tags=["config"])
 class ApplyReport(BaseModel):
     dry_run: bool
     revision: int | None = Field(description="The revision after the apply; null on a dry run.")
-    changes: list[str] = Field(description='e.g. "create service orders", in write order.')
+    changes: list[str] = Field(
+        description='e.g. "create service orders", "delete consumer acme (2 API keys)", '
+        "in write order."
+    )
 
 
 @router.get("", summary="The whole declaration as a declarative document")
@@ -30,7 +33,10 @@ def get_config(store: StoreDep) -> dict[str, Any]:
     response_model=ApplyReport,
     summary="Make the declaration equal to a document (all or nothing)",
     responses={
-        409: {"description": "A reference is broken; nothing changed."},
+        409: {
+            "description": "A reference is broken, or consumers with API keys would be "
+            "deleted without `delete_keys=true` (the detail names them); nothing changed."
+        },
         422: {"description": "An entity is invalid; `detail` locates each; nothing changed."},
         423: {"description": "A freeze covers a changed entity; nothing changed."},
     },
@@ -43,6 +49,9 @@ def apply_config(
     override: OverrideDep,
     dry_run: Annotated[bool, Query(description="Check everything, change nothing.")] = False,
     select_tag: Annotated[Tag | None, Query(description="Manage only entities with it.")] = None,
+    delete_keys: Annotated[
+        bool, Query(description="Allow deleting consumers that have API keys (keys go too).")
+    ] = False,
 ) -> ApplyReport:
     try:
         target = parse_document(document)
@@ -51,7 +60,12 @@ def apply_config(
             [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors]
         ) from None
     result = store.apply(
-        target, actor, select_tag=select_tag, dry_run=dry_run, override_reason=override
+        target,
+        actor,
+        select_tag=select_tag,
+        dry_run=dry_run,
+        delete_keys=delete_keys,
+        override_reason=override,
     )
     if result.revision is not None:
         response.headers[REVISION_HEADER] = str(result.revision)
