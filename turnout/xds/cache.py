@@ -204,6 +204,10 @@ class SnapshotCache:
         """Node groups that have streams or are within their grace period."""
         return len(self._groups)
 
+    def translated(self) -> set[ListenerOptions]:
+        """The node groups the cache holds snapshots of (re-translated on each change)."""
+        return set(self._snapshots)
+
     def _schedule_sweep(self, delay: float) -> None:
         if self._sweep_handle is None:
             loop = asyncio.get_running_loop()

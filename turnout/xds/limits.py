@@ -4,8 +4,9 @@ A hostile or broken client must not be able to grow server state without bound o
 hold the event loop, which the admin API shares. These are the bounds:
 
 - requests are at most MAX_REQUEST_BYTES (gRPC refuses larger ones with
-  RESOURCE_EXHAUSTED before any Python runs). 4 MiB fits a Delta reconnect
-  listing 30,000 resources of one type with their SHA-256 versions;
+  RESOURCE_EXHAUSTED before any Python runs; its default is 4 MiB). 2 MiB fits a
+  Delta reconnect listing 16,000 resources of one type with their SHA-256
+  versions, and load reports of as many clusters;
 - a request's `type_url` must be one Turnout serves (TYPE_ORDER). Any other closes
   the stream with INVALID_ARGUMENT naming it, as go-control-plane does, so a
   stream never holds more than len(TYPE_ORDER) subscriptions and nothing is
@@ -28,8 +29,8 @@ from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, Disc
 from turnout.xds.snapshot import TYPE_ORDER
 from turnout.xds.stream import ProtocolError, StreamState
 
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
-MAX_NAMES_PER_SUBSCRIPTION = 32_768
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+MAX_NAMES_PER_SUBSCRIPTION = 16_384
 WORK_PER_SECOND = 50_000.0
 """Refill of a stream's budget: requests plus names per second (Envoy at startup
 sends a handful of requests with at most one name per resource)."""

@@ -55,7 +55,7 @@ RETENTION = timedelta(hours=1)
 ADS_WAIT_SECONDS = 10.0
 """How long a new LRS stream waits for its node's ADS stream (Envoy opens both at
 startup, in no fixed order)."""
-MAX_CLUSTERS_PER_REPORT = 32_768
+MAX_CLUSTERS_PER_REPORT = 16_384
 REPORT_BURST = 10
 REPORTS_PER_INTERVAL = 4
 
@@ -304,7 +304,8 @@ def add_to_server(
     stats: LoadStats,
     live: LiveNodes | None = None,
     authorize: Authorizer | None = None,
+    ads_wait_seconds: float = ADS_WAIT_SECONDS,
 ) -> None:
     lrs_pb2_grpc.add_LoadReportingServiceServicer_to_server(
-        LoadReportingService(stats, live, authorize), server
+        LoadReportingService(stats, live, authorize, ads_wait_seconds), server
     )

@@ -39,6 +39,7 @@ from turnout.xds.limits import (
     truncate,
 )
 from turnout.xds.lrs import (
+    ADS_WAIT_SECONDS,
     Authorizer,
     LiveNodes,
     LoadStats,
@@ -276,11 +277,14 @@ async def start_server(
     credentials: grpc.ServerCredentials | None = None,
     authorize: Authorizer | None = None,
     also: Sequence[Callable[[grpc.aio.Server], None]] = (),
+    lrs_wait_seconds: float = ADS_WAIT_SECONDS,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving ADS (and LRS, given `load_stats`) on `listen` (host:port, port 0
     picks one), over TLS when given `credentials`; return the server, which the
     caller stops, and the port. `also` adds other services to the same server (the
-    rate limit service, so Envoy reaches it at the control plane's address)."""
+    rate limit service, so Envoy reaches it at the control plane's address).
+    `lrs_wait_seconds`: how long a load report stream may wait for its node's ADS
+    stream to open."""
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -297,7 +301,7 @@ async def start_server(
         AggregatedDiscoveryService(cache, registry, authorize, live), server
     )
     if load_stats is not None:
-        add_lrs_to_server(server, load_stats, live, authorize)
+        add_lrs_to_server(server, load_stats, live, authorize, lrs_wait_seconds)
     for add in also:
         add(server)
     if credentials is not None:
