@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_SECONDS = 1.0
 RETENTION = timedelta(hours=1)
-ADS_WAIT_SECONDS = 10.0
+ADS_WAIT_SECONDS = 5.0
 """How long a new LRS stream waits for its node's ADS stream (Envoy opens both at
 startup, in no fixed order)."""
 MAX_CLUSTERS_PER_REPORT = 16_384
