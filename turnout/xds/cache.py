@@ -204,6 +204,11 @@ class SnapshotCache:
         """Node groups that have streams or are within their grace period."""
         return len(self._groups)
 
+    def cluster_names(self) -> frozenset[str]:
+        """The clusters of the current declaration (every group has the same)."""
+        shared = self._shared
+        return frozenset(r.name for r in shared.clusters) if shared is not None else frozenset()
+
     def translated(self) -> set[ListenerOptions]:
         """The node groups the cache holds snapshots of (re-translated on each change)."""
         return set(self._snapshots)

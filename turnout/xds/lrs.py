@@ -29,13 +29,10 @@ requests that failed upstream (reset, timeout), as Envoy charges them per host.
 https://www.envoyproxy.io/docs/envoy/latest/api-v3/service/load_stats/v3/lrs.proto
 """
 
-import asyncio
-import hashlib
 import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -44,6 +41,7 @@ from envoy.service.load_stats.v3.lrs_pb2 import LoadStatsRequest, LoadStatsRespo
 from google.protobuf.duration_pb2 import Duration
 
 from turnout.models.load_stats import Load, Sample
+from turnout.xds.authority import LiveNodes, NodeIdentity, certificate_fingerprint
 from turnout.xds.identity import IdentityRefused
 from turnout.xds.limits import TokenBucket
 from turnout.xds.metrics import LRS_REPORTS_REFUSED
@@ -61,64 +59,6 @@ REPORTS_PER_INTERVAL = 4
 
 Authorizer = Callable[[Mapping[str, Sequence[bytes]], str, str], None]
 """(peer auth context, node id, node cluster) -> None, or raise IdentityRefused."""
-
-
-@dataclass(frozen=True)
-class NodeIdentity:
-    """Who a stream claims to be: the same on a proxy's ADS and LRS streams."""
-
-    node_id: str
-    node_cluster: str
-    certificate: str | None
-    """SHA-256 of the peer's certificate under mTLS; None without."""
-
-
-class LiveNodes:
-    """The identities holding a live ADS stream, each with the clusters it may report.
-    Used on the event loop only."""
-
-    def __init__(self) -> None:
-        self._streams: dict[NodeIdentity, dict[int, Callable[[], Collection[str]]]] = {}
-        self._opened = asyncio.Condition()
-
-    def open(
-        self, identity: NodeIdentity, stream_id: int, clusters: Callable[[], Collection[str]]
-    ) -> None:
-        """ADS stream `stream_id` of `identity` started; `clusters` reads its snapshot's."""
-        self._streams.setdefault(identity, {})[stream_id] = clusters
-
-        async def notify() -> None:
-            async with self._opened:
-                self._opened.notify_all()
-
-        asyncio.get_running_loop().create_task(notify())
-
-    def close(self, identity: NodeIdentity, stream_id: int) -> None:
-        """The stream ended; with the identity's last, its reports lose their authority."""
-        streams = self._streams.get(identity)
-        if streams is None:
-            return
-        streams.pop(stream_id, None)
-        if not streams:
-            del self._streams[identity]
-
-    def clusters(self, identity: NodeIdentity) -> frozenset[str] | None:
-        """The clusters `identity` may report; None if it holds no ADS stream."""
-        streams = self._streams.get(identity)
-        if not streams:
-            return None
-        return frozenset().union(*(read() for read in streams.values()))
-
-    async def wait_open(self, identity: NodeIdentity, timeout: float) -> bool:
-        """Whether `identity` holds (or within `timeout` opens) an ADS stream."""
-        try:
-            async with self._opened:
-                await asyncio.wait_for(
-                    self._opened.wait_for(lambda: identity in self._streams), timeout
-                )
-        except TimeoutError:
-            return False
-        return True
 
 
 class ReportRefused(Exception):
@@ -223,6 +163,7 @@ class LoadReportingService(lrs_pb2_grpc.LoadReportingServiceServicer):
         self, requests: AsyncIterator[LoadStatsRequest], context: grpc.aio.ServicerContext
     ) -> str:
         identity: NodeIdentity | None = None
+        checked: dict[str, float] = {}  # when another replica last vouched for the node
         budget = TokenBucket(REPORTS_PER_INTERVAL / self._stats.interval_seconds, REPORT_BURST)
         async for request in requests:
             if identity is None:
@@ -242,7 +183,7 @@ class LoadReportingService(lrs_pb2_grpc.LoadReportingServiceServicer):
                 )
             allowed: frozenset[str] | None = None
             if self._live is not None:
-                allowed = self._live.clusters(identity)
+                allowed = await self._live.authority(identity, checked)
                 if allowed is None:
                     raise ReportRefused(
                         grpc.StatusCode.PERMISSION_DENIED,
@@ -271,7 +212,7 @@ class LoadReportingService(lrs_pb2_grpc.LoadReportingServiceServicer):
             except IdentityRefused as exc:
                 raise ReportRefused(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from exc
         identity = NodeIdentity(node.id, node.cluster, certificate_fingerprint(auth))
-        if self._live is not None and not await self._live.wait_open(
+        if self._live is not None and not await self._live.wait_authority(
             identity, self._ads_wait_seconds
         ):
             raise ReportRefused(
@@ -289,14 +230,6 @@ class LoadReportingService(lrs_pb2_grpc.LoadReportingServiceServicer):
             LoadStatsResponse(send_all_clusters=True, load_reporting_interval=interval)
         )
         log.info("load reports from node %s every %ss", node, self._stats.interval_seconds)
-
-
-def certificate_fingerprint(auth_context: Mapping[str, Sequence[bytes]]) -> str | None:
-    """SHA-256 of the peer's PEM certificate (mTLS), or None."""
-    pem = auth_context.get("x509_pem_cert")
-    if not pem:
-        return None
-    return hashlib.sha256(pem[0]).hexdigest()
 
 
 def add_to_server(

@@ -26,6 +26,7 @@ from envoy.service.discovery.v3.discovery_pb2 import (
 )
 
 from turnout.xds import metrics
+from turnout.xds.authority import LiveNodes, NodeIdentity, certificate_fingerprint
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.groups import TooManyGroups
 from turnout.xds.identity import IdentityRefused
@@ -38,14 +39,7 @@ from turnout.xds.limits import (
     check_request,
     truncate,
 )
-from turnout.xds.lrs import (
-    ADS_WAIT_SECONDS,
-    Authorizer,
-    LiveNodes,
-    LoadStats,
-    NodeIdentity,
-    certificate_fingerprint,
-)
+from turnout.xds.lrs import ADS_WAIT_SECONDS, Authorizer, LoadStats
 from turnout.xds.lrs import add_to_server as add_lrs_to_server
 from turnout.xds.node import InvalidNode, node_group
 from turnout.xds.snapshot import CLUSTER_TYPE, Snapshot
@@ -278,13 +272,16 @@ async def start_server(
     authorize: Authorizer | None = None,
     also: Sequence[Callable[[grpc.aio.Server], None]] = (),
     lrs_wait_seconds: float = ADS_WAIT_SECONDS,
+    connected_elsewhere: Callable[[str, str], bool] | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving ADS (and LRS, given `load_stats`) on `listen` (host:port, port 0
     picks one), over TLS when given `credentials`; return the server, which the
     caller stops, and the port. `also` adds other services to the same server (the
     rate limit service, so Envoy reaches it at the control plane's address).
     `lrs_wait_seconds`: how long a load report stream may wait for its node's ADS
-    stream to open."""
+    stream to open. `connected_elsewhere(node_id, node_cluster)`: whether another
+    replica holds the node's ADS stream (a proxy's LRS stream may reach another
+    replica than its ADS stream); may block."""
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -296,7 +293,8 @@ async def start_server(
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
         ]
     )
-    live = LiveNodes()  # which proxies hold ADS streams: who may report load
+    # Which proxies hold ADS streams: who may report load, and for which clusters.
+    live = LiveNodes(connected_elsewhere, cache.cluster_names)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
         AggregatedDiscoveryService(cache, registry, authorize, live), server
     )
