@@ -2,6 +2,7 @@
 clusters: real gRPC (plaintext and mTLS) against an in-process ADS + LRS server."""
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -289,3 +290,28 @@ async def test_under_mtls_one_certificate_holds_a_bounded_number_of_groups(
             c.cancel()
         other.cancel()
         await until(lambda: len(srv.registry) == 0, 5, "every stream to close")
+
+
+async def test_a_node_connected_to_another_replica_may_report_until_it_leaves() -> None:
+    """With replicas, Envoy's LRS stream may reach another replica than its ADS stream:
+    the published proxy status vouches for it, rechecked while the stream lives."""
+    from turnout.xds.authority import LiveNodes, NodeIdentity
+
+    connected = {("proxy-1", "default")}
+    live = LiveNodes(
+        lambda nid, ncl: (nid, ncl) in connected,
+        lambda: frozenset({"s"}),
+        recheck_seconds=0.05,
+    )
+    identity = NodeIdentity("proxy-1", "default", None)
+    checked: dict[str, float] = {}
+    assert await live.wait_authority(identity, 1)
+    assert await live.authority(identity, checked) == {"s"}
+    assert not await live.wait_authority(NodeIdentity("forged", "default", None), 0.2)
+    connected.clear()  # its ADS stream on the other replica closed
+    await until(lambda: "elsewhere" not in checked or _expired(checked), 2, "a recheck due")
+    assert await live.authority(identity, checked) is None
+
+
+def _expired(checked: dict[str, float]) -> bool:
+    return time.monotonic() - checked["elsewhere"] > 0.05

@@ -51,7 +51,9 @@ class LiveNodes:
         self,
         elsewhere: Callable[[str, str], bool] | None = None,
         all_clusters: Callable[[], Collection[str]] = frozenset,
+        recheck_seconds: float = RECHECK_SECONDS,
     ) -> None:
+        self.recheck_seconds = recheck_seconds
         self._streams: dict[NodeIdentity, dict[int, Callable[[], Collection[str]]]] = {}
         self._waiters: dict[NodeIdentity, set[asyncio.Future[None]]] = {}
         self._elsewhere = elsewhere
@@ -92,7 +94,7 @@ class LiveNodes:
         if local is not None or self._elsewhere is None:
             return local
         last = checked.get("elsewhere")
-        if last is None or time.monotonic() - last > RECHECK_SECONDS:
+        if last is None or time.monotonic() - last > self.recheck_seconds:
             if not await self._ask_elsewhere(identity):
                 checked.pop("elsewhere", None)
                 return None
