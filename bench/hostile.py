@@ -172,9 +172,12 @@ async def nack_flood(
         await asyncio.to_thread(
             admin.create, "services", {"name": f"nack-{w}", "url": "http://127.0.0.1:9"}
         )
+    # Writes coalesce into fewer pushes: wait until no NACK came for a second.
     deadline = time.monotonic() + 30
-    want = args.nack_streams * (args.nack_writes + 1)
-    while nacks < want and time.monotonic() < deadline:
+    seen, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 1.0:
+        if nacks != seen:
+            seen, quiet_since = nacks, time.monotonic()
         await asyncio.sleep(0.05)
     for t in tasks:
         t.cancel()
@@ -320,6 +323,8 @@ def main() -> None:
     parser.add_argument("--lrs-clusters", type=int, default=500)
     parser.add_argument("--label", default="", help="stored with the results (e.g. before)")
     parser.add_argument("--out", default=str(RESULTS / "hostile.json"))
+    # Figures in README: `--label before` on main (bench/results/hostile-before.json)
+    # and `--label after` on this code (bench/results/hostile.json).
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "turnout.log"
