@@ -5,6 +5,10 @@ Streams never translate. They ask the cache for their group's snapshot and wait 
 a revision was committed, translates it off the event loop, and wakes every
 stream. Reloads coalesce: while one runs, any number of commits produce one more
 reload of the newest revision, so a burst of writes yields a handful of pushes.
+
+Streams `join` their node group and `leave` it; groups without streams are
+evicted after a grace period, and their number is capped (`turnout.xds.groups`),
+so every change is translated only for groups that proxies use.
 """
 
 import asyncio

@@ -126,7 +126,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             undo.append(self._cache.watch(wake))
             await self._send_loop(context, proxy, wake, reader)
         except tuple(_GRPC_STATUS) as exc:
-            code = _GRPC_STATUS[type(exc)]
+            code = next(c for cls, c in _GRPC_STATUS.items() if isinstance(exc, cls))
             metrics.STREAMS_REFUSED.labels(code.name).inc()
             log.warning("stream %d from %s closed: %s", stream_id, context.peer(), exc)
             await context.abort(code, str(exc))
