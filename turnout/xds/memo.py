@@ -149,6 +149,11 @@ class TranslationMemo:
             del self._services[gone]
         return results
 
+    def forget_layouts_except(self, groups: set[str]) -> None:
+        """Drop the route layouts of node groups no longer in use (evicted groups)."""
+        for gone in self._layouts.keys() - groups:
+            del self._layouts[gone]
+
     def api_key_auth_config(self, decl: Declaration) -> PackedResource:
         """The credentials (ECDS), rebuilt only when the keys changed."""
         if self._api_keys is None or self._api_keys[0] is not decl.api_keys:

@@ -23,3 +23,20 @@ RESENDS_SUPPRESSED = Counter(
     "Rejected versions not sent again (a naive server would resend each at once).",
 )
 RELOADS = Counter("turnout_declaration_reloads_total", "Declarations loaded and translated.")
+GROUPS = Gauge(
+    "turnout_xds_node_groups", "Node groups translated: with streams, or idle in their grace."
+)
+GROUPS_REFUSED = Counter(
+    "turnout_xds_node_groups_refused_total", "Streams refused because of the node group bounds."
+)
+STREAMS_REFUSED = Counter(
+    "turnout_xds_streams_refused_total", "ADS streams closed with an error status.", ["code"]
+)
+NACK_LOGS_SUPPRESSED = Counter(
+    "turnout_xds_nack_logs_suppressed_total", "NACK log lines left out by the per-stream limit."
+)
+LRS_REPORTS_REFUSED = Counter(
+    "turnout_lrs_refused_total",
+    "Load reports (or their cluster entries) not counted, by reason.",
+    ["reason"],
+)
