@@ -68,9 +68,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, dict):
         credential = "key" in value and "client" in value
         return {
-            k: REDACTED
-            if k in SECRET_FIELDS or (credential and k == "key")
-            else redact(v)
+            k: REDACTED if k in SECRET_FIELDS or (credential and k == "key") else redact(v)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

@@ -8,18 +8,23 @@ from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.declarative import to_document
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
 from turnout.admin.errors import documented
+from turnout.admin.params import DB_INT_MAX
 from turnout.models.history import EntityDiff, RevisionInfo, diff
 
 router = APIRouter(prefix="/revisions", tags=["revisions"])
 
-RevisionPath = Annotated[int, Path(ge=0, description="A revision number (0: empty).")]
+RevisionPath = Annotated[
+    int, Path(ge=0, le=DB_INT_MAX, description="A revision number (0: empty).")
+]
 
 
 @router.get("", response_model=list[RevisionInfo], summary="Revisions, newest first")
 def list_revisions(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Only revisions below this.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=DB_INT_MAX, description="Only revisions below this.")
+    ] = None,
 ) -> list[RevisionInfo]:
     return store.revisions(limit, before)
 
