@@ -80,6 +80,7 @@ def documented(description: str) -> dict[str, Any]:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: documented("The body cannot be read at all (not UTF-8 JSON); nothing changed."),
     401: documented("No bearer token, or an unknown, revoked or expired one."),
     403: documented("The token's role is below what this call needs; `detail` names it."),
     404: documented("An unknown name or id in the path."),
