@@ -69,6 +69,5 @@ def _authorize(scope: Scope, principal: Principal) -> None:
     rule = rule_for(scope["method"], scope["path"])
     if rule is not None and not principal.role.allows(rule.role):
         raise forbidden(principal, rule.role, rule.what)
-    headers = Headers(scope=scope)
-    if needs_override_role(dict(headers)) and not principal.role.allows(OVERRIDE_ROLE):
+    if needs_override_role(Headers(scope=scope)) and not principal.role.allows(OVERRIDE_ROLE):
         raise forbidden(principal, OVERRIDE_ROLE, f"overriding a freeze ({OVERRIDE_HEADER})")

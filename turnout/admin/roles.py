@@ -18,6 +18,7 @@ middleware); the README's "Roles and tokens" table says the same in words.
 """
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,9 +97,10 @@ def rule_for(method: str, path: str) -> Rule | None:
     return None
 
 
-def needs_override_role(headers: dict[str, str]) -> bool:
-    """Whether the request asks to pass a freeze (a non-blank OVERRIDE_HEADER)."""
-    return bool(headers.get(OVERRIDE_HEADER.lower(), "").strip())
+def needs_override_role(headers: Mapping[str, str]) -> bool:
+    """Whether the request asks to pass a freeze (a non-blank OVERRIDE_HEADER);
+    `headers` looks names up case-insensitively (Starlette's `Headers`)."""
+    return bool(headers.get(OVERRIDE_HEADER, "").strip())
 
 
 def check_rules(openapi: dict[str, Any]) -> None:
