@@ -12,17 +12,15 @@ from fastapi import APIRouter
 from turnout.admin.deps import ProxyStatusDep
 from turnout.models.errors import NotFound
 from turnout.models.proxy_status import ProxyStatus
-from turnout.models.redact import redact, redact_text
+from turnout.models.redact import redact
 
 router = APIRouter(tags=["proxies"])
 
 
 def _redacted(proxy: ProxyStatus) -> ProxyStatus:
-    types = [
-        t.model_copy(update={"last_nack": redact_text(t.last_nack)}) if t.last_nack else t
-        for t in proxy.types
-    ]
-    return proxy.model_copy(update={"types": types})
+    # Every string, not only `last_nack`: whatever text the xDS side adds later
+    # (quarantine reasons quoting Envoy) is covered too.
+    return ProxyStatus.model_validate(redact(proxy.model_dump(mode="json")))
 
 
 @router.get("/proxies", response_model=list[ProxyStatus], summary="List connected proxies")
