@@ -38,6 +38,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, Disc
 from google.rpc.status_pb2 import Status
 
 from turnout.models.errors import TurnoutError
+from turnout.models.redact import redact_text
 from turnout.xds.snapshot import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -472,4 +473,6 @@ def _version_label(
 
 
 def _message(status: Status) -> str:
-    return status.message or f"rejected with code {status.code}"
+    # Envoy's text can quote the rejected resource (API keys, private keys): redacted
+    # before it is stored for GET /proxies or logged.
+    return redact_text(status.message) or f"rejected with code {status.code}"

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.declarative import DocumentError, parse_document, to_document
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
+from turnout.admin.errors import documented
 from turnout.models.types import Tag
 
 router = APIRouter(prefix="/config", tags=["config"])
@@ -33,12 +34,12 @@ def get_config(store: StoreDep) -> dict[str, Any]:
     response_model=ApplyReport,
     summary="Make the declaration equal to a document (all or nothing)",
     responses={
-        409: {
-            "description": "A reference is broken, or consumers with API keys would be "
-            "deleted without `delete_keys=true` (the detail names them); nothing changed."
-        },
-        422: {"description": "An entity is invalid; `detail` locates each; nothing changed."},
-        423: {"description": "A freeze covers a changed entity; nothing changed."},
+        409: documented(
+            "A reference is broken, or consumers with API keys would be deleted without "
+            "`delete_keys=true` (the detail names them); nothing changed."
+        ),
+        422: documented("An entity is invalid; `detail` locates each; nothing changed."),
+        423: documented("A freeze covers a changed entity; nothing changed."),
     },
 )
 def apply_config(

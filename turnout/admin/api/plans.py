@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
+from turnout.admin.errors import documented
 from turnout.models.freeze import Freeze, now
 from turnout.models.load_stats import Load, LoadStatsSource, NoLoadStats
 from turnout.models.plan import PlanAction, PlanState, next_due, percent, waiting
@@ -122,7 +123,7 @@ def _action_endpoint(action: PlanAction) -> None:
         f"/{{name}}/{action.value}",
         response_model=SplitView,
         summary=summaries[action],
-        responses={409: {"description": "No plan, or the action does not apply now."}},
+        responses={409: documented("No plan, or the action does not apply now.")},
         name=f"plan_{action.value}",
     )
     def act(

@@ -2,19 +2,21 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.declarative import to_document
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
-from turnout.admin.principal import require_role
+from turnout.admin.errors import documented
+from turnout.admin.params import DB_INT_MAX
 from turnout.models.history import EntityDiff, RevisionInfo, diff
-from turnout.models.tokens import Role
 
 router = APIRouter(prefix="/revisions", tags=["revisions"])
 
-RevisionPath = Annotated[int, Path(ge=0, description="A revision number (0: empty).")]
+RevisionPath = Annotated[
+    int, Path(ge=0, le=DB_INT_MAX, description="A revision number (0: empty).")
+]
 
 
 class RevisionList(BaseModel):
@@ -32,7 +34,9 @@ class RestoreBody(BaseModel):
 def list_revisions(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Only revisions below this.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=DB_INT_MAX, description="Only revisions below this.")
+    ] = None,
 ) -> RevisionList:
     items, revision = store.revision_listing(limit, before)
     return RevisionList(items=items, revision=revision)
@@ -57,11 +61,10 @@ def diff_revisions(a: RevisionPath, b: RevisionPath, store: StoreDep) -> dict[st
     "/{n}/restore",
     summary="Make a new revision equal to revision n (admin role)",
     responses={
-        403: {"description": "The token's role is not admin."},
-        409: {"description": "Consumers with API keys would go, without `delete_keys=true`."},
-        423: {"description": "A freeze covers an entity the restore would change."},
+        403: documented("The token's role is not admin."),
+        409: documented("Consumers with API keys would go, without `delete_keys=true`."),
+        423: documented("A freeze covers an entity the restore would change."),
     },
-    dependencies=[Depends(require_role(Role.ADMIN))],
 )
 def restore_revision(
     n: RevisionPath,
