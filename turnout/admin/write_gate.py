@@ -18,8 +18,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from turnout.admin.principal import READ_METHODS
-
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Requests that never write, so never wait here."""
 MAX_WRITERS = 4
 """Writes running at once: enough to overlap auth and parsing with the one that holds
 the database's write lock, few enough to leave the thread pool to reads."""
