@@ -11,6 +11,10 @@ docs/root/api-docs/xds_protocol.rst; DESIGN.md "xDS rules"):
 3. A NACK is a request with `error_detail`. What a client was sent is tracked by
    content, so a rejected version is never sent again while it is the newest
    (go-control-plane#962 shows the loop this avoids); the next change goes out.
+   The rejected entities are quarantined (`quarantine.py`): the client keeps its
+   last accepted version of each (or gets none) until the declaration changes
+   it, and everything else is sent; a route is never sent pointing at a cluster
+   the client rejected and does not hold.
 4. At most one unacknowledged response per type; changes made meanwhile collapse
    into the newest snapshot, sent when the ACK arrives.
 5. A stale nonce gets no response, but its resource names are applied
@@ -35,9 +39,11 @@ from enum import Enum, auto
 
 from envoy.config.core.v3.base_pb2 import Node
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
-from google.rpc.status_pb2 import Status
 
 from turnout.models.errors import TurnoutError
+from turnout.xds.nack import nack_text
+from turnout.xds.quarantine import Quarantined, pin_resources, pin_routes
+from turnout.xds.route_parts import RouteParts
 from turnout.xds.snapshot import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -124,6 +130,14 @@ class Subscription:
     client wants: while it holds, there is nothing to compute for this type."""
     acked_all: bool = False
     """The last response sent was acknowledged."""
+    last_updated: tuple[str, ...] = ()
+    """Names the last response sent changed for the client (what a NACK can be about)."""
+    sent_parts: dict[str, RouteParts] = field(default_factory=dict)
+    """Routes only: the parts of the route configurations last sent."""
+    quarantined: dict[str, Quarantined] = field(default_factory=dict)
+    """Name → the rejected version of a resource the client keeps its old one of."""
+    quarantined_routes: dict[str, Quarantined] = field(default_factory=dict)
+    """Routes only: route name → its rejected entries, left out of the configuration."""
 
     def process_input(self, inp: Input) -> None:
         try:
@@ -193,6 +207,10 @@ class Response:
     """Routes only: the clusters each route configuration sent refers to."""
     basis: tuple[object, ...] | None = None
     """What the response was computed from (`StreamState._basis`)."""
+    updated: tuple[str, ...] = ()
+    """Names whose content the client did not hold yet."""
+    route_parts: dict[str, RouteParts] = field(default_factory=dict)
+    """Routes only: the parts the route configurations sent were cut from."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -206,6 +224,8 @@ class RequestOutcome:
     stale: bool = False
     ack: bool = False
     nack: str | None = None
+    quarantined: list[Quarantined] = field(default_factory=list)
+    """What a NACK newly quarantined."""
 
 
 class StreamState:
@@ -219,8 +239,12 @@ class StreamState:
         self._resources_sent: dict[str, dict[str, PackedResource]] = {t: {} for t in TYPE_ORDER}
         """What the client holds if it accepted everything: for `GET /proxies/{id}/config`
         and to keep the clusters and endpoints its routes still use."""
+        self._resources_acked: dict[str, dict[str, PackedResource]] = {t: {} for t in TYPE_ORDER}
+        """What the client accepted: the versions a quarantined resource falls back to."""
         self._route_refs_sent: dict[str, frozenset[str]] = {}
         self._route_refs_acked: dict[str, frozenset[str]] = {}
+        self.quarantine_version = 0
+        """Bumped whenever an entry is quarantined or released (part of every basis)."""
 
     # --- requests ---------------------------------------------------------------------
 
@@ -268,12 +292,14 @@ class StreamState:
         if request.HasField("error_detail"):
             sub.process_input(Input.RECV_NACK)
             sub.nacked_version, sub.nacked = sub.version_sent, True
-            sub.last_nack = _message(request.error_detail)
+            sub.last_nack = nack_text(request.error_detail)
             outcome.nack = sub.last_nack
+            outcome.quarantined = self._quarantine(sub, request.error_detail.message)
         else:
             sub.process_input(Input.RECV_ACK)
             sub.version_acked, sub.acked, sub.nacked = sub.version_sent, dict(sub.sent), False
             sub.acked_all = True
+            self._resources_acked[sub.type_url] = dict(self._resources_sent[sub.type_url])
             if sub.type_url == ROUTE_TYPE:
                 self._route_refs_acked = dict(self._route_refs_sent)
             outcome.ack = True
@@ -283,6 +309,7 @@ class StreamState:
 
     def next_response(self, snapshot: Snapshot) -> Response | None:
         """The first response due, in make-before-break order; None if none is."""
+        self._release(snapshot)
         for type_url in TYPE_ORDER:
             sub = self.subscriptions.get(type_url)
             if sub is None or sub.state is not State.WATCHING:
@@ -313,7 +340,10 @@ class StreamState:
             if type_url == ROUTE_TYPE:
                 refs = {n: snapshot.route_refs.get(n, frozenset()) for n in resources}
             nonce = str(self._nonce_counter)
-            return Response(type_url, version, resources, removed, nonce, refs, basis)
+            parts = {n: snapshot.route_parts[n] for n in resources if n in snapshot.route_parts}
+            return Response(
+                type_url, version, resources, removed, nonce, refs, basis, tuple(updated), parts
+            )
         return None
 
     def on_sent(self, response: Response) -> None:
@@ -324,6 +354,9 @@ class StreamState:
         sub.nacked = False
         sub.acked_all = False
         sub.clean_basis = response.basis
+        sub.last_updated = response.updated
+        if response.type_url == ROUTE_TYPE:
+            sub.sent_parts = response.route_parts
         if response.type_url == CLUSTER_TYPE:
             self._resend_endpoints_of_changed_clusters(sub.sent, response.resources)
         held = self._resources_sent[response.type_url]
@@ -350,7 +383,7 @@ class StreamState:
         sub.resend -= response.resources.keys()
 
     def _wanted(self, sub: Subscription, snapshot: Snapshot) -> dict[str, PackedResource]:
-        wanted = sub.wanted(snapshot.resources(sub.type_url))
+        wanted = self._held_for_quarantine(sub, self._effective(sub, snapshot))
         holding = self._resources_sent.get(sub.type_url, {})
         for name in self._held_back(sub, snapshot):
             wanted[name] = holding[name]
@@ -372,7 +405,8 @@ class StreamState:
         """Everything a type's response depends on: the snapshot's content of the type
         (its digest), what the client subscribed to, and what is held back for it."""
         entry = snapshot.types.get(sub.type_url)
-        return (entry.digest if entry else "", sub.names_version, self._held_back(sub, snapshot))
+        held = self._held_back(sub, snapshot)
+        return (entry.digest if entry else "", sub.names_version, held, self.quarantine_version)
 
     @staticmethod
     def _clean(sub: Subscription, basis: tuple[object, ...]) -> bool:
@@ -388,6 +422,119 @@ class StreamState:
             eds = self.subscriptions.setdefault(ENDPOINT_TYPE, Subscription(ENDPOINT_TYPE))
             eds.resend |= changed
 
+    # --- quarantine (rule 3; quarantine.py) ---------------------------------------------
+
+    def _quarantine(self, sub: Subscription, message: str) -> list[Quarantined]:
+        """Quarantine what a NACK of the last response rejected."""
+        text = sub.last_nack or ""
+        if sub.type_url == ROUTE_TYPE:
+            routes = pin_routes(message, text, sub.last_updated, sub.sent_parts)
+            if routes:
+                sub.quarantined_routes.update(routes)
+                self.quarantine_version += 1
+                return list(routes.values())
+        found = pin_resources(sub.type_url, message, text, sub.last_updated, sub.sent)
+        if not found:
+            return []
+        sub.quarantined.update(found)
+        self.quarantine_version += 1
+        # Envoy kept its previous version of each rejected resource (or has none),
+        # and applied the rest of the response (cds_api_helper.cc, lds_api.cc).
+        held, acked = self._resources_sent[sub.type_url], self._resources_acked[sub.type_url]
+        for name in found:
+            if name in sub.acked:
+                sub.sent[name] = sub.acked[name]
+            else:
+                sub.sent.pop(name, None)
+            if name in acked:
+                held[name] = acked[name]
+            else:
+                held.pop(name, None)
+        if set(sub.last_updated) - found.keys():
+            sub.must_respond = True  # an ACK of the rest is what lets listeners follow
+        return list(found.values())
+
+    def _release(self, snapshot: Snapshot) -> None:
+        """Drop entries whose entity changed or went: its new version is tried."""
+        for sub in self.subscriptions.values():
+            for route, q in list(sub.quarantined_routes.items()):
+                parts = snapshot.route_parts.values()
+                if not any(p.route_hash(route) == q.fingerprint for p in parts):
+                    del sub.quarantined_routes[route]
+                    self.quarantine_version += 1
+        # In type order: a released cluster changes which routes the routes type omits.
+        for type_url in TYPE_ORDER:
+            sub = self.subscriptions.get(type_url)
+            if sub is None or not sub.quarantined:
+                continue
+            current = self._effective(sub, snapshot)
+            for name, q in list(sub.quarantined.items()):
+                resource = current.get(name)
+                if resource is None or resource.hash != q.fingerprint:
+                    del sub.quarantined[name]
+                    self.quarantine_version += 1
+
+    def _effective(self, sub: Subscription, snapshot: Snapshot) -> dict[str, PackedResource]:
+        """What the subscription wants, with quarantined routes and routes to clusters
+        the client rejected and never held left out of route configurations."""
+        wanted = sub.wanted(snapshot.resources(sub.type_url))
+        if sub.type_url != ROUTE_TYPE or not snapshot.route_parts:
+            return wanted
+        missing = self._missing_clusters(snapshot)
+        quarantined = list(sub.quarantined_routes.items())
+        for name in list(wanted):
+            parts = snapshot.route_parts.get(name)
+            if parts is None:
+                continue
+            excluded = {r for r, q in quarantined if parts.route_hash(r) == q.fingerprint}
+            if missing:
+                excluded |= parts.routes_using(missing)
+            if excluded:
+                wanted[name] = parts.without(frozenset(excluded))
+        return wanted
+
+    def _held_for_quarantine(
+        self, sub: Subscription, wanted: dict[str, PackedResource]
+    ) -> dict[str, PackedResource]:
+        """`wanted` with each quarantined resource at the client's accepted version,
+        or left out if it never accepted one."""
+        if not sub.quarantined:
+            return wanted
+        accepted = self._resources_acked[sub.type_url]
+        for name, q in list(sub.quarantined.items()):
+            resource = wanted.get(name)
+            if resource is None or resource.hash != q.fingerprint:
+                continue  # released on the next `_release`
+            if name in accepted:
+                wanted[name] = accepted[name]
+            else:
+                del wanted[name]
+        return wanted
+
+    def _missing_clusters(self, snapshot: Snapshot) -> set[str]:
+        """Clusters the client rejected and holds no version of."""
+        cds = self.subscriptions.get(CLUSTER_TYPE)
+        if cds is None or not cds.quarantined:
+            return set()
+        clusters = snapshot.resources(CLUSTER_TYPE)
+        accepted = self._resources_acked[CLUSTER_TYPE]
+        return {
+            name
+            for name, q in list(cds.quarantined.items())
+            if name not in accepted
+            and (cluster := clusters.get(name)) is not None
+            and cluster.hash == q.fingerprint
+        }
+
+    def quarantine(self) -> list[Quarantined]:
+        """Every entity this client is kept on an old version of (or without)."""
+        out: list[Quarantined] = []
+        for type_url in TYPE_ORDER:
+            sub = self.subscriptions.get(type_url)
+            if sub is not None:
+                out += list(sub.quarantined.values()) + list(sub.quarantined_routes.values())
+        return out
+
     # --- status -----------------------------------------------------------------------
 
     def resources_sent(self) -> dict[str, list[PackedResource]]:
@@ -395,7 +542,7 @@ class StreamState:
         return {t: list(r.values()) for t, r in self._resources_sent.items() if r}
 
     def type_state(self, sub: Subscription, snapshot: Snapshot) -> TypeState:
-        if sub.nacked:
+        if sub.nacked or sub.quarantined or sub.quarantined_routes:
             return TypeState.NACKED
         if sub.state is not State.WATCHING:
             return TypeState.STALE
@@ -441,17 +588,21 @@ class StreamState:
             )
         ):
             return True  # the common case, without comparing every resource
-        clusters = snapshot.resources(CLUSTER_TYPE)
-        if any(cds.acked.get(n) != r.hash for n, r in cds.wanted(clusters).items()):
+        clusters = self._held_for_quarantine(cds, cds.wanted(snapshot.resources(CLUSTER_TYPE)))
+        if any(cds.acked.get(n) != r.hash for n, r in clusters.items()):
             return False
-        needed = snapshot.eds_cluster_names
+        # A quarantined cluster the client holds an old version of (or none) does
+        # not wait for the endpoints of the rejected one.
+        needed = (snapshot.eds_cluster_names & clusters.keys()) - set(cds.quarantined)
         if not needed:
             return True
         eds = self.subscriptions.get(ENDPOINT_TYPE)
         if eds is None or eds.state is not State.WATCHING or eds.resend & needed:
             return False
-        endpoints = snapshot.resources(ENDPOINT_TYPE)
-        return all(eds.acked.get(name) == endpoints[name].hash for name in needed)
+        available = snapshot.resources(ENDPOINT_TYPE)
+        endpoints = {n: available[n] for n in needed if n in available}
+        endpoints = self._held_for_quarantine(eds, endpoints)
+        return all(eds.acked.get(name) == r.hash for name, r in endpoints.items())
 
 
 def _restrict(acked: dict[str, str], sub: Subscription, wanted: dict[str, object]) -> dict:
@@ -469,7 +620,3 @@ def _version_label(
     if not extra:
         return version
     return f"{version}+{hashlib.sha256(','.join(extra).encode()).hexdigest()[:8]}"
-
-
-def _message(status: Status) -> str:
-    return status.message or f"rejected with code {status.code}"
