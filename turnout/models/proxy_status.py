@@ -25,6 +25,21 @@ class TypeStatus(BaseModel):
     nacked_version: str | None = Field(None, description="The version that was rejected.")
 
 
+class QuarantinedResource(BaseModel):
+    """An entity the proxy rejected: it keeps its last accepted version of it (or has
+    none) until the declaration changes the entity, while everything else flows."""
+
+    type_url: str = Field(description="The xDS type of the rejected response.")
+    kind: Literal["service", "route", "listener", "route_configuration", "extension_config"] = (
+        Field(
+            description="service: its cluster or endpoints; route: one route, left out of "
+            "the route configuration; the others: a whole Envoy resource."
+        )
+    )
+    name: str = Field(description="The entity's (or Envoy resource's) name.")
+    message: str = Field(description="Envoy's message, shortened to 1 KiB.")
+
+
 class ProxyStatus(BaseModel):
     node_id: str
     node_cluster: str
@@ -35,6 +50,9 @@ class ProxyStatus(BaseModel):
         None, description="The newest declaration revision this proxy acknowledged in full."
     )
     types: list[TypeStatus]
+    quarantined: list[QuarantinedResource] = Field(
+        default_factory=list, description="What this proxy rejected and is held back from."
+    )
 
 
 class ProxyStatusSource(Protocol):

@@ -22,4 +22,15 @@ RESENDS_SUPPRESSED = Counter(
     "turnout_xds_resends_suppressed_total",
     "Rejected versions not sent again (a naive server would resend each at once).",
 )
+QUARANTINED = Gauge(
+    "turnout_xds_quarantined_resources",
+    "Entities proxies rejected and are held on an old version of (or without), summed "
+    "over streams; GET /proxies names them.",
+    ["type_url"],
+)
+QUARANTINES = Counter(
+    "turnout_xds_quarantines_total",
+    "Entities quarantined after a NACK (kind: service, route, listener, ...).",
+    ["type_url", "kind"],
+)
 RELOADS = Counter("turnout_declaration_reloads_total", "Declarations loaded and translated.")

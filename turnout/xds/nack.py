@@ -28,12 +28,17 @@ _MIN_FRAGMENT = 3
 """Shorter quoted fragments ('/', 'a') would match nearly any route."""
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def nack_text(status: Status) -> str:
-    """The message to store and log for a NACK: at most `NACK_MESSAGE_LIMIT` chars."""
-    message = status.message or f"rejected with code {status.code}"
-    if len(message) <= NACK_MESSAGE_LIMIT:
+    """The message to store and log for a NACK: at most `NACK_MESSAGE_LIMIT` chars,
+    control characters escaped (a client's newline must not forge log lines)."""
+    message = status.message[: NACK_MESSAGE_LIMIT * 2] or f"rejected with code {status.code}"
+    message = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", message)
+    if len(message) <= NACK_MESSAGE_LIMIT and len(status.message) <= NACK_MESSAGE_LIMIT * 2:
         return message
-    return message[: NACK_MESSAGE_LIMIT - 16] + f" ... ({len(message)} chars)"
+    return message[: NACK_MESSAGE_LIMIT - 24] + f" ... ({len(status.message)} chars)"
 
 
 def pinned_names(message: str, candidates: Iterable[str]) -> set[str]:

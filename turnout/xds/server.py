@@ -99,6 +99,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
                 metrics.CONNECTED_PROXIES.labels(kind).dec()
+                proxy.count_quarantine(closing=True)
         except tuple(_GRPC_STATUS) as exc:
             log.warning("stream %d from %s closed: %s", stream_id, context.peer(), exc)
             await context.abort(_GRPC_STATUS[type(exc)], str(exc))
@@ -115,11 +116,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 if outcome.stale:
                     metrics.STALE_NONCES.inc()
                 if outcome.nack is not None:
-                    metrics.NACKS.labels(request.type_url).inc()
-                    metrics.RESENDS_SUPPRESSED.inc()
-                    log.warning(
-                        "node %s rejected %s: %s", proxy.node_id, request.type_url, outcome.nack
-                    )
+                    _on_nack(proxy, request.type_url, outcome)
                 wake.set()
         finally:
             wake.set()  # the send loop notices the stream ended
@@ -160,11 +157,36 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 await context.write(message)
                 metrics.PUSHES.labels(response.type_url).inc()
                 metrics.PUSH_DURATION.observe(time.perf_counter() - started)
+            proxy.count_quarantine()  # a changed declaration may have released some
             if proxy.revision != snapshot.revision and state.in_sync(snapshot):
                 proxy.revision = snapshot.revision
                 committed = self._cache.commit_time(snapshot.revision)
                 if committed is not None:
                     metrics.COMMIT_TO_ACK.observe(time.monotonic() - committed)
+
+
+def _on_nack(proxy: ConnectedProxy, type_url: str, outcome: RequestOutcome) -> None:
+    """Count a NACK and what it quarantined; log it unless this stream logs too much
+    (the message is already `nack_text`: short, one place for redaction)."""
+    metrics.NACKS.labels(type_url).inc()
+    metrics.RESENDS_SUPPRESSED.inc()
+    for q in outcome.quarantined:
+        metrics.QUARANTINES.labels(type_url, q.kind).inc()
+    proxy.count_quarantine()
+    allowed, suppressed = proxy.nack_log.allow()
+    if not allowed:
+        return
+    held = ", ".join(f"{q.kind} {q.name!r}" for q in outcome.quarantined[:5])
+    if len(outcome.quarantined) > 5:
+        held += f" and {len(outcome.quarantined) - 5} more"
+    log.warning(
+        "node %s rejected %s (quarantined: %s): %s%s",
+        proxy.node_id,
+        type_url,
+        held or "nothing pinned down",
+        outcome.nack,
+        f" [{suppressed} earlier NACKs on this stream not logged]" if suppressed else "",
+    )
 
 
 def _receive(state: StreamState, request: Request) -> RequestOutcome:

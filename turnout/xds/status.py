@@ -5,13 +5,17 @@ own threads; the registry only ever replaces whole dict entries on the event loo
 and readers copy before iterating, so no lock is needed under the GIL.
 """
 
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from turnout.models.proxy_status import ProxyStatus, TypeStatus
+from turnout.models.proxy_status import ProxyStatus, QuarantinedResource, TypeStatus
+from turnout.xds import metrics
+from turnout.xds.nack import NackLog
 from turnout.xds.snapshot import TYPE_ORDER, Snapshot
 from turnout.xds.stream import StreamState
 from turnout.xds.translate import ListenerOptions
@@ -28,6 +32,21 @@ class ConnectedProxy:
     """The newest revision the proxy acknowledged in full."""
     snapshot: Snapshot | None = None
     """The snapshot the stream last worked from."""
+    nack_log: NackLog = field(default_factory=lambda: NackLog(time.monotonic))
+    """Limits how often this stream's NACKs are logged."""
+    quarantine_counts: Counter[str] = field(default_factory=Counter)
+    """By type URL, what this stream last added to `turnout_xds_quarantined_resources`."""
+
+    def count_quarantine(self, closing: bool = False) -> None:
+        """Bring the quarantine gauge up to date with this stream (to 0 when closing)."""
+        now: Counter[str] = Counter()
+        if not closing:
+            now.update(q.type_url for q in self.state.quarantine())
+        for type_url in now.keys() | self.quarantine_counts.keys():
+            change = now[type_url] - self.quarantine_counts[type_url]
+            if change:
+                metrics.QUARANTINED.labels(type_url).inc(change)
+        self.quarantine_counts = now
 
 
 class ProxyRegistry:
@@ -95,4 +114,8 @@ def _read_status(proxy: ConnectedProxy) -> ProxyStatus:
         listener_port=proxy.key.port,
         revision=proxy.revision,
         types=types,
+        quarantined=[
+            QuarantinedResource(type_url=q.type_url, kind=q.kind, name=q.name, message=q.message)
+            for q in proxy.state.quarantine()
+        ],
     )

@@ -1,0 +1,114 @@
+"""One entity a real Envoy rejects is quarantined; the rest of the fleet's changes flow.
+
+The rejection is real: this Envoy runs with a lower RE2 program size limit
+(runtime `re2.max_program_size.error_level`) than Turnout checks for (Envoy's
+default, 100), as an Envoy of another version or with another runtime might. A
+regex route the admin API accepts is then one this Envoy must refuse, and it
+refuses the group's whole RouteConfiguration: without quarantine, no route change
+would reach it until the regex route went away.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, wait_for, wait_status
+from turnout.xds.snapshot import ROUTE_TYPE
+
+STRICT_RUNTIME = {"re2.max_program_size.error_level": 8}
+FANCY_REGEX = "/v[0-9]+/items/[a-z]+"
+ROUTES_STATS = r"rds\..*update_"
+
+
+def _types(proxy: dict[str, Any]) -> dict[str, str]:
+    return {t["type_url"]: t["state"] for t in proxy["types"]}
+
+
+def _proxy(admin: AdminClient, node_id: str) -> dict[str, Any]:
+    proxy = admin.proxy(node_id)
+    assert proxy is not None, f"{node_id} is not connected"
+    return proxy
+
+
+def test_a_rejected_route_is_quarantined_and_unrelated_routes_are_still_served(
+    admin: AdminClient,
+    start_envoy: Callable[..., EnvoyProcess],
+    upstreams: dict[str, EchoUpstream],
+    http: httpx.Client,
+) -> None:
+    envoy = start_envoy("strict-envoy", runtime=STRICT_RUNTIME)
+    for name, upstream in upstreams.items():
+        admin.create("services", {"name": name, "url": upstream.url})
+    good = admin.create("routes", {"name": "ok", "paths": ["/ok"], "service": "blue"})
+    admin.wait_synced(envoy.node_id, good)
+
+    admin.create(
+        "routes", {"name": "fancy", "paths": [{"regex": FANCY_REGEX}], "service": "green"}
+    )
+    wait_for(
+        lambda: bool(_proxy(admin, envoy.node_id)["quarantined"]), 10, "the route quarantined"
+    )
+    (held,) = _proxy(admin, envoy.node_id)["quarantined"]
+    assert held["kind"] == "route" and held["name"] == "fancy"
+    assert held["type_url"] == ROUTE_TYPE
+    assert "program size" in held["message"] and FANCY_REGEX in held["message"]
+
+    # An unrelated change after the rejection: a new service and a route to it.
+    admin.create("services", {"name": "later", "url": upstreams["blue"].url})
+    more = admin.create("routes", {"name": "more", "paths": ["/more"], "service": "later"})
+    assert wait_status(http, f"{envoy.url}/more", 200).json()["service"] == "blue"
+    assert http.get(f"{envoy.url}/ok").status_code == 200
+    assert http.get(f"{envoy.url}/v1/items/abc").status_code == 404  # fancy is held back
+
+    def others_synced() -> bool:
+        states = _types(_proxy(admin, envoy.node_id))
+        others = {t: s for t, s in states.items() if t != ROUTE_TYPE}
+        return set(others.values()) == {"SYNCED"} and states[ROUTE_TYPE] == "NACKED"
+
+    wait_for(others_synced, 10, "every type but routes SYNCED, routes NACKED")
+    proxy = _proxy(admin, envoy.node_id)
+    routes = next(t for t in proxy["types"] if t["type_url"] == ROUTE_TYPE)
+    assert routes["version_acked"] is not None and int(routes["version_acked"]) >= more
+    assert proxy["revision"] == good  # "acknowledged in full" stays honest
+    assert _metric(admin, "turnout_xds_quarantined_resources", ROUTE_TYPE) >= 1
+
+    # Fixing the route tries its new version; the proxy converges completely.
+    fixed = admin.write("PATCH", "/routes/fancy", {"paths": ["/v1/items"]})
+    admin.wait_synced(envoy.node_id, fixed)
+    proxy = _proxy(admin, envoy.node_id)
+    assert proxy["quarantined"] == []
+    assert set(_types(proxy).values()) == {"SYNCED"}
+    assert wait_status(http, f"{envoy.url}/v1/items/abc", 200).json()["service"] == "green"
+    stats = envoy.stats(ROUTES_STATS)
+    rejected = sum(v for k, v in stats.items() if k.endswith("update_rejected"))
+    assert rejected == 1, stats  # the rejected version was never sent again
+
+
+def test_a_route_deleted_while_quarantined_releases_the_proxy(
+    admin: AdminClient,
+    start_envoy: Callable[..., EnvoyProcess],
+    upstreams: dict[str, EchoUpstream],
+    http: httpx.Client,
+) -> None:
+    envoy = start_envoy("strict-envoy", runtime=STRICT_RUNTIME)
+    admin.create("services", {"name": "green", "url": upstreams["green"].url})
+    admin.create(
+        "routes", {"name": "fancy", "paths": [{"regex": FANCY_REGEX}], "service": "green"}
+    )
+    wait_for(
+        lambda: bool(_proxy(admin, envoy.node_id)["quarantined"]), 10, "the route quarantined"
+    )
+    assert _metric(admin, "turnout_xds_quarantined_resources", ROUTE_TYPE) == 1
+    gone = admin.write("DELETE", "/routes/fancy")
+    admin.wait_synced(envoy.node_id, gone)
+    proxy = _proxy(admin, envoy.node_id)
+    assert proxy["quarantined"] == [] and set(_types(proxy).values()) == {"SYNCED"}
+    assert _metric(admin, "turnout_xds_quarantined_resources", ROUTE_TYPE) == 0
+
+
+def _metric(admin: AdminClient, name: str, type_url: str) -> float:
+    text = admin.http.get("/metrics").text
+    prefix = f'{name}{{type_url="{type_url}"}} '
+    values = [float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)]
+    return sum(values)
