@@ -43,12 +43,8 @@ def test_a_rejected_route_is_quarantined_and_unrelated_routes_are_still_served(
     good = admin.create("routes", {"name": "ok", "paths": ["/ok"], "service": "blue"})
     admin.wait_synced(envoy.node_id, good)
 
-    admin.create(
-        "routes", {"name": "fancy", "paths": [{"regex": FANCY_REGEX}], "service": "green"}
-    )
-    wait_for(
-        lambda: bool(_proxy(admin, envoy.node_id)["quarantined"]), 10, "the route quarantined"
-    )
+    admin.create("routes", {"name": "fancy", "paths": [{"regex": FANCY_REGEX}], "service": "green"})
+    wait_for(lambda: bool(_proxy(admin, envoy.node_id)["quarantined"]), 10, "the route quarantined")
     (held,) = _proxy(admin, envoy.node_id)["quarantined"]
     assert held["kind"] == "route" and held["name"] == "fancy"
     assert held["type_url"] == ROUTE_TYPE
@@ -93,12 +89,8 @@ def test_a_route_deleted_while_quarantined_releases_the_proxy(
 ) -> None:
     envoy = start_envoy("strict-envoy", runtime=STRICT_RUNTIME)
     admin.create("services", {"name": "green", "url": upstreams["green"].url})
-    admin.create(
-        "routes", {"name": "fancy", "paths": [{"regex": FANCY_REGEX}], "service": "green"}
-    )
-    wait_for(
-        lambda: bool(_proxy(admin, envoy.node_id)["quarantined"]), 10, "the route quarantined"
-    )
+    admin.create("routes", {"name": "fancy", "paths": [{"regex": FANCY_REGEX}], "service": "green"})
+    wait_for(lambda: bool(_proxy(admin, envoy.node_id)["quarantined"]), 10, "the route quarantined")
     assert _metric(admin, "turnout_xds_quarantined_resources", ROUTE_TYPE) == 1
     gone = admin.write("DELETE", "/routes/fancy")
     admin.wait_synced(envoy.node_id, gone)
