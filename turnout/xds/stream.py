@@ -431,12 +431,14 @@ class StreamState:
             routes = pin_routes(message, text, sub.last_updated, sub.sent_parts)
             if routes:
                 sub.quarantined_routes.update(routes)
+                sub.nacked = False
                 self.quarantine_version += 1
                 return list(routes.values())
         found = pin_resources(sub.type_url, message, text, sub.last_updated, sub.sent)
         if not found:
             return []
         sub.quarantined.update(found)
+        sub.nacked = False  # the entries now say what is rejected, and for how long
         self.quarantine_version += 1
         # Envoy kept its previous version of each rejected resource (or has none),
         # and applied the rest of the response (cds_api_helper.cc, lds_api.cc).
