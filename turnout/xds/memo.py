@@ -129,6 +129,8 @@ class TranslationMemo:
         self._services: dict[str, _ServiceResult] = {}
         self._entries: dict[tuple[str, int], _EntryResult] = {}
         self._route_entries: dict[str, tuple[RouteSpec, list[RouteEntry]]] = {}
+        self._route_refs: dict[str, tuple[RouteSpec, SplitSpec | None, frozenset[str]]] = {}
+        """Route name → the clusters it sends traffic to, with the specs it was read from."""
         self._layouts: dict[str, _Layout] = {}
         self._api_keys: tuple[object, PackedResource] | None = None
         """The keys the credentials' ECDS resource was built from, and the resource."""
@@ -197,8 +199,7 @@ class TranslationMemo:
             for (vhost_head, entries), records in zip(layout.vhosts, layout.records, strict=True)
         )
         refs = {
-            name: services_of_route(decl.routes[name], splits.get(name))
-            for name in layout.positions
+            name: self._refs_of(decl.routes[name], splits.get(name)) for name in layout.positions
         }
         full = packed_bytes(config_name, Any(type_url=ROUTE_TYPE, value=value))
         return RouteParts(config_name, head, parts, refs, full)
@@ -215,6 +216,13 @@ class TranslationMemo:
         layout = _Layout(dict(decl.routes), dict(decl.routes), dict(splits), vhosts, positions)
         layout.consumers = _consumer_basis(decl)
         return layout
+
+    def _refs_of(self, route: RouteSpec, split: SplitSpec | None) -> frozenset[str]:
+        cached = self._route_refs.get(route.name)
+        if cached is None or cached[0] is not route or cached[1] is not split:
+            cached = (route, split, services_of_route(route, split))
+            self._route_refs[route.name] = cached
+        return cached[2]
 
     def _entries_of(self, route: RouteSpec) -> list[RouteEntry]:
         cached = self._route_entries.get(route.name)
@@ -256,6 +264,8 @@ class TranslationMemo:
             del self._entries[key]
         for name in self._route_entries.keys() - decl.routes.keys():
             del self._route_entries[name]
+        for name in self._route_refs.keys() - decl.routes.keys():
+            del self._route_refs[name]
 
 
 def _uses_consumers(route: RouteSpec) -> bool:
