@@ -1,11 +1,12 @@
 """One entity a real Envoy rejects is quarantined; the rest of the fleet's changes flow.
 
-The rejection is real: this Envoy runs with a lower RE2 program size limit
+The rejections are real. For routes, this Envoy runs with a lower RE2 program size limit
 (runtime `re2.max_program_size.error_level`) than Turnout checks for (Envoy's
 default, 100), as an Envoy of another version or with another runtime might. A
 regex route the admin API accepts is then one this Envoy must refuse, and it
 refuses the group's whole RouteConfiguration: without quarantine, no route change
-would reach it until the regex route went away.
+would reach it until the regex route went away. For clusters, a setting Envoy
+refuses although the admin API still takes it (see REJECTED_SERVICE_POLICIES).
 """
 
 from collections.abc import Callable
@@ -75,7 +76,9 @@ def test_a_rejected_route_is_quarantined_and_unrelated_routes_are_still_served(
     routes = next(t for t in proxy["types"] if t["type_url"] == ROUTE_TYPE)
     assert routes["version_acked"] is not None and int(routes["version_acked"]) >= more
     assert proxy["revision"] == good  # "acknowledged in full" stays honest
-    assert _metric(admin, "turnout_xds_quarantined_resources", ROUTE_TYPE) >= 1
+    assert _metric(admin, "turnout_xds_quarantined_resources", ROUTE_TYPE) == 1
+    entity = {"kind": "route", "name": "fancy"}
+    assert _metric(admin, "turnout_xds_quarantined_entity", ROUTE_TYPE, **entity) == 1
 
     # Fixing the route tries its new version; the proxy converges completely.
     fixed = admin.write("PATCH", "/routes/fancy", {"paths": ["/v1/items"]})
@@ -83,6 +86,7 @@ def test_a_rejected_route_is_quarantined_and_unrelated_routes_are_still_served(
     proxy = _proxy(admin, envoy.node_id)
     assert proxy["quarantined"] == []
     assert set(_types(proxy).values()) == {"SYNCED"}
+    assert _metric(admin, "turnout_xds_quarantined_entity", ROUTE_TYPE, **entity) == 0
     assert wait_status(http, f"{envoy.url}/v1/items/abc", 200).json()["service"] == "green"
     stats = envoy.stats(ROUTES_STATS)
     rejected = sum(v for k, v in stats.items() if k.endswith("update_rejected"))
@@ -107,9 +111,11 @@ def test_a_route_deleted_while_quarantined_releases_the_proxy(
     assert _metric(admin, "turnout_xds_quarantined_resources", ROUTE_TYPE) == 0
 
 
-def _metric(admin: AdminClient, name: str, type_url: str) -> float:
+def _metric(admin: AdminClient, name: str, type_url: str, **labels: str) -> float:
+    """A series of Turnout's /metrics (labels in their declared order), 0 if absent."""
     text = admin.http.get("/metrics").text
-    prefix = f'{name}{{type_url="{type_url}"}} '
+    pairs = ",".join(f'{k}="{v}"' for k, v in {"type_url": type_url, **labels}.items())
+    prefix = f"{name}{{{pairs}}} "
     values = [float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)]
     return sum(values)
 

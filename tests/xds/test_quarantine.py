@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import pytest
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
 from google.rpc.status_pb2 import Status
+from prometheus_client import REGISTRY
 from test_stream import delta_request, drain, request
 
 from turnout.models.declaration import Declaration
@@ -356,3 +357,19 @@ def test_proxies_name_the_quarantined_entity_and_envoys_message() -> None:
     assert held.message == RE2_MESSAGE
     states = {t.type_url: t.state for t in status.types}
     assert states[ROUTE_TYPE] == "NACKED" and states[CLUSTER_TYPE] == "SYNCED"
+
+    labels = {"type_url": ROUTE_TYPE, "kind": "route", "name": "fancy"}
+    before = REGISTRY.get_sample_value(
+        "turnout_xds_quarantined_resources", {"type_url": ROUTE_TYPE}
+    )
+    proxy.count_quarantine()
+    proxy.count_quarantine()  # counted once per stream, however often it is asked
+    assert REGISTRY.get_sample_value("turnout_xds_quarantined_entity", labels) == 1
+    after = REGISTRY.get_sample_value("turnout_xds_quarantined_resources", {"type_url": ROUTE_TYPE})
+    assert (after or 0) - (before or 0) == 1
+    proxy.count_quarantine(closing=True)
+    assert REGISTRY.get_sample_value("turnout_xds_quarantined_entity", labels) is None
+    closed = REGISTRY.get_sample_value(
+        "turnout_xds_quarantined_resources", {"type_url": ROUTE_TYPE}
+    )
+    assert closed == before or (closed == 0 and before is None)

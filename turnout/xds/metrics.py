@@ -28,6 +28,12 @@ QUARANTINED = Gauge(
     "over streams; GET /proxies names them.",
     ["type_url"],
 )
+QUARANTINED_ENTITY = Gauge(
+    "turnout_xds_quarantined_entity",
+    "Streams holding back this entity after a NACK. Bounded: only names Turnout sent "
+    "are quarantined, and a series goes when no stream holds its entity any more.",
+    ["type_url", "kind", "name"],
+)
 QUARANTINES = Counter(
     "turnout_xds_quarantines_total",
     "Entities quarantined after a NACK (kind: service, route, listener, ...).",

@@ -34,19 +34,34 @@ class ConnectedProxy:
     """The snapshot the stream last worked from."""
     nack_log: NackLog = field(default_factory=lambda: NackLog(time.monotonic))
     """Limits how often this stream's NACKs are logged."""
-    quarantine_counts: Counter[str] = field(default_factory=Counter)
-    """By type URL, what this stream last added to `turnout_xds_quarantined_resources`."""
+    quarantine_counted: frozenset[tuple[str, str, str]] = frozenset()
+    """(type URL, kind, name) of what this stream last counted in the quarantine gauges."""
 
     def count_quarantine(self, closing: bool = False) -> None:
-        """Bring the quarantine gauge up to date with this stream (to 0 when closing)."""
-        now: Counter[str] = Counter()
-        if not closing:
-            now.update(q.type_url for q in self.state.quarantine())
-        for type_url in now.keys() | self.quarantine_counts.keys():
-            change = now[type_url] - self.quarantine_counts[type_url]
-            if change:
-                metrics.QUARANTINED.labels(type_url).inc(change)
-        self.quarantine_counts = now
+        """Bring the quarantine gauges up to date with this stream (out of them when
+        closing). Runs on the event loop only."""
+        now = frozenset(
+            () if closing else ((q.type_url, q.kind, q.name) for q in self.state.quarantine())
+        )
+        if now == self.quarantine_counted:
+            return
+        for entity in now - self.quarantine_counted:
+            metrics.QUARANTINED.labels(entity[0]).inc()
+            _HOLDERS[entity] += 1
+            metrics.QUARANTINED_ENTITY.labels(*entity).set(_HOLDERS[entity])
+        for entity in self.quarantine_counted - now:
+            metrics.QUARANTINED.labels(entity[0]).dec()
+            _HOLDERS[entity] -= 1
+            if _HOLDERS[entity] > 0:
+                metrics.QUARANTINED_ENTITY.labels(*entity).set(_HOLDERS[entity])
+            else:
+                del _HOLDERS[entity]
+                metrics.QUARANTINED_ENTITY.remove(*entity)
+        self.quarantine_counted = now
+
+
+_HOLDERS: Counter[tuple[str, str, str]] = Counter()
+"""Streams holding each quarantined entity, across the process (for the gauge)."""
 
 
 class ProxyRegistry:
