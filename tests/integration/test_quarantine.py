@@ -111,11 +111,11 @@ def test_a_route_deleted_while_quarantined_releases_the_proxy(
     assert _metric(admin, "turnout_xds_quarantined_resources", ROUTE_TYPE) == 0
 
 
-def _metric(admin: AdminClient, name: str, type_url: str, **labels: str) -> float:
-    """A series of Turnout's /metrics (labels in their declared order), 0 if absent."""
+def _metric(admin: AdminClient, metric: str, type_url: str, **labels: str) -> float:
+    """A series of Turnout's /metrics, 0 if absent (the exposition sorts labels)."""
     text = admin.http.get("/metrics").text
-    pairs = ",".join(f'{k}="{v}"' for k, v in {"type_url": type_url, **labels}.items())
-    prefix = f"{name}{{{pairs}}} "
+    pairs = ",".join(f'{k}="{v}"' for k, v in sorted({"type_url": type_url, **labels}.items()))
+    prefix = f"{metric}{{{pairs}}} "
     values = [float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)]
     return sum(values)
 
