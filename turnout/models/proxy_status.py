@@ -17,7 +17,8 @@ class TypeStatus(BaseModel):
         "STALE",
         description="SYNCED: acknowledged the current declaration; STALE: a push is in "
         "flight or due; NACKED: rejected the newest content (see last_nack) and keeps the "
-        "previous one until the declaration changes.",
+        "previous version of what it rejected (see the proxy's `quarantined`) until the "
+        "declaration changes it; everything else of the type is still delivered.",
     )
     version_sent: str | None = Field(None, description="Last version_info sent.")
     version_acked: str | None = Field(None, description="Last version_info the proxy ACKed.")
