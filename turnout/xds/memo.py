@@ -24,7 +24,7 @@ from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
-from turnout.xds.route_parts import VIRTUAL_HOSTS_FIELD, RouteParts, services_of_route
+from turnout.xds.route_parts import VIRTUAL_HOSTS_FIELD, RouteParts
 from turnout.xds.snapshot import ROUTE_TYPE, PackedResource, pack, packed_bytes
 from turnout.xds.translate import (
     TranslationError,
@@ -129,8 +129,6 @@ class TranslationMemo:
         self._services: dict[str, _ServiceResult] = {}
         self._entries: dict[tuple[str, int], _EntryResult] = {}
         self._route_entries: dict[str, tuple[RouteSpec, list[RouteEntry]]] = {}
-        self._route_refs: dict[str, tuple[RouteSpec, SplitSpec | None, frozenset[str]]] = {}
-        """Route name → the clusters it sends traffic to, with the specs it was read from."""
         self._layouts: dict[str, _Layout] = {}
         self._api_keys: tuple[object, PackedResource] | None = None
         """The keys the credentials' ECDS resource was built from, and the resource."""
@@ -194,15 +192,11 @@ class TranslationMemo:
         config_name = route_configuration_name(opts)
         head = RouteConfiguration(name=config_name).SerializeToString(deterministic=True)
         value = head + b"".join(vhosts)
-        parts = tuple(
-            (vhost_head, tuple((n, r) for (n, _i), r in zip(entries, records, strict=True)))
-            for (vhost_head, entries), records in zip(layout.vhosts, layout.records, strict=True)
-        )
-        refs = {
-            name: self._refs_of(decl.routes[name], splits.get(name)) for name in layout.positions
-        }
         full = packed_bytes(config_name, Any(type_url=ROUTE_TYPE, value=value))
-        return RouteParts(config_name, head, parts, refs, full)
+        # The layout's entry lists are never changed in place, its records are: copy
+        # those (references only) so the parts stay as they were at this revision.
+        records = [list(r) for r in layout.records]
+        return RouteParts(config_name, head, layout.vhosts, records, decl.routes, splits, full)
 
     def _layout(self, decl: Declaration, group: str, splits: dict[str, SplitSpec]) -> _Layout:
         vhosts = []
@@ -216,13 +210,6 @@ class TranslationMemo:
         layout = _Layout(dict(decl.routes), dict(decl.routes), dict(splits), vhosts, positions)
         layout.consumers = _consumer_basis(decl)
         return layout
-
-    def _refs_of(self, route: RouteSpec, split: SplitSpec | None) -> frozenset[str]:
-        cached = self._route_refs.get(route.name)
-        if cached is None or cached[0] is not route or cached[1] is not split:
-            cached = (route, split, services_of_route(route, split))
-            self._route_refs[route.name] = cached
-        return cached[2]
 
     def _entries_of(self, route: RouteSpec) -> list[RouteEntry]:
         cached = self._route_entries.get(route.name)
@@ -264,8 +251,6 @@ class TranslationMemo:
             del self._entries[key]
         for name in self._route_entries.keys() - decl.routes.keys():
             del self._route_entries[name]
-        for name in self._route_refs.keys() - decl.routes.keys():
-            del self._route_refs[name]
 
 
 def _uses_consumers(route: RouteSpec) -> bool:

@@ -66,7 +66,7 @@ def pin_routes(
         config_parts = parts.get(config)
         if config_parts is None:
             continue
-        routes = pinned_names(message, config_parts.routes())
+        routes = pinned_names(message, config_parts.route_names())
         if fragments:
             routes |= config_parts.routes_containing(fragments)
         for route in sorted(routes):

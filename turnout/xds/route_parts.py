@@ -11,7 +11,7 @@ group. Knows nothing of streams or the declaration.
 """
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from google.protobuf.any_pb2 import Any
@@ -42,54 +42,69 @@ def services_of_route(route: RouteSpec, split: SplitSpec | None) -> frozenset[st
 
 @dataclass(frozen=True, eq=False)
 class RouteParts:
-    """One RouteConfiguration as (route name, serialized entries) per virtual host."""
+    """One RouteConfiguration as per-route serialized entries per virtual host.
+
+    Building it costs two list copies per revision; everything per route (hashes,
+    references, variants) is worked out only once a stream needs it, which is only
+    while one of its proxies holds something in quarantine."""
 
     name: str
     """The RouteConfiguration's name."""
     head: bytes
     """Serialized `RouteConfiguration(name)`."""
-    vhosts: tuple[tuple[bytes, tuple[tuple[str, bytes], ...]], ...]
-    """Per virtual host: serialized `VirtualHost(name, domains)` and its entries, as
-    (route name, `routes` field records), in match order."""
-    refs: Mapping[str, frozenset[str]]
-    """Route name → the clusters it sends traffic to."""
+    layout: Sequence[tuple[bytes, Sequence[tuple[str, int]]]]
+    """Per virtual host: serialized `VirtualHost(name, domains)` and its entries as
+    (route name, path index), in match order."""
+    records: Sequence[Sequence[bytes]]
+    """Per virtual host, each entry's `routes` field records, in the same order."""
+    routes: Mapping[str, RouteSpec]
+    """The route specs the entries were built from."""
+    splits: Mapping[str, SplitSpec]
+    """The splits the entries were built from, by route name."""
     full: PackedResource
     """Every route: what the group's streams share."""
     _variants: dict[frozenset[str], PackedResource] = field(default_factory=dict, repr=False)
     _hashes: dict[str, str] = field(default_factory=dict, repr=False)
+    _refs: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+
+    def _entries(self) -> Iterator[tuple[int, str, bytes]]:
+        pairs = zip(self.layout, self.records, strict=True)
+        for vhost, ((_head, entries), records) in enumerate(pairs):
+            for (name, _index), record in zip(entries, records, strict=True):
+                yield vhost, name, record
+
+    def route_names(self) -> set[str]:
+        return set(self._route_hashes())
 
     def route_hash(self, route: str) -> str | None:
         """Fingerprint of one route's entries: it changes when the route's translation
         does, which is when a quarantined route is tried again."""
         return self._route_hashes().get(route)
 
-    def routes(self) -> set[str]:
-        return set(self._route_hashes())
-
     def _route_hashes(self) -> dict[str, str]:
         if not self._hashes:
             digests: dict[str, hashlib._Hash] = {}
-            for _head, entries in self.vhosts:
-                for name, record in entries:
-                    digests.setdefault(name, hashlib.sha256()).update(record)
-            # One assignment per key: readers on other threads see whole entries.
+            for _vhost, name, record in self._entries():
+                digests.setdefault(name, hashlib.sha256()).update(record)
+            # One update: readers on the admin's threads see all entries or none.
             self._hashes.update({n: d.hexdigest() for n, d in digests.items()})
         return self._hashes
 
     def routes_using(self, clusters: Iterable[str]) -> set[str]:
+        """Routes that send traffic to one of `clusters`."""
+        if not self._refs:
+            self._refs.update(
+                {n: services_of_route(r, self.splits.get(n)) for n, r in self.routes.items()}
+            )
         wanted = set(clusters)
-        return {name for name, refs in self.refs.items() if refs & wanted}
+        placed = self._route_hashes()
+        return {name for name, refs in self._refs.items() if refs & wanted and name in placed}
 
     def routes_containing(self, fragments: Iterable[str]) -> set[str]:
         """Routes whose serialized entries contain one of `fragments` (a regex Envoy
         quoted in its rejection appears verbatim in the route's bytes)."""
         needles = [f.encode() for f in fragments]
-        return {
-            name
-            for _head, entries in self.vhosts
-            for name, record in entries
-            if any(n in record for n in needles)
-        }
+        return {name for _v, name, record in self._entries() if any(n in record for n in needles)}
 
     def without(self, excluded: frozenset[str]) -> PackedResource:
         """The configuration with the `excluded` routes' entries left out."""
@@ -101,13 +116,18 @@ class RouteParts:
         vhosts = [
             _record(
                 VIRTUAL_HOSTS_FIELD,
-                head + b"".join(rec for name, rec in entries if name not in excluded),
+                head
+                + b"".join(
+                    record
+                    for (name, _index), record in zip(entries, records, strict=True)
+                    if name not in excluded
+                ),
             )
-            for head, entries in self.vhosts
+            for (head, entries), records in zip(self.layout, self.records, strict=True)
         ]
         value = self.head + b"".join(vhosts)
         variant = packed_bytes(self.name, Any(type_url=ROUTE_TYPE, value=value))
         if len(self._variants) >= _VARIANTS_KEPT:
-            self._variants.pop(next(iter(self._variants)))
+            self._variants.pop(next(iter(self._variants)), None)
         self._variants[excluded] = variant
         return variant
