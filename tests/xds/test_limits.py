@@ -6,12 +6,8 @@ from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, Disc
 
 from turnout.xds.limits import (
     MAX_NAMES_PER_SUBSCRIPTION,
-    NACK_LOG_BURST,
-    NACK_LOG_EVERY_SECONDS,
-    LogBudget,
     TokenBucket,
     check_request,
-    truncate,
 )
 from turnout.xds.snapshot import ENDPOINT_TYPE
 from turnout.xds.stream import ProtocolError, StreamState
@@ -41,23 +37,6 @@ def test_past_its_budget_a_stream_waits_in_proportion_to_its_debt() -> None:
     assert bucket.take(500) == pytest.approx(5.0)
     clock.now = 5
     assert bucket.take(1) == pytest.approx(0.01)
-
-
-def test_nack_lines_come_in_a_burst_then_one_per_period() -> None:
-    clock = Clock()
-    budget = LogBudget(clock)
-    allowed = [budget.allow() for _ in range(100)]
-    assert sum(allowed) == NACK_LOG_BURST
-    assert budget.suppressed == 100 - NACK_LOG_BURST
-    clock.now = NACK_LOG_EVERY_SECONDS
-    assert budget.allow()
-    assert not budget.allow()
-
-
-def test_truncate_says_how_much_was_cut() -> None:
-    assert truncate("short") == "short"
-    cut = truncate("x" * 1000, 10)
-    assert cut == "xxxxxxxxxx... (990 more characters)"
 
 
 def test_check_request_counts_work_and_names_the_bound() -> None:

@@ -98,7 +98,8 @@ def _build_group(
     previous: Snapshot | None,
     memo: TranslationMemo,
 ) -> Snapshot:
-    routes = memo.route_configuration(decl, key)
+    parts = memo.route_parts(decl, key)
+    routes = parts.full
     packed = {
         CLUSTER_TYPE: shared.clusters,
         ENDPOINT_TYPE: shared.endpoints,
@@ -107,7 +108,9 @@ def _build_group(
         ROUTE_TYPE: [routes],
     }
     refs = {routes.name: referenced_services(decl, key.group)}
-    return build_snapshot(decl.revision, packed, shared.eds_cluster_names, refs, previous)
+    return build_snapshot(
+        decl.revision, packed, shared.eds_cluster_names, refs, previous, {routes.name: parts}
+    )
 
 
 def referenced_services(decl: Declaration, group: str) -> frozenset[str]:

@@ -16,9 +16,8 @@ hold the event loop, which the admin API shares. These are the bounds:
 - each stream has a budget of work (one unit per request plus one per name it
   carries): past it the stream's requests are read more slowly, which pushes back
   on the client through HTTP/2 flow control rather than dropping anything;
-- NACK log lines are limited per stream (NACK_LOG_BURST, then one per
-  NACK_LOG_EVERY_SECONDS) and their message truncated to NACK_LOG_CHARS; the
-  rest is counted (`turnout_xds_nack_logs_suppressed_total`).
+- NACK log lines are limited per stream by `turnout/xds/nack.py` (`NackLog`); what
+  it leaves out is counted (`turnout_xds_nack_logs_suppressed_total`).
 """
 
 import time
@@ -35,9 +34,6 @@ WORK_PER_SECOND = 50_000.0
 """Refill of a stream's budget: requests plus names per second (Envoy at startup
 sends a handful of requests with at most one name per resource)."""
 WORK_BURST = 100_000.0
-NACK_LOG_BURST = 5
-NACK_LOG_EVERY_SECONDS = 10.0
-NACK_LOG_CHARS = 400
 
 KNOWN_TYPES = frozenset(TYPE_ORDER)
 
@@ -103,25 +99,3 @@ class TokenBucket:
             return False
         self._tokens -= units
         return True
-
-
-class LogBudget:
-    """How many lines of one kind a stream may log: a burst, then one per period."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._bucket = TokenBucket(1 / NACK_LOG_EVERY_SECONDS, NACK_LOG_BURST, clock)
-        self.suppressed = 0
-        """Lines left out since the last one logged."""
-
-    def allow(self) -> bool:
-        if self._bucket.try_take():
-            return True
-        self.suppressed += 1
-        return False
-
-
-def truncate(text: str, limit: int = NACK_LOG_CHARS) -> str:
-    """`text` cut to `limit` characters, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit} more characters)"

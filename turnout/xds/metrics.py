@@ -22,6 +22,23 @@ RESENDS_SUPPRESSED = Counter(
     "turnout_xds_resends_suppressed_total",
     "Rejected versions not sent again (a naive server would resend each at once).",
 )
+QUARANTINED = Gauge(
+    "turnout_xds_quarantined_resources",
+    "Entities proxies rejected and are held on an old version of (or without), summed "
+    "over streams; GET /proxies names them.",
+    ["type_url"],
+)
+QUARANTINED_ENTITY = Gauge(
+    "turnout_xds_quarantined_entity",
+    "Streams holding back this entity after a NACK. Bounded: only names Turnout sent "
+    "are quarantined, and a series goes when no stream holds its entity any more.",
+    ["type_url", "kind", "name"],
+)
+QUARANTINES = Counter(
+    "turnout_xds_quarantines_total",
+    "Entities quarantined after a NACK (kind: service, route, listener, ...).",
+    ["type_url", "kind"],
+)
 RELOADS = Counter("turnout_declaration_reloads_total", "Declarations loaded and translated.")
 GROUPS = Gauge(
     "turnout_xds_node_groups", "Node groups translated: with streams, or idle in their grace."

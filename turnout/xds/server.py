@@ -34,10 +34,8 @@ from turnout.xds.limits import (
     MAX_REQUEST_BYTES,
     WORK_BURST,
     WORK_PER_SECOND,
-    LogBudget,
     TokenBucket,
     check_request,
-    truncate,
 )
 from turnout.xds.lrs import ADS_WAIT_SECONDS, Authorizer, LoadStats
 from turnout.xds.lrs import add_to_server as add_lrs_to_server
@@ -122,6 +120,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 "%s stream %d opened by node %s (%s)", kind, stream_id, proxy.node_id, proxy.key
             )
             reader = asyncio.create_task(self._read(requests, proxy, wake))
+            undo.append(lambda: proxy.count_quarantine(closing=True))
             undo.append(reader.cancel)
             undo.append(self._cache.watch(wake))
             await self._send_loop(context, proxy, wake, reader)
@@ -141,7 +140,6 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         self, requests: AsyncIterator[Request], proxy: ConnectedProxy, wake: asyncio.Event
     ) -> None:
         budget = TokenBucket(WORK_PER_SECOND, WORK_BURST)
-        nack_logs = LogBudget()
         try:
             async for request in requests:
                 work = check_request(proxy.state, request)
@@ -149,9 +147,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 if outcome.stale:
                     metrics.STALE_NONCES.inc()
                 if outcome.nack is not None:
-                    metrics.NACKS.labels(request.type_url).inc()
-                    metrics.RESENDS_SUPPRESSED.inc()
-                    _log_nack(nack_logs, proxy.node_id, request.type_url, outcome.nack)
+                    _on_nack(proxy, request.type_url, outcome)
                 wake.set()
                 delay = budget.take(work)
                 if delay > 0:
@@ -197,6 +193,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 await context.write(message)
                 metrics.PUSHES.labels(response.type_url).inc()
                 metrics.PUSH_DURATION.observe(time.perf_counter() - started)
+            proxy.count_quarantine()  # a changed declaration may have released some
             if proxy.revision != snapshot.revision and state.in_sync(snapshot):
                 proxy.revision = snapshot.revision
                 committed = self._cache.commit_time(snapshot.revision)
@@ -204,19 +201,35 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                     metrics.COMMIT_TO_ACK.observe(time.monotonic() - committed)
 
 
-def _log_nack(budget: LogBudget, node_id: str, type_url: str, message: str) -> None:
-    if not budget.allow():
-        metrics.NACK_LOGS_SUPPRESSED.inc()
-        return
-    suppressed = f" ({budget.suppressed} earlier NACK lines left out)" if budget.suppressed else ""
-    budget.suppressed = 0
-    log.warning("node %s rejected %s: %s%s", node_id, type_url, truncate(message), suppressed)
-
-
 def _cluster_names(proxy: ConnectedProxy) -> frozenset[str]:
     """The clusters of the snapshot the stream last worked from (what LRS may report)."""
     snapshot = proxy.snapshot
     return frozenset(snapshot.resources(CLUSTER_TYPE)) if snapshot is not None else frozenset()
+
+
+def _on_nack(proxy: ConnectedProxy, type_url: str, outcome: RequestOutcome) -> None:
+    """Count a NACK and what it quarantined; log it unless this stream logs too much
+    (the message is already `nack_text`: short, one place for redaction)."""
+    metrics.NACKS.labels(type_url).inc()
+    metrics.RESENDS_SUPPRESSED.inc()
+    for q in outcome.quarantined:
+        metrics.QUARANTINES.labels(type_url, q.kind).inc()
+    proxy.count_quarantine()
+    allowed, suppressed = proxy.nack_log.allow()
+    if not allowed:
+        metrics.NACK_LOGS_SUPPRESSED.inc()
+        return
+    held = ", ".join(f"{q.kind} {q.name!r}" for q in outcome.quarantined[:5])
+    if len(outcome.quarantined) > 5:
+        held += f" and {len(outcome.quarantined) - 5} more"
+    log.warning(
+        "node %s rejected %s (quarantined: %s): %s%s",
+        proxy.node_id,
+        type_url,
+        held or "nothing pinned down",
+        outcome.nack,
+        f" [{suppressed} earlier NACKs on this stream not logged]" if suppressed else "",
+    )
 
 
 def _receive(state: StreamState, request: Request) -> RequestOutcome:
