@@ -146,8 +146,8 @@ def http_path(value: str) -> str:
         raise ValueError(f"a path has at most {MAX_PATH} characters")
     if not value.startswith("/"):
         raise ValueError(f"a path must start with '/': {_printable(value)}")
-    if not _PATH.match(value):
-        bad = next(c for c in value if not _PATH.match("/" + c))
+    if not _PATH.fullmatch(value):
+        bad = next(c for c in value if not _PATH.fullmatch("/" + c))
         raise ValueError(
             f"a path holds visible ASCII only (percent-encode the rest): {bad!r} in "
             f"{_printable(value)}"
@@ -179,7 +179,7 @@ def is_ip(host: str) -> bool:
 def is_dns_name(host: str) -> bool:
     """A DNS name of letters, digits and hyphens (RFC 1123), an optional final dot."""
     name = host[:-1] if host.endswith(".") else host
-    return 0 < len(name) <= 253 and all(_DNS_LABEL.match(p) for p in name.split("."))
+    return 0 < len(name) <= 253 and all(_DNS_LABEL.fullmatch(p) for p in name.split("."))
 
 
 def check_host(host: str) -> str:
@@ -194,7 +194,8 @@ def check_host(host: str) -> str:
 
 
 def dns_name(host: str) -> str:
-    if not is_dns_name(host):
+    """A DNS name that is not an IP address (an SNI may not be one: RFC 6066 §3)."""
+    if is_ip(host) or not is_dns_name(host):
         raise ValueError(f"{_printable(host)} is not a DNS name (letters, digits, - and .)")
     return host
 
@@ -227,7 +228,7 @@ _HOST_PORT = re.compile(
 
 
 def _host_and_port(value: str) -> tuple[str, int | None]:
-    match = _HOST_PORT.match(value)
+    match = _HOST_PORT.fullmatch(value)
     if match is None:
         raise ValueError(f"{_printable(value)} is not host[:port]")
     port = match["port"]
@@ -288,7 +289,7 @@ _COOKIE_OCTETS = re.compile(r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{1,256}
 
 def cookie_value(value: str) -> str:
     """RFC 6265 cookie-octets: visible ASCII except `"`, `,`, `;` and backslash."""
-    if not _COOKIE_OCTETS.match(value):
+    if not _COOKIE_OCTETS.fullmatch(value):
         raise ValueError(
             f"{_printable(value)} is not a cookie value: 1-256 visible ASCII characters "
             "except \" , ; and \\"
