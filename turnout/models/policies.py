@@ -188,6 +188,9 @@ class CircuitBreakers(BaseModel):
 MAX_CA_PEM = 1 << 20
 """Characters in a CA bundle: one MiB holds hundreds of certificates."""
 _PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+_PEM_BEGIN_LINE = re.compile(r"(?m)^-----BEGIN ")
+_PEM_END_LINE = re.compile(r"(?m)^-----END ")
+_PEM_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def check_ca_pem(value: str) -> None:
@@ -197,6 +200,14 @@ def check_ca_pem(value: str) -> None:
     certificate does not parse; `cryptography` parses them the same way here. Only
     CERTIFICATE blocks are accepted: a private key has no business in a CA bundle.
     """
+    if not value.isascii() or _PEM_CONTROL.search(value):
+        raise ValueError("ca_pem is PEM text: ASCII, no control characters but tab and newlines")
+    # BoringSSL reads a BEGIN or END line only at the start of a line; cryptography
+    # finds one anywhere, so this is checked on its own.
+    if value.count("-----BEGIN") != len(_PEM_BEGIN_LINE.findall(value)) or value.count(
+        "-----END"
+    ) != len(_PEM_END_LINE.findall(value)):
+        raise ValueError("ca_pem: each -----BEGIN and -----END line must start a line")
     kinds = set(_PEM_BEGIN.findall(value))
     if not kinds:
         raise ValueError("ca_pem must hold PEM certificates (-----BEGIN CERTIFICATE-----)")

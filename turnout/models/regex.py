@@ -10,6 +10,8 @@ template). The builders live here, next to the check, and translation
 
 import re2
 
+from turnout.models.types import check_utf8
+
 MAX_REGEX_PROGRAM_SIZE = 100
 """Envoy's default `re2.max_program_size.error_level`."""
 
@@ -23,6 +25,7 @@ def re2_escape(text: str) -> str:
 
 def compile_checked(pattern: str, what: str = "regex") -> "re2._Regexp":
     """`pattern` compiled, or ValueError naming the reason Envoy would refuse it."""
+    check_utf8(pattern)
     try:
         compiled = re2.compile(pattern)
     except re2.error as exc:

@@ -94,11 +94,25 @@ MAX_HEADER_VALUE = 4096
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
+def check_utf8(value: str) -> str:
+    """ValueError if `value` holds a lone surrogate (JSON's "\\ud800"): it has no UTF-8
+    form, and every string Envoy reads is UTF-8."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"not valid Unicode: a lone surrogate at position {exc.start}"
+            ) from None
+    return value
+
+
 def header_value(value: str) -> str:
     """ValueError if `value` holds a control character (RFC 9110 field-value: no NUL,
     CR, LF; Envoy's strict HTTP_HEADER_VALUE rule) or is too long."""
     if len(value) > MAX_HEADER_VALUE:
         raise ValueError(f"a header value has at most {MAX_HEADER_VALUE} characters")
+    check_utf8(value)
     bad = _CONTROL.search(value)
     if bad:
         raise ValueError(
@@ -292,7 +306,7 @@ def cookie_value(value: str) -> str:
     if not _COOKIE_OCTETS.fullmatch(value):
         raise ValueError(
             f"{_printable(value)} is not a cookie value: 1-256 visible ASCII characters "
-            "except \" , ; and \\"
+            'except " , ; and \\'
         )
     return value
 
