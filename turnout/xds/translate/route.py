@@ -73,6 +73,7 @@ from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.wrappers_pb2 import UInt32Value
 
 from turnout.models.declaration import Declaration
+from turnout.models.regex import methods_regex, strip_prefix_regex
 from turnout.models.route import DEFAULT_GROUP, PathKind, PathMatch, RouteSpec
 from turnout.models.split import SplitSpec
 from turnout.xds.translate.auth import build_auth_routes
@@ -86,7 +87,6 @@ HOST_VIRTUAL_HOST_PREFIX = "host:"
 
 _ANY_PATH = PathMatch(kind=PathKind.PREFIX, value="/")
 _KIND_RANK = {PathKind.EXACT: 0, PathKind.REGEX: 1, PathKind.PREFIX: 2}
-_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 
 
 @dataclass(frozen=True)
@@ -153,11 +153,6 @@ def host_covers(host: str, pattern: str) -> bool:
     return host.startswith("*.") and pattern.endswith(host[1:])
 
 
-def re2_escape(text: str) -> str:
-    """Quote `text` for RE2 (Python's `re.escape` may emit escapes RE2 rejects)."""
-    return "".join("\\" + c if c in _RE2_SPECIAL else c for c in text)
-
-
 def build_route_match(entry: RouteEntry) -> RouteMatch:
     match = RouteMatch()
     value = entry.path.value
@@ -173,7 +168,7 @@ def build_route_match(entry: RouteEntry) -> RouteMatch:
             HeaderMatcher(name=":method", string_match=StringMatcher(exact=methods[0]))
         )
     elif methods:
-        regex = RegexMatcher(regex=f"^({'|'.join(methods)})$")
+        regex = RegexMatcher(regex=methods_regex(methods))
         match.headers.append(
             HeaderMatcher(name=":method", string_match=StringMatcher(safe_regex=regex))
         )
@@ -204,7 +199,7 @@ def build_route_action(entry: RouteEntry, split: SplitSpec | None) -> RouteActio
     if entry.route.strip_path and entry.path.kind is PathKind.PREFIX and prefix != "/":
         action.regex_rewrite.CopyFrom(
             RegexMatchAndSubstitute(
-                pattern=RegexMatcher(regex=f"^{re2_escape(prefix)}/?"), substitution="/"
+                pattern=RegexMatcher(regex=strip_prefix_regex(prefix)), substitution="/"
             )
         )
     return action

@@ -45,9 +45,8 @@ from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.any_pb2 import Any
 
 from turnout.models.auth import RouteAuth
+from turnout.models.regex import cookie_pair_regex
 from turnout.models.split import SplitPin, SplitSpec
-
-_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 
 REMATCH_FILTER = "envoy.filters.http.lua"
 """Clears the route cache after authentication (sticky by consumer); off by default."""
@@ -70,10 +69,6 @@ def _rematch_per_route() -> Any:
     return _pack(FilterConfig(config=_pack(code)))
 
 
-def _re2_escape(text: str) -> str:
-    return "".join("\\" + c if c in _RE2_SPECIAL else c for c in text)
-
-
 def pin_matcher(pin: SplitPin, auth: RouteAuth | None = None) -> HeaderMatcher:
     """The extra match of a pin; a consumer pin matches the route's consumer header."""
     if pin.consumer is not None:
@@ -81,8 +76,7 @@ def pin_matcher(pin: SplitPin, auth: RouteAuth | None = None) -> HeaderMatcher:
         return HeaderMatcher(name=header, string_match=StringMatcher(exact=pin.consumer))
     if pin.header is not None:
         return HeaderMatcher(name=pin.header, string_match=StringMatcher(exact=pin.value or ""))
-    pair = f"{_re2_escape(pin.cookie or '')}={_re2_escape(pin.value)}"
-    regex = RegexMatcher(regex=f"^(.*;\\s*)?{pair}(;.*)?$")
+    regex = RegexMatcher(regex=cookie_pair_regex(pin.cookie or "", pin.value or ""))
     return HeaderMatcher(name="cookie", string_match=StringMatcher(safe_regex=regex))
 
 
