@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from turnout.cli import main
+from turnout.models.consumer import ConsumerSpec
 from turnout.models.store import Store
 from turnout.xds.translate import ListenerOptions, build_resources
 
@@ -155,3 +156,72 @@ def test_backup_restore_verify(
         store.close()
     assert main(["verify", str(backup), "--database-url", second_url]) == 1
     assert "differs" in capsys.readouterr().err
+
+
+SECRET = "config-file-test-secret-0123"
+
+
+def test_apply_never_deletes_api_keys_silently(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("TURNOUT_SECRET_KEY", SECRET)
+    store = Store(database_url, secret_key=SECRET)
+    try:
+        store.apply({"consumer": {n: ConsumerSpec(name=n) for n in ("acme", "beta", "free")}}, "t")
+        store.keys.import_keys("acme", ["acme-key-000000000001", "acme-key-000000000002"], "t")
+        store.keys.import_keys("beta", ["beta-key-000000000001"], "t")
+        revision = store.revision()
+    finally:
+        store.close()
+    # An old file, from before the consumers existed.
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump({"_format_version": "1", **DECLARATION, "consumers": []}))
+    url = ["--database-url", database_url]
+    capsys.readouterr()
+    assert main(["diff", "-f", str(old), *url]) == 0
+    out = capsys.readouterr().out
+    assert "# delete consumer acme (2 API keys): apply refuses unless --delete-keys" in out
+    assert "# delete consumer beta (1 API key)" in out and "# delete consumer free" not in out
+    for dry in (["--dry-run"], []):
+        assert main(["apply", *dry, "-f", str(old), *url]) == 1
+        captured = capsys.readouterr()
+        assert "delete consumer acme (2 API keys)\n" in captured.out
+        assert "delete consumer beta (1 API key)\n" in captured.out
+        assert "delete consumer free\n" in captured.out
+        assert "consumer(s) acme, beta have API keys" in captured.err
+        assert "--delete-keys" in captured.err and "nothing changed" in captured.err
+    store = Store(database_url, secret_key=SECRET)
+    try:
+        assert store.revision() == revision and store.keys.count() == 3
+    finally:
+        store.close()
+    # Asked for explicitly: done, and said how many keys went.
+    assert main(["apply", "--delete-keys", "-f", str(old), *url]) == 0
+    assert "delete consumer acme (2 API keys)\n" in capsys.readouterr().out
+    store = Store(database_url, secret_key=SECRET)
+    try:
+        assert store.keys.count() == 0 and store.list("consumer") == []
+    finally:
+        store.close()
+
+
+def test_kong_import_again_never_deletes_api_keys(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("TURNOUT_SECRET_KEY", SECRET)
+    consumer = {"username": "acme", "keyauth_credentials": [{"key": "acme-kong-key-000001"}]}
+    kong = tmp_path / "kong.yml"
+    kong.write_text(yaml.safe_dump({"_format_version": "3.0", "consumers": [consumer]}))
+    url = ["--database-url", database_url]
+    assert main(["import", "kong", str(kong), *url]) == 0
+    kong.write_text(yaml.safe_dump({"_format_version": "3.0", "consumers": []}))
+    capsys.readouterr()
+    assert main(["import", "kong", str(kong), *url]) == 1
+    err = capsys.readouterr().err
+    assert "consumer(s) acme (1 API key) are no longer in the file" in err
+    assert "nothing changed" in err
+    store = Store(database_url, secret_key=SECRET)
+    try:
+        assert store.keys.count() == 1
+    finally:
+        store.close()

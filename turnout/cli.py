@@ -161,6 +161,7 @@ def _apply(args: argparse.Namespace) -> int:
         sys.stdout,
         dry_run=args.dry_run,
         select_tag=args.select_tag,
+        delete_keys=args.delete_keys,
     )
 
 
@@ -179,13 +180,20 @@ def _backup(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     from turnout import backup
 
-    return _with_store(args, backup.restore, args.file, sys.stdout, force=args.force)
+    return _with_store(
+        args,
+        backup.restore,
+        args.file,
+        sys.stdout,
+        force=args.force,
+        old_secret=args.old_secret_key,
+    )
 
 
 def _verify(args: argparse.Namespace) -> int:
     from turnout import backup
 
-    return _with_store(args, backup.verify, args.file, sys.stdout)
+    return _with_store(args, backup.verify, args.file, sys.stdout, old_secret=args.old_secret_key)
 
 
 def _add_declarative(sub: Any, db_help: str) -> None:
@@ -194,7 +202,7 @@ def _add_declarative(sub: Any, db_help: str) -> None:
         ("dump", "print the whole declaration as YAML", _dump, None),
         ("diff", "show what applying a file would change", _diff, "-f"),
         ("apply", "make the declaration equal to a file (one transaction)", _apply, "-f"),
-        ("backup", "write a backup file (declaration, history, freezes, xDS digests)", _backup, ""),
+        ("backup", "write a backup (declaration, keys, history, xDS digests)", _backup, ""),
         ("restore", "restore a backup into an empty database", _restore, ""),
         ("verify", "prove the database serves the backup's exact xDS bytes", _verify, ""),
     ]
@@ -209,9 +217,22 @@ def _add_declarative(sub: Any, db_help: str) -> None:
         if name == "apply":
             cmd.add_argument("--dry-run", action="store_true", help="check, change nothing")
             cmd.add_argument("--select-tag", metavar="T", help="manage only entities tagged T")
+        if name == "apply":
+            cmd.add_argument(
+                "--delete-keys",
+                action="store_true",
+                help="allow deleting consumers that have API keys (their keys go too)",
+            )
         if name == "restore":
             cmd.add_argument(
                 "--force", action="store_true", help="replace a database that is not empty"
+            )
+        if name in ("restore", "verify"):
+            cmd.add_argument(
+                "--old-secret-key",
+                action="store_true",
+                help="the backup's API keys are under the secret in $TURNOUT_OLD_SECRET_KEY "
+                "(restore re-encrypts them under $TURNOUT_SECRET_KEY)",
             )
 
 

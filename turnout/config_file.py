@@ -13,6 +13,7 @@ from typing import TextIO
 import yaml
 
 from turnout.admin.declarative import DocumentError, dump_yaml, load_yaml
+from turnout.models.changes import KeysWouldBeDeleted
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import TurnoutError
@@ -43,24 +44,56 @@ def diff_file(store: Store, path: str, out: TextIO) -> int:
         revision=current.revision,
         **{ent.plural: target.get(kind, {}) for kind, ent in ENTITIES.items()},  # type: ignore[arg-type]
     )
-    changes = {k: v.model_dump(exclude_defaults=True) for k, v in diff(current, wanted).items()}
+    differences = diff(current, wanted)
+    changes = {k: v.model_dump(exclude_defaults=True) for k, v in differences.items()}
     if not changes:
         out.write("no changes\n")
-    else:
-        out.write(yaml.safe_dump(changes, sort_keys=False))
+        return 0
+    out.write(yaml.safe_dump(changes, sort_keys=False))
+    # Keys are not in the file, so the YAML above cannot show them: say it in comments.
+    removed = differences["consumers"].removed if "consumers" in differences else {}
+    for name in removed:
+        count = len(store.keys.list(name))
+        if count:
+            out.write(
+                f"# delete consumer {name} ({count} API key{'s' if count != 1 else ''}): "
+                "apply refuses unless --delete-keys\n"
+            )
     return 0
 
 
 def apply_file(
-    store: Store, path: str, out: TextIO, *, dry_run: bool, select_tag: str | None
+    store: Store,
+    path: str,
+    out: TextIO,
+    *,
+    dry_run: bool,
+    select_tag: str | None,
+    delete_keys: bool = False,
 ) -> int:
-    """Make the declaration equal to `path`, in one transaction; print what changed."""
+    """Make the declaration equal to `path`, in one transaction; print what changed.
+
+    Deleting a consumer that has API keys needs `delete_keys`; without it the
+    changes are printed (keys counted) and nothing is written, dry run or not.
+    """
     try:
         target = load_yaml(_read(path))
-        result = store.apply(target, CLI_ACTOR, select_tag=select_tag, dry_run=dry_run)
+        result = store.apply(
+            target, CLI_ACTOR, select_tag=select_tag, dry_run=dry_run, delete_keys=delete_keys
+        )
     except DocumentError as exc:
         print(f"turnout apply: {path}: {exc}; nothing changed", file=sys.stderr)
         return 2
+    except KeysWouldBeDeleted as exc:
+        for change in exc.changes:
+            out.write(change.summary() + "\n")
+        names = ", ".join(exc.consumers)
+        print(
+            f"turnout apply: refused: consumer(s) {names} have API keys that this apply "
+            "would delete; pass --delete-keys to delete them; nothing changed",
+            file=sys.stderr,
+        )
+        return 1
     except TurnoutError as exc:
         print(f"turnout apply: {exc}; nothing changed", file=sys.stderr)
         return 1
@@ -95,6 +128,17 @@ def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
         return 1
     try:
         applied = store.apply(result.target, CLI_ACTOR, select_tag=IMPORT_TAG, dry_run=dry_run)
+    except KeysWouldBeDeleted as exc:
+        names = ", ".join(
+            f"{n} ({k} API key{'s' if k != 1 else ''})" for n, k in exc.consumers.items()
+        )
+        print(
+            f"turnout import kong: refused: consumer(s) {names} are no longer in the file; "
+            "importing would delete their API keys (DELETE /consumers/{name} does, if that "
+            "is meant); nothing changed",
+            file=sys.stderr,
+        )
+        return 1
     except TurnoutError as exc:
         print(f"turnout import kong: {exc}; nothing changed", file=sys.stderr)
         return 1

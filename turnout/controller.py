@@ -70,14 +70,13 @@ class PlanController:
             if decision is None:
                 continue
             action, reason = decision
-            # The step starts when it is written, not when the tick began: judging
-            # (load figures read from the database with replicas) takes time, and
-            # the next hold must not look shorter in the audit log than it is.
-            started = at if fixed else max(at, now())
+            # The step starts when it is written (step_split reads the clock under the
+            # write lock), not when the tick began: judging takes time, and the next
+            # hold must not look shorter in the audit log than it is.
             try:
                 step_split(
                     self._store, split.name, action, CONTROLLER_ACTOR, reason,
-                    at=started, expect=split.plan_state,
+                    at=at if fixed else None, expect=split.plan_state,
                 )  # fmt: skip
             except TurnoutError as exc:
                 # e.g. frozen: retried every tick, so keep the log quiet

@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -137,6 +138,39 @@ class EchoUpstream:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+# --- Traffic -------------------------------------------------------------------------
+
+
+class RequestLoop:
+    """GET `url` back to back in a thread, counting status codes and errors."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.results: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "RequestLoop":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                try:
+                    self.results[str(client.get(self.url).status_code)] += 1
+                except httpx.HTTPError as exc:
+                    self.results[type(exc).__name__] += 1
+
+    def wait_more(self, n: int, timeout: float = 30) -> None:
+        target = sum(self.results.values()) + n
+        wait_for(lambda: sum(self.results.values()) >= target, timeout, f"{n} more requests")
 
 
 # --- Turnout -------------------------------------------------------------------------

@@ -145,6 +145,21 @@ class Production:
         self._shared_load = SharedLoadStats(self._store, self.opts.replica_id, local)
         return self._shared_load
 
+    @property
+    def replicated(self) -> bool:
+        """Replicas share proxy status through the database (PostgreSQL)."""
+        return self._shared is not None
+
+    def connected_elsewhere(self, node_id: str, node_cluster: str) -> bool:
+        """Whether any replica holds an ADS stream for the node (reads the database).
+        Lets a proxy report load to another replica than the one holding its ADS
+        stream."""
+        if self._shared is None:
+            return False
+        return any(
+            p.node_id == node_id and p.node_cluster == node_cluster for p in self._shared.proxies()
+        )
+
     def uvicorn_kwargs(self) -> dict[str, Any]:
         if self.opts.admin_tls_cert is None:
             return {}

@@ -197,6 +197,7 @@ async def serve(opts: ServeOptions) -> None:
         opts.xds_listen,
         reports,
         also=[lambda server: add_rate_limit_service(server, ratelimit)],
+        connected_elsewhere=extras.connected_elsewhere if extras.replicated else None,
         **extras.xds_security(),
     )
     fast_ratelimit = GrpcH2Server({SHOULD_RATE_LIMIT: ratelimit.handle})

@@ -34,7 +34,7 @@ def test_global_freeze_refuses_every_write(seeded: TestClient, body: Any) -> Non
         assert response.json()["freeze"]["id"] == freeze["id"]
         assert "frozen by freeze" in response.json()["detail"]
     assert seeded.get("/healthz").json()["revision"] == revision
-    assert seeded.get("/revisions").json()[0]["number"] == revision
+    assert seeded.get("/revisions").json()["items"][0]["number"] == revision
     assert seeded.get("/routes/orders").status_code == 200  # reads unaffected
 
 

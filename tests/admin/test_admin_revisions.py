@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 def test_revisions_list_get_diff(seeded: TestClient, body: Any) -> None:
     seeded.post("/splits", json=body.split(orders=90, orders_v2=10))
     seeded.patch("/splits/canary", json={"targets": [{"service": "orders", "weight": 1}]})
-    revs = seeded.get("/revisions").json()
+    revs = seeded.get("/revisions").json()["items"]
     assert [r["number"] for r in revs] == [5, 4, 3, 2, 1]
     assert revs[0]["summary"] == "update split canary" and revs[0]["actor"] == "admin"
     at3 = seeded.get("/revisions/3").json()
@@ -31,7 +31,7 @@ def test_restore_makes_a_new_equal_revision(seeded: TestClient, body: Any) -> No
     assert response.json()["revision"] == 7
     assert response.json()["changes"] == ["create route orders", "create split canary"]
     assert seeded.get("/revisions/7/diff/4").json() == {}
-    assert seeded.get("/revisions").json()[0]["reason"] == "restore revision 4"
+    assert seeded.get("/revisions").json()["items"][0]["reason"] == "restore revision 4"
     # Nothing to change: no new revision.
     assert seeded.post("/revisions/7/restore").json() == {"revision": 7, "changes": []}
 

@@ -2,7 +2,10 @@
 
 Turnout is pointed at the forwarder instead of PostgreSQL; `down()` closes the
 listening socket and every open connection (as a crashed or partitioned server
-would look), `up()` listens again on the same port.
+would look), `up()` listens again on the same port. `silence()` keeps every
+connection open but forwards nothing (a server or network that stopped answering:
+the kernel still acknowledges what is sent); `resume()` delivers what was held,
+as a healed partition would.
 """
 
 import contextlib
@@ -18,6 +21,26 @@ class TcpProxy:
     _listener: socket.socket | None = None
     _conns: list[socket.socket] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _flowing: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._flowing.set()
+
+    def silence(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    def server_ports(self) -> set[int]:
+        """Local ports of the open connections to the target (PostgreSQL's client_port)."""
+        with self._lock:
+            ports = set()
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    if conn.getpeername()[1] == self.target[1]:
+                        ports.add(conn.getsockname()[1])
+            return ports
 
     def up(self) -> "TcpProxy":
         listener = socket.socket()
@@ -61,10 +84,10 @@ class TcpProxy:
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

@@ -107,7 +107,7 @@ def test_global_freeze_rollback_override_and_restore(
         assert refused.value.response.status_code == 423
         assert refused.value.response.json()["freeze"]["reason"] == "backup"
     assert admin.revision() == after_rollback
-    assert admin.http.get("/revisions").json()[0]["number"] == after_rollback
+    assert admin.http.get("/revisions").json()["items"][0]["number"] == after_rollback
 
     # An admin override with a reason goes through and is audited.
     response = admin.http.patch(

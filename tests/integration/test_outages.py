@@ -10,9 +10,7 @@
 
 import os
 import subprocess
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from turnout.local import (
     AdminClient,
     EchoUpstream,
     EnvoyProcess,
+    RequestLoop,
     TurnoutProcess,
     free_port,
     turnout_command,
@@ -34,36 +33,6 @@ from turnout.local import (
 )
 
 TOKEN = "integration-test-token"
-
-
-class RequestLoop:
-    """GET `url` back to back in a thread, counting status codes and errors."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.results: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "RequestLoop":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                try:
-                    self.results[str(client.get(self.url).status_code)] += 1
-                except httpx.HTTPError as exc:
-                    self.results[type(exc).__name__] += 1
-
-    def wait_more(self, n: int, timeout: float = 30) -> None:
-        target = sum(self.results.values()) + n
-        wait_for(lambda: sum(self.results.values()) >= target, timeout, f"{n} more requests")
 
 
 def _declare(admin: AdminClient, upstreams: dict[str, EchoUpstream]) -> int:

@@ -19,6 +19,7 @@ from turnout.models.plan import (
     judge,
     next_due,
     transition,
+    waiting,
 )
 from turnout.models.plan_steps import step_split
 from turnout.models.split import SplitSpec
@@ -122,3 +123,25 @@ def test_controller_rolls_back_through_a_freeze(planned: Store) -> None:
     assert action is PlanAction.ROLLBACK and "50.0%" in reason
     assert _weights(planned) == {"orders": 10000, "orders-v2": 0}
     assert planned.audit(1)[0].reason == f"rollback: {reason}"
+
+
+def test_waiting_says_what_holds_a_running_plan() -> None:
+    plan = SplitPlan(
+        target="v2", baseline="v1", hold_seconds=120, criteria=PlanCriteria(min_requests=20)
+    )
+    state = transition(plan, PlanState(), PlanAction.ADVANCE, T0, "start")
+    few, enough, failing = Load(requests=4), Load(requests=25), Load(requests=25, errors=20)
+    at = T0 + timedelta(seconds=0.5)
+    assert waiting(plan, state, few, Load(), at, []) == "4/20 target requests; hold: 120 s left"
+    later = T0 + timedelta(seconds=119.2)
+    assert waiting(plan, state, enough, Load(), later, [3]) == "hold: 1 s left; held by freeze 3"
+    due = T0 + timedelta(seconds=120)
+    assert waiting(plan, state, few, Load(), due, []) == "4/20 target requests"
+    assert waiting(plan, state, enough, Load(), due, [3, 5]) == "held by freeze 3, 5"
+    # Nothing holds it: the controller steps at its next tick.
+    assert waiting(plan, state, enough, Load(), due, []) is None
+    # Failing: rolled back at the next tick (freezes never hold a rollback).
+    assert waiting(plan, state, failing, Load(), at, [3]) is None
+    paused = transition(plan, state, PlanAction.PAUSE, at, "wait")
+    assert waiting(plan, paused, few, Load(), at, []) is None
+    assert waiting(plan, PlanState(), few, Load(), at, []) is None

@@ -82,10 +82,14 @@ class TestRouteSpec:
             ({"name": "r"}, ("service",), "Field required"),
             ({"name": "r", "service": "s", "paths": ["api"]}, ("paths", 0), "must start with '/'"),
             ({"name": "r", "service": "s", "paths": [{"regex": "(?<=x)"}]}, ("paths", 0), "RE2"),
-            ({"name": "r", "service": "s", "hosts": ["a..b"]}, ("hosts",), "not a host name"),
+            ({"name": "r", "service": "s", "hosts": ["a..b"]}, ("hosts", 0), "not a host name"),
             ({"name": "r", "service": "s", "methods": ["FETCH"]}, ("methods", 0), "pattern"),
             ({"name": "r", "service": "s", "methods": ["GET", "GET"]}, ("methods",), "repeat"),
-            ({"name": "r", "service": "s", "headers": {":path": "/"}}, ("headers",), "header"),
+            (
+                {"name": "r", "service": "s", "headers": {":path": "/"}},
+                ("headers", ":path", "[key]"),
+                "header",
+            ),
             ({"name": "r", "service": "s", "priority": 5000}, ("priority",), "less than"),
             (
                 {"name": "r", "service": "s", "strip_path": True, "paths": [{"exact": "/x"}]},

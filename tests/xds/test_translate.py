@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from turnout.models.declaration import Declaration
 from turnout.models.errors import TurnoutError
+from turnout.models.regex import re2_escape
 from turnout.models.route import PathKind, RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
@@ -33,7 +34,7 @@ from turnout.xds.translate import (
     check_consistent,
     route_configuration_name,
 )
-from turnout.xds.translate.route import host_covers, re2_escape, sort_route_entries
+from turnout.xds.translate.route import host_covers, sort_route_entries
 
 
 def service(name: str, **kw: object) -> ServiceSpec:

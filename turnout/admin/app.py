@@ -4,7 +4,7 @@ The entry point owns configuration (environment, token generation); this module
 only assembles routers, auth and error handling around what it is given.
 """
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from turnout.admin.api import (
     config,
@@ -18,8 +18,11 @@ from turnout.admin.api import (
 )
 from turnout.admin.api.entities import entity_router
 from turnout.admin.auth import hash_token
-from turnout.admin.deps import require_admin
-from turnout.admin.errors import install_error_handlers
+from turnout.admin.deps import get_principal
+from turnout.admin.errors import ERROR_RESPONSES, install_error_handlers
+from turnout.admin.guard import AuthGuard
+from turnout.admin.roles import check_rules
+from turnout.admin.write_gate import WriteGate
 from turnout.models.entities import ENTITIES
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
@@ -29,10 +32,14 @@ DESCRIPTION = """\
 Declare services, routes, splits and consumers (with their API keys); Turnout turns
 them into Envoy configuration.
 
-Every endpoint except `GET /healthz` needs `Authorization: Bearer <token>`: the
-bootstrap admin token, or a token from `POST /tokens` whose role allows the call
-(viewer: reads; operator: also writes; admin: also `/tokens`). 403 names the
-missing role.
+Every endpoint except `GET /healthz` and `GET /metrics` needs
+`Authorization: Bearer <token>`: the bootstrap admin token, or a token from
+`POST /tokens` whose role allows the call (viewer: reads; operator: also writes the
+declaration, drives plans, declares freezes, revokes keys; admin: also creates keys,
+manages tokens, lifts and overrides freezes, restores revisions and `POST /config`).
+The token is checked before the body is read: 401, then 403 naming the missing
+role, then 422. Credentials are never shown again after creation (proxy configs and
+rejections show them as "[redacted]").
 Every write answers with header `X-Turnout-Revision`: the global revision it
 produced, which `GET /proxies` shows each proxy reaching. A rejected request
 (401, 403, 404, 409, 422, 423) changes nothing. While a freeze covers an entity,
@@ -58,16 +65,28 @@ def create_app(
     app.state.admin_token_hash = hash_token(admin_token) if admin_token else None
     app.state.load_stats = load_stats
 
-    authed = [Depends(require_admin)]
+    def include(router: APIRouter) -> None:
+        # The guard has already checked token and role; `get_principal` documents the
+        # scheme, ERROR_RESPONSES the error answers, on every operation.
+        app.include_router(router, dependencies=[Depends(get_principal)], responses=ERROR_RESPONSES)
+
     app.include_router(system.health_router)
-    app.include_router(plans.router, dependencies=authed)  # before /splits/{name}: see plans
+    include(plans.router)  # before /splits/{name}: see plans
     for ent in ENTITIES.values():
-        app.include_router(entity_router(ent), dependencies=authed)
-    app.include_router(consumer_keys.router, dependencies=authed)
-    app.include_router(proxies.router, dependencies=authed)
-    app.include_router(system.router, dependencies=authed)
-    for router in (freezes.router, revisions.router, config.router):
-        app.include_router(router, dependencies=authed)
-    app.include_router(tokens.router, dependencies=authed)
+        include(entity_router(ent))
+    for router in (
+        consumer_keys.router,
+        proxies.router,
+        system.router,
+        freezes.router,
+        revisions.router,
+        config.router,
+        tokens.router,
+    ):
+        include(router)
     install_error_handlers(app)
+    # The last added runs first: a request is authenticated before it may queue as a write.
+    app.add_middleware(WriteGate)
+    app.add_middleware(AuthGuard)
+    check_rules(app.openapi())
     return app

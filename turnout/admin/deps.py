@@ -9,17 +9,11 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from turnout.admin.principal import (
-    Principal,
-    authenticate,
-    forbidden,
-    role_for_method,
-    unauthorized,
-)
+from turnout.admin.guard import PRINCIPAL_STATE
+from turnout.admin.principal import Principal, unauthorized
 from turnout.models.freeze import OVERRIDE_HEADER
 from turnout.models.proxy_status import ProxyStatusSource
 from turnout.models.store import Store
-from turnout.models.tokens import Role
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -41,29 +35,17 @@ ProxyStatusDep = Annotated[ProxyStatusSource, Depends(get_proxy_status)]
 
 def get_principal(
     request: Request,
-    store: StoreDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Check the bearer token (bootstrap admin token or a role token); 401 otherwise.
-
-    The bootstrap hash comes from `create_app(admin_token=...)` when given, else
-    from the database on every request, so rotation needs no restart.
-    """
-    if credentials is None:
+    """The caller, as `AuthGuard` authenticated and authorized it before the body was
+    read. `_credentials` is only there so the OpenAPI document shows the scheme."""
+    principal = getattr(request.state, PRINCIPAL_STATE, None)
+    if not isinstance(principal, Principal):  # the app was assembled without the guard
         raise unauthorized("missing bearer token")
-    return authenticate(request, store, credentials.credentials)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-def require_admin(request: Request, principal: PrincipalDep) -> str:
-    """Authenticate, then check the role the method needs (read: viewer, write:
-    operator); 403 names the role that is missing. Returns the caller's name."""
-    needed = role_for_method(request.method)
-    if not principal.role.allows(needed):
-        raise forbidden(principal, needed, f"{request.method} {request.url.path}")
-    return principal.name
 
 
 def get_actor(principal: PrincipalDep) -> str:
@@ -75,7 +57,7 @@ ActorDep = Annotated[str, Depends(get_actor)]
 
 
 def freeze_override(
-    principal: PrincipalDep,
+    _principal: PrincipalDep,
     reason: Annotated[
         str | None,
         Header(
@@ -86,15 +68,10 @@ def freeze_override(
         ),
     ] = None,
 ) -> str | None:
-    """The override reason a write may use to pass a freeze, or None.
-
-    The ONE place that decides who may override a freeze: the admin role (403 for
-    any other role that sends the header).
-    """
+    """The override reason a write may use to pass a freeze, or None. Who may send
+    it is a rule of `turnout/admin/roles.py`, checked before the handler runs."""
     if reason is None or not reason.strip():
         return None
-    if not principal.role.allows(Role.ADMIN):
-        raise forbidden(principal, Role.ADMIN, f"overriding a freeze ({OVERRIDE_HEADER})")
     return reason.strip()
 
 

@@ -14,10 +14,10 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from turnout.models.errors import Conflict, NotConfigured, NotFound, StoreUnavailable
-from turnout.models.freeze import Frozen
+from turnout.models.freeze import Freeze, Frozen
 
 ERROR_STATUS: dict[type[Exception], int] = {
     NotFound: 404,
@@ -42,7 +42,7 @@ def request_validation_error(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError(validation_errors(exc, ("body",)))
 
 
-def _body(exc: Exception) -> dict[str, Any]:
+def error_body(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, ValidationError):
         return {"detail": validation_errors(exc)}
     body: dict[str, Any] = {"detail": str(exc)}
@@ -55,7 +55,41 @@ def _body(exc: Exception) -> dict[str, Any]:
 
 async def _handle(_request: Request, exc: Exception) -> JSONResponse:
     status = next(ERROR_STATUS[c] for c in type(exc).__mro__ if c in ERROR_STATUS)
-    return JSONResponse(jsonable_encoder(_body(exc)), status_code=status)
+    return JSONResponse(jsonable_encoder(error_body(exc)), status_code=status)
+
+
+class FieldError(BaseModel):
+    type: str
+    loc: list[str | int] = Field(description='Where, e.g. ["body", "targets", 0, "weight"].')
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the admin API answers (4xx, 503)."""
+
+    detail: str | list[FieldError] = Field(
+        description="The reason; for 422 one entry per offending field."
+    )
+    field: str | None = Field(None, description="409: the field in conflict, if one.")
+    freeze: Freeze | None = Field(None, description="423: the freeze in force.")
+
+
+def documented(description: str) -> dict[str, Any]:
+    """An error answer for `responses=`, with the error body model."""
+    return {"model": ErrorBody, "description": description}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: documented("The body cannot be read at all (not UTF-8 JSON); nothing changed."),
+    401: documented("No bearer token, or an unknown, revoked or expired one."),
+    403: documented("The token's role is below what this call needs; `detail` names it."),
+    404: documented("An unknown name or id in the path."),
+    409: documented("Writes: a duplicate name or a broken reference; nothing changed."),
+    422: documented("A field is invalid; `detail` names each field and the reason."),
+    423: documented("Writes: a freeze covers the entity; `freeze` names it."),
+    503: documented("The database cannot be reached, or a needed secret is not set."),
+}
+"""Documented on every operation of the authenticated API (one table, one model)."""
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,4 +1,4 @@
-"""Who is calling, and whether their role allows the request.
+"""Who is calling: a bearer token turned into a `Principal`, or a 401/403 answer.
 
 Two kinds of bearer token are accepted:
 - the bootstrap admin token (TURNOUT_ADMIN_TOKEN, or the one generated on first
@@ -6,22 +6,18 @@ Two kinds of bearer token are accepted:
 - a token from `POST /tokens` / `turnout token create`: its own role, and its
   name as the actor written into audit events.
 
-The role a request needs follows from its method: reads need viewer, writes
-need operator. Routers that need more (tokens, freeze overrides, restores)
-add `Depends(require_role(Role.ADMIN))`.
+What each role may call is not decided here but in `turnout/admin/roles.py`.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, status
 
 from turnout.admin.auth import hash_token, token_matches
 from turnout.models.store import Store
 from turnout.models.tokens import Role, TokenStore
 
 BOOTSTRAP_ACTOR = "admin"
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -37,9 +33,13 @@ def unauthorized(detail: str) -> HTTPException:
     )
 
 
-def authenticate(request: Request, store: Store, token: str) -> Principal:
-    """The principal behind `token`, or 401 (unknown or expired token)."""
-    expected: str | None = request.app.state.admin_token_hash or store.admin_token_hash()
+def authenticate(bootstrap_hash: str | None, store: Store, token: str) -> Principal:
+    """The principal behind `token`, or 401 (unknown or expired token).
+
+    `bootstrap_hash` comes from `create_app(admin_token=...)` when given, else from
+    the database on every request, so rotation needs no restart.
+    """
+    expected = bootstrap_hash or store.admin_token_hash()
     if expected is not None and token_matches(token, expected):
         return Principal(BOOTSTRAP_ACTOR, Role.ADMIN)
     info = TokenStore(store).lookup(hash_token(token))
@@ -56,19 +56,3 @@ def forbidden(principal: Principal, needed: Role, what: str) -> HTTPException:
         detail=f"token {principal.name!r} has role {principal.role.value}; "
         f"{what} needs role {needed.value} or higher",
     )
-
-
-def role_for_method(method: str) -> Role:
-    return Role.VIEWER if method.upper() in READ_METHODS else Role.OPERATOR
-
-
-def require_role(needed: Role) -> Callable[..., Principal]:
-    """A dependency that lets only `needed` or higher through (403 otherwise)."""
-    from turnout.admin.deps import PrincipalDep  # deps imports this module
-
-    def check(request: Request, principal: PrincipalDep) -> Principal:
-        if not principal.role.allows(needed):
-            raise forbidden(principal, needed, f"{request.method} {request.url.path}")
-        return principal
-
-    return check

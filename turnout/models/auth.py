@@ -1,7 +1,11 @@
 """`auth` on a route: which API keys it accepts, where they are read, who may pass.
 
 Envoy's `api_key_auth` filter enforces it (see `turnout/xds/translate/auth.py`).
-A key is looked for in each source in order; the first one present is used:
+A key is looked for in the header and query sources in order, and the first one
+present is used; the path source is read only when none of them carries a key,
+wherever it is listed (every path that matches the template has a segment where
+the key would be, so read first it would take `today` in `/forecast/today` for a
+key and shadow every other source). The path is cut only for a key read from it.
 
 - `{"header": "x-api-key"}`: a request header (a `Bearer ` prefix is dropped);
 - `{"query": "apikey"}`: a query parameter;

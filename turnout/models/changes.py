@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from turnout.models.audit import Action
+from turnout.models.consumer import ConsumerKeyRow
 from turnout.models.entities import ENTITIES, Entity
 from turnout.models.errors import Conflict, NotFound
 from turnout.models.references import check_delete, check_write, delete_dependents
@@ -36,13 +37,39 @@ class Change:
     """The stored entity before the write (JSON); None on create."""
     after: BaseModel | None
     """The spec written; None on delete."""
+    keys: int = 0
+    """API keys deleted with it (a consumer's); shown in the summary."""
 
     @property
     def after_json(self) -> dict[str, Any] | None:
         return self.after.model_dump(mode="json") if self.after is not None else None
 
     def summary(self) -> str:
-        return f"{self.action.value} {self.kind} {self.name}"
+        text = f"{self.action.value} {self.kind} {self.name}"
+        if self.keys:
+            text += f" ({self.keys} API key{'s' if self.keys != 1 else ''})"
+        return text
+
+
+class KeysWouldBeDeleted(Conflict):
+    """An apply would delete consumers that have API keys, and nobody asked for that.
+
+    Keys are not in a declarative document, so an old file without a consumer would
+    otherwise delete its keys with no trace in the file. `changes` are what the apply
+    would have done, for a dry run to show.
+    """
+
+    def __init__(self, changes: list[Change]) -> None:
+        doomed = [c for c in changes if c.keys]
+        self.consumers = {c.name: c.keys for c in doomed}
+        self.changes = changes
+        listed = ", ".join(c.summary().removeprefix("delete consumer ") for c in doomed)
+        super().__init__(
+            f"deleting consumer(s) {listed} would delete their API keys; nothing changed. "
+            "Ask for it explicitly: turnout apply --delete-keys, or ?delete_keys=true on "
+            "POST /config and POST /revisions/{n}/restore",
+            field="consumers",
+        )
 
 
 def create(session: Session, ent: Entity, spec: BaseModel) -> Change:
@@ -73,10 +100,17 @@ def delete(session: Session, ent: Entity, name: str) -> Change:
         raise NotFound(ent.kind, name)
     before = _json(ent, row)
     check_delete(session, ent, name)
+    keys = _key_count(session, name) if ent.kind == "consumer" else 0
     delete_dependents(session, ent, name)
     session.delete(row)
     session.flush()
-    return Change(Action.DELETE, ent.kind, name, before, None)
+    return Change(Action.DELETE, ent.kind, name, before, None, keys=keys)
+
+
+def _key_count(session: Session, consumer: str) -> int:
+    """The consumer's API keys, which `delete_dependents` deletes with it."""
+    query = select(func.count()).where(ConsumerKeyRow.consumer == consumer)
+    return int(session.scalar(query) or 0)
 
 
 def _json(ent: Entity, row: Any) -> dict[str, Any]:

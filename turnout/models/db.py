@@ -14,19 +14,51 @@ on the revision row does on PostgreSQL.
 """
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event, make_url, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.orm import DeclarativeBase
+
+from turnout.models.watchdog import StatementWatchdog
 
 DATABASE_URL_ENV = "TURNOUT_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///turnout.db"
+# How long the database may keep Turnout waiting. Each bound turns into a 503
+# (`StoreUnavailable`) and changes nothing; the README ("Outages and cold start")
+# lists them. Together: a request never waits on the database for more than about
+# POOL_TIMEOUT_S + PG_CONNECT_TIMEOUT_S + STATEMENT_DEADLINE_S per statement.
 SQLITE_BUSY_TIMEOUT_MS = 5000
 """How long a SQLite writer waits for another writer's lock before giving up."""
 PG_CONNECT_TIMEOUT_S = 5
 """Fail fast (as StoreUnavailable) rather than hang when PostgreSQL is down."""
+PG_LOCK_TIMEOUT_MS = SQLITE_BUSY_TIMEOUT_MS
+"""How long a PostgreSQL writer waits for another writer's lock (the revision row)."""
+PG_STATEMENT_TIMEOUT_MS = 10_000
+"""The server cancels a statement running longer (a runaway query, not a busy one)."""
+PG_IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000
+"""The server ends a session idle inside a transaction: a client that vanished
+mid-write must not hold the revision row lock (and so every write) for long."""
+PG_TCP_USER_TIMEOUT_MS = 10_000
+"""The kernel drops the connection when sent data stays unacknowledged this long
+(packets lost), instead of retransmitting for about 15 minutes."""
+PG_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
+"""Detect a dead peer on an idle connection within about 11 s."""
+POOL_TIMEOUT_S = 5
+"""How long a request waits for a free pooled connection (SQLAlchemy's default: 30)."""
+STATEMENT_DEADLINE_S = PG_STATEMENT_TIMEOUT_MS / 1000 + 2
+"""The client-side bound on one statement, commit or ping (`turnout/models/watchdog.py`):
+the server's own timeout plus a margin, for a server that does not answer at all."""
+NO_DEADLINE = "turnout_no_deadline"
+"""Execution option that exempts a connection's statements from the watchdog (migrations)."""
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # Stable constraint names, so that hand-written migrations can refer to them.
@@ -50,18 +82,141 @@ def database_url_from_env() -> str:
     return os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+_WATCHDOGS: "weakref.WeakKeyDictionary[Engine, StatementWatchdog]" = weakref.WeakKeyDictionary()
+
+
+def make_engine(
+    url: str, *, statement_deadline_s: float = STATEMENT_DEADLINE_S, **kwargs: Any
+) -> Engine:
     """An engine for `url` with the per-backend settings Turnout relies on."""
     backend = make_url(url).get_backend_name()
+    watchdog = StatementWatchdog(statement_deadline_s)
     if backend == "sqlite":
         connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         _configure_sqlite(engine)
-        return engine
-    if backend == "postgresql":
-        connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
-        return create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kwargs)
-    raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+    elif backend == "postgresql":
+        connect_args = {
+            "connect_timeout": PG_CONNECT_TIMEOUT_S,
+            "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+            **PG_KEEPALIVES,
+        }
+        kwargs.setdefault("pool_timeout", POOL_TIMEOUT_S)
+        # No pool_pre_ping: SQLAlchemy's ping runs before any event could bound it;
+        # `_guard_statements` pings on checkout under the watchdog instead.
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
+        _configure_postgresql(engine, watchdog)
+    else:
+        raise ValueError(
+            f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://"
+        )
+    _guard_statements(engine, watchdog)
+    return engine
+
+
+def dispose(engine: Engine) -> None:
+    """Close the engine's connections and stop its watchdog."""
+    engine.dispose()
+    watchdog = _WATCHDOGS.pop(engine, None)
+    if watchdog is not None:
+        watchdog.close()
+
+
+class DeadlineExceeded(Exception):
+    """The database did not answer a call within `STATEMENT_DEADLINE_S`."""
+
+
+def _guard_statements(engine: Engine, watchdog: StatementWatchdog) -> None:
+    """Put every statement, commit, rollback and checkout ping under `watchdog`."""
+    _WATCHDOGS[engine] = watchdog
+
+    def guarded(conn: Connection) -> bool:
+        return not conn.get_execution_options().get(NO_DEADLINE, False)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _arm(conn: Connection, *_args: Any) -> None:
+        if guarded(conn):
+            watchdog.arm(conn.connection.dbapi_connection)
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _disarm(conn: Connection, *_args: Any) -> None:
+        watchdog.disarm(conn.connection.dbapi_connection)
+
+    @event.listens_for(engine, "commit")
+    def _arm_commit(conn: Connection) -> None:
+        if guarded(conn):
+            watchdog.arm(conn.connection.dbapi_connection, commit=True)
+
+    @event.listens_for(engine, "rollback")
+    def _arm_rollback(conn: Connection) -> None:
+        if guarded(conn):
+            watchdog.arm(conn.connection.dbapi_connection)
+
+    @event.listens_for(engine, "handle_error")
+    def _timed_out(context: ExceptionContext) -> BaseException | None:
+        try:
+            dbapi = context.connection.connection.dbapi_connection  # type: ignore[union-attr]
+        except Exception:  # no connection, or already invalidated
+            return None
+        interrupted = watchdog.take_interrupted(dbapi)
+        watchdog.disarm(dbapi)
+        if interrupted is None:
+            return None
+        outcome = (
+            " (its COMMIT was already sent, so the write may have been committed:"
+            " check the revision)"
+            if interrupted
+            else ""
+        )
+        message = f"the database did not answer within {watchdog.timeout_s:g} s{outcome}"
+        return sa_exc.OperationalError(
+            context.statement, context.parameters, DeadlineExceeded(message)
+        )
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi: Any, record: Any) -> None:
+        record.info["fresh"] = True  # just connected: no need to ping it
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi: Any, record: Any, _proxy: Any) -> None:
+        if record.info.pop("fresh", False) or engine.dialect.name != "postgresql":
+            return
+        watchdog.arm(dbapi)
+        try:
+            engine.dialect.do_ping(dbapi)
+        except Exception as exc:
+            # SQLAlchemy retries once on a new connection (pessimistic disconnect handling).
+            raise sa_exc.DisconnectionError(str(exc)) from exc
+        finally:
+            watchdog.disarm(dbapi)
+
+    @event.listens_for(engine, "reset")
+    def _arm_reset(dbapi: Any, _record: Any, _state: Any) -> None:
+        watchdog.arm(dbapi)
+
+    @event.listens_for(engine, "checkin")
+    def _disarm_checkin(dbapi: Any, _record: Any) -> None:
+        if dbapi is not None:
+            watchdog.forget(dbapi)
+
+
+def _configure_postgresql(engine: Engine, watchdog: StatementWatchdog) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Session settings rather than the `options` startup parameter, which
+        # PgBouncer refuses.
+        watchdog.arm(dbapi_connection)
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(
+                    f"SET statement_timeout = {PG_STATEMENT_TIMEOUT_MS};"
+                    f" SET lock_timeout = {PG_LOCK_TIMEOUT_MS};"
+                    " SET idle_in_transaction_session_timeout ="
+                    f" {PG_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+                )
+            dbapi_connection.commit()
+        finally:
+            watchdog.disarm(dbapi_connection)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -119,9 +274,11 @@ def upgrade(url: str | None = None, *, engine: Engine | None = None) -> None:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with engine.connect() as conn:
-            conn = conn.execution_options(**write_options(engine))
+            # A migration may rewrite a large table: no statement bound applies.
+            conn = conn.execution_options(**write_options(engine), **{NO_DEADLINE: True})
             with conn.begin():
                 if engine.dialect.name == "postgresql":
+                    conn.execute(text("SET LOCAL statement_timeout = 0"))
                     conn.execute(
                         text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
                     )

@@ -7,11 +7,15 @@ no write can slip past a freeze committed just before it. Time is evaluated at
 write time: a scheduled freeze starts and ends by itself, no job runs.
 
 Scope: `all`, or any of `services`, `routes`, `tags`. A service is covered by its
-name or its tags; a route by its name, its service or its tags; a split by its
-route, any target service or its tags. Both the entity before and after the write
-are checked, so a write cannot move an entity out of a freeze either.
+name or its tags; a route by its name or its tags, or when its service is covered;
+a split by its tags, or when its route or any target service is covered (so a
+freeze by tag holds a split whose route or services carry the tag, though the
+split itself does not). References are read in the write transaction, as they are
+after the write. Both the entity before and after the write are checked, so a
+write cannot move an entity out of a freeze either.
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -23,7 +27,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from turnout.models.audit import UtcDateTime
 from turnout.models.changes import Change
 from turnout.models.db import Base
-from turnout.models.errors import TurnoutError
+from turnout.models.errors import Conflict, TurnoutError
+from turnout.models.route import RouteRow
+from turnout.models.service import ServiceRow
 from turnout.models.types import Name, Tag
 
 OVERRIDE_HEADER = "X-Turnout-Override-Reason"
@@ -72,6 +78,12 @@ class FreezeCreate(BaseModel):
                 raise ValueError(f"{field} needs a time zone (e.g. 2026-01-01T10:00:00Z)")
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        # A window wholly in the past would be stored and never hold anything: an
+        # operator's typo (wrong year, local time taken for UTC) must not look done.
+        if self.ends_at is not None and self.ends_at <= now():
+            raise ValueError(
+                f"ends_at {self.ends_at.isoformat()} is in the past: the freeze would never hold"
+            )
         return self
 
 
@@ -141,8 +153,18 @@ class Frozen(TurnoutError):
         self.freeze = freeze
 
 
-def covers(scope: FreezeScope, kind: str, entity: dict[str, Any] | None) -> bool:
-    """Whether `scope` covers the entity `entity` (a spec as JSON) of `kind`."""
+Lookup = Callable[[str, str], dict[str, Any] | None]
+"""(kind, name) -> that entity's spec as JSON, or None when it does not exist."""
+
+
+def covers(
+    scope: FreezeScope, kind: str, entity: dict[str, Any] | None, lookup: Lookup | None = None
+) -> bool:
+    """Whether `scope` covers the entity `entity` (a spec as JSON) of `kind`.
+
+    `lookup` finds the entities it refers to (a route's service, a split's route
+    and targets), so that they cover it too; without it only names are followed.
+    """
     if entity is None:
         return False
     if scope.all:
@@ -153,11 +175,52 @@ def covers(scope: FreezeScope, kind: str, entity: dict[str, Any] | None) -> bool
     if kind == "service":
         return name in scope.services
     if kind == "route":
-        return name in scope.routes or entity.get("service") in scope.services
+        return name in scope.routes or _refers(scope, "service", entity.get("service"), lookup)
     if kind == "split":
-        services = {t.get("service") for t in entity.get("targets") or ()}
-        return entity.get("route") in scope.routes or bool(services & set(scope.services))
+        services = [t.get("service") for t in entity.get("targets") or ()]
+        return _refers(scope, "route", entity.get("route"), lookup) or any(
+            _refers(scope, "service", s, lookup) for s in services
+        )
     return False
+
+
+def _refers(scope: FreezeScope, kind: str, name: object, lookup: Lookup | None) -> bool:
+    """Whether the entity `kind` `name` that another refers to is covered."""
+    if not isinstance(name, str):
+        return False
+    found = lookup(kind, name) if lookup is not None else None
+    return covers(scope, kind, found or {"name": name}, lookup)
+
+
+def session_lookup(session: Session) -> Lookup:
+    """Services and routes as the write transaction sees them (its own writes included)."""
+    rows: dict[str, type[RouteRow] | type[ServiceRow]] = {
+        "route": RouteRow,
+        "service": ServiceRow,
+    }
+
+    def lookup(kind: str, name: str) -> dict[str, Any] | None:
+        row_class = rows.get(kind)
+        row = session.get(row_class, name) if row_class is not None else None
+        if row is None:
+            return None
+        fields = ("name", "tags", "service") if kind == "route" else ("name", "tags")
+        return {f: getattr(row, f) for f in fields}
+
+    return lookup
+
+
+def check_scope_names(session: Session, scope: FreezeScope) -> None:
+    """Refuse a scope naming a service or route that does not exist: it would hold
+    nothing, and the operator would believe the entity frozen."""
+    for field, row_class in (("services", ServiceRow), ("routes", RouteRow)):
+        for i, name in enumerate(getattr(scope, field)):
+            if session.get(row_class, name) is None:
+                kind = field.removesuffix("s")
+                raise Conflict(
+                    f"{kind} {name!r} does not exist: a freeze can only name existing {field}",
+                    field=f"scope.{field}[{i}]",
+                )
 
 
 def now() -> datetime:
@@ -188,10 +251,11 @@ def check_freezes(
     if exempt:
         return []
     overridden: list[Freeze] = []
+    lookup = session_lookup(session)
     for freeze in active_freezes(session, now()):
         for change in changes:
-            if covers(freeze.scope, change.kind, change.before) or covers(
-                freeze.scope, change.kind, change.after_json
+            if covers(freeze.scope, change.kind, change.before, lookup) or covers(
+                freeze.scope, change.kind, change.after_json, lookup
             ):
                 if override_reason is None:
                     raise Frozen(freeze, change.kind, change.name)

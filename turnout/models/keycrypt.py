@@ -3,8 +3,8 @@
 Both keys are derived from TURNOUT_SECRET_KEY (any string of 16+ characters) with
 HMAC-SHA256 under distinct labels, so the encryption key and the hash key differ.
 The ciphertext is bound to the key's row id (GCM associated data): a ciphertext
-copied onto another row does not decrypt. Rotating the secret needs a re-encryption
-of every key (not implemented; see README).
+copied onto another row does not decrypt. Rotating the secret re-encrypts every key:
+`turnout restore --old-secret-key` (turnout/backup.py).
 """
 
 import base64

@@ -72,6 +72,16 @@ class KeyRing:
         """Whether TURNOUT_SECRET_KEY was given, so keys can be stored and read."""
         return self._cipher is not None
 
+    @property
+    def cipher(self) -> KeyCipher | None:
+        """The cipher of TURNOUT_SECRET_KEY, if given (backup and restore check keys with it)."""
+        return self._cipher
+
+    def forget(self) -> None:
+        """Drop every decrypted key (after a restore replaced the key table)."""
+        with self._lock:
+            self._known.clear()
+
     def _require_cipher(self) -> KeyCipher:
         if self._cipher is None:
             raise NotConfigured(f"API keys need {SECRET_KEY_ENV} to be set")

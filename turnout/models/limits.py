@@ -8,7 +8,8 @@ On a route, limits count per consumer when the route authenticates (each consume
 has its own buckets and counters on that route), else for the route as a whole.
 On a consumer, `quota` counts that consumer's requests over every authenticated
 route together (the free tier's "N requests per day"); `burst` on a consumer
-replaces the route's per-consumer burst for that consumer.
+replaces the route's per-consumer burst for that consumer, in every window (the
+route's minute limit does not apply to a consumer with only a per-second one).
 """
 
 from enum import StrEnum

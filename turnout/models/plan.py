@@ -16,6 +16,7 @@ rest; at 100 % the baseline's weight is 0 (no traffic at all, its cluster stays)
 """
 
 import itertools
+import math
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -189,3 +190,32 @@ def judge(criteria: PlanCriteria, target: Load, baseline: Load) -> Verdict:
             reason=f"target error rate {rate:.1%} above {ratio}x the baseline's {base:.1%}",
         )
     return Verdict(healthy=True, reason=f"target error rate {rate:.1%} within criteria")
+
+
+def waiting(
+    plan: SplitPlan,
+    state: PlanState,
+    target: Load,
+    baseline: Load,
+    at: datetime,
+    freezes: list[int],
+) -> str | None:
+    """Why a running plan has not taken its next step yet, or None when nothing holds it.
+
+    `freezes` are the ids of the active freezes covering the split: they hold every
+    step but a rollback. Nothing is said for a plan that is not running, or whose
+    target is unhealthy (the controller rolls it back at its next tick).
+    """
+    if state.status is not PlanStatus.RUNNING:
+        return None
+    if judge(plan.criteria, target, baseline).healthy is False:
+        return None
+    reasons = []
+    if target.requests < plan.criteria.min_requests:
+        reasons.append(f"{target.requests}/{plan.criteria.min_requests} target requests")
+    due = next_due(plan, state)
+    if due is not None and at < due:
+        reasons.append(f"hold: {math.ceil((due - at).total_seconds())} s left")
+    if freezes:
+        reasons.append("held by freeze " + ", ".join(map(str, freezes)))
+    return "; ".join(reasons) or None

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from turnout.models.freeze import now
+from turnout.models.freeze import Freeze, covers, now
 from turnout.models.plan import PlanAction, PlanError, PlanState, percent, transition, weights
 from turnout.models.split import SplitSpec, SplitTarget
 from turnout.models.store import Store
@@ -32,9 +32,9 @@ def step_split(
     """Apply `action` to split `name`'s plan; the new split and its revision.
 
     `expect` (the controller's): refuse with `PlanError` if the plan moved since it
-    was judged, so a decision is never applied to a state it was not made on.
+    was judged, so a decision is never applied to a state it was not made on. `at`
+    (tests' fixed clocks): when the step starts; by default, when it is written.
     """
-    at = at or now()
     route_service = _route_service(store, name) if action is PlanAction.ROLLBACK else None
 
     def change(current: BaseModel) -> BaseModel:
@@ -44,7 +44,9 @@ def step_split(
         state = current.plan_state or PlanState()
         if expect is not None and state != expect:
             raise PlanError(f"split {name!r}'s plan changed meanwhile")
-        new_state = transition(current.plan, state, action, at, reason)
+        # Read under the write lock: the step starts when it is written, however long
+        # the write waited for the lock, so the next hold is never shorter than it says.
+        new_state = transition(current.plan, state, action, at or now(), reason)
         update: dict[str, object] = {"plan_state": new_state}
         if action not in (PlanAction.PAUSE, PlanAction.RESUME):
             split = weights(current.plan, percent(current.plan, new_state))
@@ -86,3 +88,9 @@ def _rollback_without_plan(
         )
     targets = [SplitTarget(service=s, weight=1 if s == route_service else 0) for s in services]
     return current.model_copy(update={"targets": targets})
+
+
+def holding_freezes(freezes: list[Freeze], split: SplitSpec, at: datetime) -> list[int]:
+    """Ids of the freezes in force at `at` that refuse a step of `split` (not a rollback)."""
+    entity = split.model_dump(mode="json")
+    return [f.id for f in freezes if f.active(at) and covers(f.scope, "split", entity)]

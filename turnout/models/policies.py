@@ -9,12 +9,25 @@ upstream protocol (HTTP/1.1, HTTP/2, gRPC). Translated in
 """
 
 import ipaddress
+import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from cryptography import x509
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from turnout.models.types import header_name
+from turnout.models.regex import check_substitution, compile_checked
+from turnout.models.types import (
+    UINT32_MAX,
+    CorsOrigin,
+    DnsName,
+    HostHeader,
+    HttpMethod,
+    HttpPath,
+    ModifiableHeaderName,
+    SentHeaderValue,
+    matchable_header_name,
+)
 
 
 class HeaderChanges(BaseModel):
@@ -28,31 +41,17 @@ class HeaderChanges(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    add: Annotated[dict[str, str], Field(max_length=32)] = {}
-    set: Annotated[dict[str, str], Field(max_length=32)] = {}
-    remove: Annotated[list[str], Field(max_length=32)] = []
+    add: Annotated[dict[ModifiableHeaderName, SentHeaderValue], Field(max_length=32)] = {}
+    set: Annotated[dict[ModifiableHeaderName, SentHeaderValue], Field(max_length=32)] = {}
+    remove: Annotated[list[ModifiableHeaderName], Field(max_length=32)] = []
     replace: Annotated[
-        dict[str, str],
+        dict[ModifiableHeaderName, SentHeaderValue],
         Field(max_length=32, description="Overwrite these headers only when present."),
     ] = {}
     add_if_absent: Annotated[
-        dict[str, str],
+        dict[ModifiableHeaderName, SentHeaderValue],
         Field(max_length=32, description="Add these headers only when absent."),
     ] = {}
-
-    @field_validator("add", "set", "replace", "add_if_absent")
-    @classmethod
-    def _names(cls, headers: dict[str, str]) -> dict[str, str]:
-        out = {header_name(k): v for k, v in headers.items()}
-        for value in out.values():
-            if "%" in value:
-                raise ValueError("header values must not contain '%' (Envoy formatters)")
-        return out
-
-    @field_validator("remove")
-    @classmethod
-    def _removed(cls, names: list[str]) -> list[str]:
-        return [header_name(n) for n in names]
 
 
 class PathRewrite(BaseModel):
@@ -60,10 +59,19 @@ class PathRewrite(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prefix: Annotated[str | None, Field(description="Replacement of the matched prefix.")] = None
-    regex: Annotated[str | None, Field(description="RE2 pattern over the path.")] = None
+    prefix: Annotated[HttpPath | None, Field(description="Replacement of the matched prefix.")] = (
+        None
+    )
+    regex: Annotated[
+        str | None, Field(description="RE2 pattern over the path.", min_length=1, max_length=1024)
+    ] = None
     substitution: Annotated[
-        str | None, Field(description="Replacement; \\1 ... refer to groups.")
+        str | None,
+        Field(
+            description="Replacement; \\1 ... refer to groups. Visible ASCII.",
+            pattern=r"^[\x21-\x7e]*$",
+            max_length=1024,
+        ),
     ] = None
 
     @model_validator(mode="after")
@@ -71,13 +79,12 @@ class PathRewrite(BaseModel):
         if (self.prefix is None) == (self.regex is None):
             raise ValueError("give either `prefix` or `regex` (with `substitution`)")
         if self.regex is not None:
-            from turnout.models.route import check_regex  # route.py imports this module
-
-            check_regex(self.regex)
+            compiled = compile_checked(self.regex)
             if self.substitution is None:
                 raise ValueError("`regex` needs `substitution`")
-        if self.prefix is not None and not self.prefix.startswith("/"):
-            raise ValueError("`prefix` must start with '/'")
+            check_substitution(self.substitution, compiled.groups)
+        elif self.substitution is not None:
+            raise ValueError("`substitution` goes with `regex`, not `prefix`")
         return self
 
 
@@ -101,13 +108,24 @@ class Retries(BaseModel):
     per_try_timeout_ms: Annotated[int | None, Field(ge=1, le=600_000)] = None
 
 
+def _header_or_any(value: str) -> str:
+    return value if value == "*" else matchable_header_name(value)
+
+
+CorsHeader = Annotated[str, AfterValidator(_header_or_any)]
+"""A header name in a CORS list, or "*" (any)."""
+
+
 class Cors(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    allow_origins: Annotated[list[str], Field(min_length=1, description='Exact origins, or "*".')]
-    allow_methods: list[str] = []
-    allow_headers: list[str] = []
-    expose_headers: list[str] = []
+    allow_origins: Annotated[
+        list[CorsOrigin],
+        Field(min_length=1, max_length=64, description='Origins (scheme://host[:port]), or "*".'),
+    ]
+    allow_methods: Annotated[list[HttpMethod], Field(max_length=9)] = []
+    allow_headers: Annotated[list[CorsHeader], Field(max_length=64)] = []
+    expose_headers: Annotated[list[CorsHeader], Field(max_length=64)] = []
     max_age_s: Annotated[int | None, Field(ge=0, le=86400)] = None
     allow_credentials: bool = False
 
@@ -132,7 +150,7 @@ class RoutePolicies(BaseModel):
     response_headers: HeaderChanges | None = None
     rewrite: PathRewrite | None = None
     host_rewrite: Annotated[
-        str | None, Field(description="Host header sent upstream.", max_length=253)
+        HostHeader | None, Field(description="Host header sent upstream (host[:port]).")
     ] = None
     timeout_ms: Annotated[
         int | None, Field(ge=1, le=3_600_000, description="Whole-request timeout.")
@@ -187,7 +205,7 @@ class HealthCheck(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: Annotated[str, Field(pattern=r"^/[^\s]*$")] = "/"
+    path: Annotated[HttpPath, Field(description="Path (and query) asked for.")] = "/"
     interval_ms: Annotated[int, Field(ge=100, le=3_600_000)] = 5000
     timeout_ms: Annotated[int, Field(ge=10, le=60_000)] = 1000
     unhealthy_threshold: Annotated[int, Field(ge=1, le=100)] = 2
@@ -208,14 +226,49 @@ class OutlierDetection(BaseModel):
 class CircuitBreakers(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_connections: Annotated[int | None, Field(ge=1)] = None
-    max_pending_requests: Annotated[int | None, Field(ge=1)] = None
-    max_requests: Annotated[int | None, Field(ge=1)] = None
-    max_retries: Annotated[int | None, Field(ge=0)] = None
+    max_connections: Annotated[int | None, Field(ge=1, le=UINT32_MAX)] = None
+    max_pending_requests: Annotated[int | None, Field(ge=1, le=UINT32_MAX)] = None
+    max_requests: Annotated[int | None, Field(ge=1, le=UINT32_MAX)] = None
+    max_retries: Annotated[int | None, Field(ge=0, le=UINT32_MAX)] = None
     retry_budget_percent: Annotated[
         float | None,
         Field(ge=0, le=100, description="Retries allowed as a share of active requests."),
     ] = None
+
+
+MAX_CA_PEM = 1 << 20
+"""Characters in a CA bundle: one MiB holds hundreds of certificates."""
+_PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
+_PEM_BEGIN_LINE = re.compile(r"(?m)^-----BEGIN ")
+_PEM_END_LINE = re.compile(r"(?m)^-----END ")
+_PEM_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_ca_pem(value: str) -> None:
+    """ValueError unless `value` is one or more PEM certificates that parse as X.509.
+
+    Envoy loads `trusted_ca` with BoringSSL and refuses the whole cluster when a
+    certificate does not parse; `cryptography` parses them the same way here. Only
+    CERTIFICATE blocks are accepted: a private key has no business in a CA bundle.
+    """
+    if not value.isascii() or _PEM_CONTROL.search(value):
+        raise ValueError("ca_pem is PEM text: ASCII, no control characters but tab and newlines")
+    # BoringSSL reads a BEGIN or END line only at the start of a line; cryptography
+    # finds one anywhere, so this is checked on its own.
+    if value.count("-----BEGIN") != len(_PEM_BEGIN_LINE.findall(value)) or value.count(
+        "-----END"
+    ) != len(_PEM_END_LINE.findall(value)):
+        raise ValueError("ca_pem: each -----BEGIN and -----END line must start a line")
+    kinds = set(_PEM_BEGIN.findall(value))
+    if not kinds:
+        raise ValueError("ca_pem must hold PEM certificates (-----BEGIN CERTIFICATE-----)")
+    if kinds != {"CERTIFICATE"}:
+        others = ", ".join(sorted(kinds - {"CERTIFICATE"}))
+        raise ValueError(f"ca_pem must hold only CERTIFICATE blocks, not {others}")
+    try:
+        x509.load_pem_x509_certificates(value.encode())
+    except ValueError as exc:
+        raise ValueError(f"ca_pem does not parse as PEM X.509 certificates: {exc}") from None
 
 
 class UpstreamTls(BaseModel):
@@ -223,16 +276,20 @@ class UpstreamTls(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sni: Annotated[str | None, Field(max_length=253)] = None
+    sni: Annotated[DnsName | None, Field(description="Server name sent (a DNS name).")] = None
     ca_pem: Annotated[
-        str | None, Field(description="PEM CA bundle; absent: certificate not verified.")
+        str | None,
+        Field(
+            description="PEM CA bundle; absent: certificate not verified.",
+            max_length=MAX_CA_PEM,
+        ),
     ] = None
 
     @field_validator("ca_pem")
     @classmethod
     def _pem(cls, value: str | None) -> str | None:
-        if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
-            raise ValueError("ca_pem must hold PEM certificates")
+        if value is not None:
+            check_ca_pem(value)
         return value
 
 

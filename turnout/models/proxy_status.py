@@ -17,12 +17,28 @@ class TypeStatus(BaseModel):
         "STALE",
         description="SYNCED: acknowledged the current declaration; STALE: a push is in "
         "flight or due; NACKED: rejected the newest content (see last_nack) and keeps the "
-        "previous one until the declaration changes.",
+        "previous version of what it rejected (see the proxy's `quarantined`) until the "
+        "declaration changes it; everything else of the type is still delivered.",
     )
     version_sent: str | None = Field(None, description="Last version_info sent.")
     version_acked: str | None = Field(None, description="Last version_info the proxy ACKed.")
     last_nack: str | None = Field(None, description="Envoy's message for the last rejection.")
     nacked_version: str | None = Field(None, description="The version that was rejected.")
+
+
+class QuarantinedResource(BaseModel):
+    """An entity the proxy rejected: it keeps its last accepted version of it (or has
+    none) until the declaration changes the entity, while everything else flows."""
+
+    type_url: str = Field(description="The xDS type of the rejected response.")
+    kind: Literal["service", "route", "listener", "route_configuration", "extension_config"] = (
+        Field(
+            description="service: its cluster or endpoints; route: one route, left out of "
+            "the route configuration; the others: a whole Envoy resource."
+        )
+    )
+    name: str = Field(description="The entity's (or Envoy resource's) name.")
+    message: str = Field(description="Envoy's message, shortened to 1 KiB.")
 
 
 class ProxyStatus(BaseModel):
@@ -35,6 +51,9 @@ class ProxyStatus(BaseModel):
         None, description="The newest declaration revision this proxy acknowledged in full."
     )
     types: list[TypeStatus]
+    quarantined: list[QuarantinedResource] = Field(
+        default_factory=list, description="What this proxy rejected and is held back from."
+    )
 
 
 class ProxyStatusSource(Protocol):

@@ -7,7 +7,6 @@ match (paths, hosts and methods each match when any of their values does).
 from enum import StrEnum
 from typing import Annotated
 
-import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -16,7 +15,35 @@ from turnout.models.auth import RouteAuth
 from turnout.models.db import Base
 from turnout.models.limits import Limits
 from turnout.models.policies import RoutePolicies
-from turnout.models.types import HEADER_NAME_PATTERN, Name, Tags
+from turnout.models.regex import (
+    MAX_REGEX_PROGRAM_SIZE,
+    check_regex,
+    compile_checked,
+    methods_regex,
+    path_key_regex,
+    path_key_strip_regex,
+    strip_prefix_regex,
+)
+from turnout.models.types import (
+    HeaderName,
+    HeaderValue,
+    HostPattern,
+    HttpMethod,
+    Name,
+    Tags,
+    http_path,
+)
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "MAX_REGEX_PROGRAM_SIZE",
+    "HttpMethod",
+    "PathKind",
+    "PathMatch",
+    "RouteRow",
+    "RouteSpec",
+    "check_regex",
+]
 
 
 class PathKind(StrEnum):
@@ -50,36 +77,11 @@ class PathMatch(BaseModel):
     def _check(self) -> "PathMatch":
         if self.kind is PathKind.REGEX:
             check_regex(self.value)
-        elif not self.value.startswith("/"):
-            raise ValueError(f"a {self.kind.value} path must start with '/': {self.value!r}")
+        else:
+            # A prefix or exact path is compared with the request's path, which holds
+            # visible ASCII only: anything else could never match.
+            http_path(self.value)
         return self
-
-
-# Envoy refuses a regex whose compiled RE2 program is larger than this (runtime key
-# `re2.max_program_size.error_level`, default 100), so the admin API does too.
-MAX_REGEX_PROGRAM_SIZE = 100
-
-
-def check_regex(pattern: str) -> None:
-    """Raise ValueError unless `pattern` compiles under RE2 as Envoy compiles it."""
-    try:
-        compiled = re2.compile(pattern)
-    except re2.error as exc:
-        reason = exc.args[0] if exc.args else exc
-        if isinstance(reason, bytes):
-            reason = reason.decode(errors="replace")
-        raise ValueError(f"invalid RE2 regex {pattern!r}: {reason}") from None
-    if compiled.programsize > MAX_REGEX_PROGRAM_SIZE:
-        raise ValueError(
-            f"regex {pattern!r} is too complex for Envoy: RE2 program size "
-            f"{compiled.programsize} > {MAX_REGEX_PROGRAM_SIZE}"
-        )
-
-
-HttpMethod = Annotated[
-    str,
-    Field(pattern=r"^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT)$"),
-]
 
 
 DEFAULT_GROUP = "default"
@@ -94,7 +96,7 @@ class RouteSpec(BaseModel):
 
     name: Name
     hosts: Annotated[
-        list[str],
+        list[HostPattern],
         Field(
             description="Host names (a leading `*.` wildcard is allowed). Empty: any host.",
             max_length=64,
@@ -113,8 +115,11 @@ class RouteSpec(BaseModel):
         list[HttpMethod], Field(description="HTTP methods. Empty: any method.", max_length=9)
     ] = []
     headers: Annotated[
-        dict[str, str],
-        Field(description="Request headers that must be present with exactly this value."),
+        dict[HeaderName, HeaderValue],
+        Field(
+            description="Request headers that must be present with exactly this value.",
+            max_length=32,
+        ),
     ] = {}
     service: Annotated[str, Field(description="Name of the service that receives the traffic.")]
     strip_path: Annotated[
@@ -149,22 +154,9 @@ class RouteSpec(BaseModel):
     @field_validator("hosts")
     @classmethod
     def _hosts(cls, hosts: list[str]) -> list[str]:
-        out = []
-        for host in hosts:
-            host = host.lower()
-            bare = host[2:] if host.startswith("*.") else host
-            if (
-                not bare
-                or "*" in bare
-                or not all(
-                    part and all(c.isalnum() or c == "-" for c in part) for part in bare.split(".")
-                )
-            ):
-                raise ValueError(f"{host!r} is not a host name or a `*.domain` wildcard")
-            out.append(host)
-        if len(set(out)) != len(out):
+        if len(set(hosts)) != len(hosts):
             raise ValueError("hosts must not repeat")
-        return out
+        return hosts
 
     @field_validator("groups")
     @classmethod
@@ -183,13 +175,9 @@ class RouteSpec(BaseModel):
     @field_validator("headers")
     @classmethod
     def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
-        out = {}
-        for key, value in headers.items():
-            name = key.lower()
-            if not re2.match(HEADER_NAME_PATTERN, name) or name == "host":
-                raise ValueError(f"{key!r} is not a header name that can be matched")
-            out[name] = value
-        return out
+        if "host" in headers:
+            raise ValueError("'host' is not a header name that can be matched (use `hosts`)")
+        return headers
 
     @model_validator(mode="after")
     def _strip(self) -> "RouteSpec":
@@ -206,7 +194,22 @@ class RouteSpec(BaseModel):
         prefix_rewrite = rewrite is not None and rewrite.prefix is not None
         if prefix_rewrite and any(p.kind is not PathKind.PREFIX for p in self.paths):
             raise ValueError("policies.rewrite.prefix works with prefix paths only")
+        self._check_built_regexes()
         return self
+
+    def _check_built_regexes(self) -> None:
+        """The regexes translation builds from this route compile within Envoy's limit."""
+        if len(self.methods) > 1:
+            compile_checked(methods_regex(self.methods), "methods regex")
+        if self.strip_path:
+            for path in self.paths:
+                if path.value != "/":
+                    compile_checked(strip_prefix_regex(path.value), "strip_path regex")
+        source = self.auth.path_source if self.auth is not None else None
+        if source is not None:
+            prefix, suffix = source.path_prefix, source.path_suffix
+            compile_checked(path_key_regex(prefix, suffix), "auth path template regex")
+            compile_checked(path_key_strip_regex(prefix, suffix), "auth path template regex")
 
 
 class RouteRow(Base):

@@ -4,9 +4,7 @@ A service is reached either through a `url` (one host, IP or DNS name) or a list
 of weighted `endpoints`. Envoy sees it as one cluster named after the service.
 """
 
-import ipaddress
-import re
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -16,28 +14,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from turnout.models.db import Base
 from turnout.models.policies import ServicePolicies
-from turnout.models.types import Name, Port, Tags
+from turnout.models.types import Name, Port, Tags, check_host, is_ip
 
-_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-
-
-@lru_cache(maxsize=65536)
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def check_host(host: str) -> str:
-    """Accept an IP address or a DNS name; raise ValueError naming the problem."""
-    if is_ip(host):
-        return host
-    name = host[:-1] if host.endswith(".") else host
-    if not name or len(name) > 253 or not all(_DNS_LABEL.match(p) for p in name.split(".")):
-        raise ValueError(f"{host!r} is neither an IP address nor a valid DNS name")
-    return host
+__all__ = ["Endpoint", "ParsedUrl", "ServiceRow", "ServiceSpec", "check_host", "is_ip", "parse_url"]
 
 
 class Endpoint(BaseModel):
@@ -62,6 +41,10 @@ class ParsedUrl(BaseModel):
 
 
 def parse_url(url: str) -> ParsedUrl:
+    # urlsplit drops tabs and newlines silently; refuse them (and any other invisible
+    # character) rather than store a url that is not the one in use.
+    if not url.isascii() or not url.isprintable() or " " in url:
+        raise ValueError("the url holds visible ASCII characters only")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise ValueError("scheme must be http or https")
@@ -97,6 +80,7 @@ class ServiceSpec(BaseModel):
             description="Where the service listens: http(s)://host[:port]. "
             "Mutually exclusive with `endpoints`.",
             examples=["http://10.0.0.5:8080"],
+            max_length=2048,
         ),
     ] = None
     endpoints: Annotated[

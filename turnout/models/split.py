@@ -2,13 +2,22 @@
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from turnout.models.db import Base
 from turnout.models.plan import PlanState, SplitPlan
-from turnout.models.types import HEADER_NAME_PATTERN, Name, Tags, Weight
+from turnout.models.regex import compile_checked, cookie_pair_regex
+from turnout.models.types import (
+    CookieName,
+    HeaderName,
+    Name,
+    Tags,
+    Weight,
+    cookie_value,
+    header_value,
+)
 
 
 class SplitTarget(BaseModel):
@@ -16,9 +25,6 @@ class SplitTarget(BaseModel):
 
     service: Annotated[str, Field(description="Name of a service.")]
     weight: Weight
-
-
-_COOKIE = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 
 
 class SplitPin(BaseModel):
@@ -36,10 +42,8 @@ class SplitPin(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    header: Annotated[
-        str | None, Field(pattern=HEADER_NAME_PATTERN, description="Header name.")
-    ] = None
-    cookie: Annotated[str | None, Field(pattern=_COOKIE, description="Cookie name.")] = None
+    header: Annotated[HeaderName | None, Field(description="Header name.")] = None
+    cookie: Annotated[CookieName | None, Field(description="Cookie name.")] = None
     consumer: Annotated[
         Name | None, Field(description="An authenticated consumer (the route needs `auth`).")
     ] = None
@@ -49,11 +53,6 @@ class SplitPin(BaseModel):
     ] = None
     service: Annotated[str, Field(description="One of the split's target services.")]
 
-    @field_validator("header", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
-
     @model_validator(mode="after")
     def _one_source(self) -> "SplitPin":
         given = [self.header is not None, self.cookie is not None, self.consumer is not None]
@@ -61,6 +60,13 @@ class SplitPin(BaseModel):
             raise ValueError("a pin matches one of: a header, a cookie or a consumer")
         if (self.value is None) != (self.consumer is not None):
             raise ValueError("a header or cookie pin needs `value`; a consumer pin has none")
+        if self.header is not None and self.value is not None:
+            header_value(self.value)
+        if self.cookie is not None and self.value is not None:
+            cookie_value(self.value)
+            # Envoy matches a cookie pin with a regex (split.py), which must stay
+            # within its program size limit: long names and values do not fit.
+            compile_checked(cookie_pair_regex(self.cookie, self.value), "cookie pin regex")
         return self
 
 
@@ -75,16 +81,11 @@ class SplitSticky(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    header: Annotated[str | None, Field(pattern=HEADER_NAME_PATTERN)] = None
-    cookie: Annotated[str | None, Field(pattern=_COOKIE)] = None
+    header: HeaderName | None = None
+    cookie: CookieName | None = None
     consumer: Annotated[
         bool, Field(description="Hash the authenticated consumer (the route needs `auth`).")
     ] = False
-
-    @field_validator("header", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_source(self) -> "SplitSticky":

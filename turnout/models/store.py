@@ -66,7 +66,7 @@ class Store(HistoryMixin):
             db.upgrade(engine=self._engine)
 
     def close(self) -> None:
-        self._engine.dispose()
+        db.dispose(self._engine)
 
     # -- reads ---------------------------------------------------------------
 
@@ -244,16 +244,21 @@ class Store(HistoryMixin):
         *,
         select_tag: str | None = None,
         dry_run: bool = False,
+        delete_keys: bool = False,
         **how: Any,
     ) -> ApplyResult:
         """Make the declaration equal to `target` (kind -> name -> spec) in ONE revision.
 
         All or nothing; no change at all leaves the revision as it is. A dry run
-        makes every check (references, freezes) and then rolls back.
+        makes every check (references, freezes) and then rolls back. Deleting a
+        consumer that has API keys is refused (`KeysWouldBeDeleted`, dry run too)
+        unless `delete_keys`.
         """
         try:
             with self._write() as session:
                 done = changes.apply_target(session, target, select_tag)
+                if not delete_keys and any(c.keys for c in done):
+                    raise changes.KeysWouldBeDeleted(done)
                 revision = _current_revision(session)
                 if done:
                     revision = self._commit(session, actor, done, **how)

@@ -18,9 +18,11 @@ from turnout.models import backup, history
 from turnout.models.audit import Action, AuditEventRow
 from turnout.models.declaration import Declaration
 from turnout.models.errors import NotFound
-from turnout.models.freeze import Freeze, FreezeCreate, FreezeRow
+from turnout.models.freeze import Freeze, FreezeCreate, FreezeRow, check_scope_names
 from turnout.models.freeze import now as freeze_now
 from turnout.models.history import RevisionInfo
+from turnout.models.keycrypt import KeyCipher
+from turnout.models.keystore import KeyRing
 from turnout.models.rows import REVISION_ROW_ID, RevisionRow
 
 
@@ -31,6 +33,7 @@ def _current_revision(session: Session) -> int:
 class HistoryMixin:
     _read: Callable[[], AbstractContextManager[Session]]
     _write: Callable[[], AbstractContextManager[Session]]
+    keys: KeyRing
 
     # -- backup --------------------------------------------------------------
 
@@ -39,18 +42,34 @@ class HistoryMixin:
         with self._read() as session:
             return backup.export(session)
 
-    def restore(self, data: dict[str, Any], force: bool = False) -> int:
-        """Write a backup into an empty database (or any, with `force`); its revision."""
+    def restore(
+        self, data: dict[str, Any], force: bool = False, old_secret: str | None = None
+    ) -> int:
+        """Write a backup into an empty database (or any, with `force`); its revision.
+
+        The backup's keys must open under this store's secret, or under `old_secret`
+        (then they are re-encrypted under this store's); checked before any write.
+        """
+        old = KeyCipher(old_secret) if old_secret else None
+        keys = backup.prepare_keys(backup.backed_up_keys(data), self.keys.cipher, old)
         with self._write() as session:
-            revision = backup.restore(session, data, force)
+            revision = backup.restore(session, data, force, keys)
             session.info["revision"] = revision
-            return revision
+        self.keys.forget()
+        return revision
 
     # -- history -------------------------------------------------------------
 
     def revisions(self, limit: int = 100, before: int | None = None) -> list[RevisionInfo]:
         with self._read() as session:
             return history.revisions(session, limit, before)
+
+    def revision_listing(
+        self, limit: int = 100, before: int | None = None
+    ) -> tuple[list[RevisionInfo], int]:
+        """`revisions(...)` and the current revision, read in one transaction."""
+        with self._read() as session:
+            return history.revisions(session, limit, before), _current_revision(session)
 
     def declaration_at(self, revision: int) -> Declaration:
         with self._read() as session:
@@ -65,6 +84,7 @@ class HistoryMixin:
     def create_freeze(self, body: FreezeCreate, actor: str) -> Freeze:
         at = freeze_now()
         with self._write() as session:
+            check_scope_names(session, body.scope)
             row = FreezeRow(
                 reason=body.reason,
                 scope=body.scope.model_dump(mode="json"),

@@ -45,6 +45,10 @@ class Role(StrEnum):
 _RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 
 
+MAX_LIFETIME_SECONDS = 100 * 365 * 86400
+"""The longest lifetime a token may be given; beyond it dates overflow (year 9999)."""
+
+
 class TokenRow(Base):
     __tablename__ = "tokens"
 
@@ -79,7 +83,10 @@ class TokenCreate(BaseModel):
     name: Name = Field(description="Who the token is for (a person or a CI job).")
     role: Role
     expires_in_seconds: int | None = Field(
-        None, ge=1, description="Lifetime; the token never expires when left out."
+        None,
+        ge=1,
+        le=MAX_LIFETIME_SECONDS,
+        description="Lifetime, at most 100 years; the token never expires when left out.",
     )
 
 
@@ -175,4 +182,7 @@ def parse_duration(text: str) -> timedelta:
     number = text[:-1] if text and text[-1] in _UNITS else text
     if not number.isdigit() or int(number) <= 0:
         raise ValueError(f"expected a duration such as 3600, 15m, 12h or 30d, got {text!r}")
-    return timedelta(seconds=int(number) * _UNITS[unit])
+    seconds = int(number) * _UNITS[unit]
+    if seconds > MAX_LIFETIME_SECONDS:
+        raise ValueError(f"at most 100 years ({MAX_LIFETIME_SECONDS} seconds), got {text!r}")
+    return timedelta(seconds=seconds)

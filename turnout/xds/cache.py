@@ -5,6 +5,10 @@ Streams never translate. They ask the cache for their group's snapshot and wait 
 a revision was committed, translates it off the event loop, and wakes every
 stream. Reloads coalesce: while one runs, any number of commits produce one more
 reload of the newest revision, so a burst of writes yields a handful of pushes.
+
+Streams `join` their node group and `leave` it; groups without streams are
+evicted after a grace period, and their number is capped (`turnout.xds.groups`),
+so every change is translated only for groups that proxies use.
 """
 
 import asyncio
@@ -15,11 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from envoy.config.core.v3.base_pb2 import Node
-
 from turnout.models.declaration import Declaration
+from turnout.xds.groups import GroupBook, TooManyGroups
 from turnout.xds.memo import TranslationMemo
-from turnout.xds.metrics import RELOADS
+from turnout.xds.metrics import GROUPS, GROUPS_REFUSED, RELOADS
 from turnout.xds.snapshot import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -46,8 +49,15 @@ QUIET_SECONDS = 0.005
 MAX_DELAY_SECONDS = 0.1
 _COMMIT_TIMES_KEPT = 4096
 
-DEFAULT_LISTENER_PORT = 10000
-DEFAULT_LISTENER_ADDRESS = "0.0.0.0"
+# Node groups (DESIGN.md "The flow of one change", step 4): every change is translated
+# for every group, so their number bounds the cost of a change. A group whose last
+# stream closed is kept GROUP_GRACE_SECONDS (its proxies usually reconnect at once);
+# at MAX_GROUPS the idle groups go first, and a new group is refused only when every
+# group has a live stream. Under mTLS one certificate may hold streams in at most
+# MAX_GROUPS_PER_IDENTITY groups.
+MAX_GROUPS = 256
+MAX_GROUPS_PER_IDENTITY = 16
+GROUP_GRACE_SECONDS = 60.0
 
 
 class DeclarationSource(Protocol):
@@ -58,20 +68,6 @@ class DeclarationSource(Protocol):
     def load_since(self, previous: Declaration) -> Declaration: ...
 
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]: ...
-
-
-def node_key(node: Node) -> ListenerOptions:
-    """The node group a proxy belongs to: its node cluster and listener address."""
-    fields = node.metadata.fields
-    port = DEFAULT_LISTENER_PORT
-    if "listener_port" in fields:
-        value = fields["listener_port"]
-        raw = value.number_value if value.HasField("number_value") else value.string_value
-        port = int(raw)
-    address = DEFAULT_LISTENER_ADDRESS
-    if "listener_address" in fields:
-        address = fields["listener_address"].string_value
-    return ListenerOptions(address=address, port=port, group=node.cluster or "default")
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,8 @@ def _build_group(
     previous: Snapshot | None,
     memo: TranslationMemo,
 ) -> Snapshot:
-    routes = memo.route_configuration(decl, key)
+    parts = memo.route_parts(decl, key)
+    routes = parts.full
     packed = {
         CLUSTER_TYPE: shared.clusters,
         ENDPOINT_TYPE: shared.endpoints,
@@ -111,7 +108,9 @@ def _build_group(
         ROUTE_TYPE: [routes],
     }
     refs = {routes.name: referenced_services(decl, key.group)}
-    return build_snapshot(decl.revision, packed, shared.eds_cluster_names, refs, previous)
+    return build_snapshot(
+        decl.revision, packed, shared.eds_cluster_names, refs, previous, {routes.name: parts}
+    )
 
 
 def referenced_services(decl: Declaration, group: str) -> frozenset[str]:
@@ -133,7 +132,14 @@ def referenced_services(decl: Declaration, group: str) -> frozenset[str]:
 class SnapshotCache:
     """Current snapshots by node group; woken streams read them."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        max_groups: int = MAX_GROUPS,
+        max_groups_per_identity: int = MAX_GROUPS_PER_IDENTITY,
+        group_grace_seconds: float = GROUP_GRACE_SECONDS,
+    ) -> None:
+        self._groups = GroupBook(max_groups, max_groups_per_identity, group_grace_seconds)
+        self._sweep_handle: asyncio.TimerHandle | None = None
         self._declaration: Declaration | None = None
         self._shared: _Shared | None = None
         self._snapshots: dict[ListenerOptions, Snapshot] = {}
@@ -165,8 +171,14 @@ class SnapshotCache:
     async def _build_new_group(
         self, key: ListenerOptions, decl: Declaration, shared: _Shared
     ) -> None:
+        def build(memo: TranslationMemo) -> Snapshot:
+            snap = _build_group(decl, shared, key, None, memo)
+            memo.forget_layouts_except(groups)
+            return snap
+
+        groups = self._groups_in_use() | {key.group}
         try:
-            snap = await asyncio.to_thread(self._locked, _build_group, decl, shared, key, None)
+            snap = await asyncio.to_thread(self._locked, build)
             if self._declaration is decl:
                 self._snapshots[key] = snap
             elif key not in self._snapshots:
@@ -175,6 +187,61 @@ class SnapshotCache:
             del self._building[key]
         for wake in self._watchers:
             wake.set()
+
+    # --- node groups ------------------------------------------------------------------
+
+    def join(self, key: ListenerOptions, identity: str | None = None) -> None:
+        """A stream of group `key` started (`identity`: its mTLS certificate's
+        fingerprint, None without mTLS). Raise `TooManyGroups` if it may not."""
+        try:
+            evicted = self._groups.join(key, identity, self._evictable)
+        except TooManyGroups:
+            GROUPS_REFUSED.inc()
+            raise
+        for old in evicted:
+            self._snapshots.pop(old, None)
+        GROUPS.set(len(self._groups))
+
+    def leave(self, key: ListenerOptions, identity: str | None = None) -> None:
+        """A stream that joined `key` ended; its group may be evicted after the grace."""
+        self._groups.leave(key, identity)
+        self._schedule_sweep(self._groups.grace_seconds)
+
+    def groups(self) -> int:
+        """Node groups that have streams or are within their grace period."""
+        return len(self._groups)
+
+    def cluster_names(self) -> frozenset[str]:
+        """The clusters of the current declaration (every group has the same)."""
+        shared = self._shared
+        return frozenset(r.name for r in shared.clusters) if shared is not None else frozenset()
+
+    def translated(self) -> set[ListenerOptions]:
+        """The node groups the cache holds snapshots of (re-translated on each change)."""
+        return set(self._snapshots)
+
+    def _schedule_sweep(self, delay: float) -> None:
+        if self._sweep_handle is None:
+            loop = asyncio.get_running_loop()
+            self._sweep_handle = loop.call_later(delay, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweep_handle = None
+        due, next_in = self._groups.sweep(self._evictable)
+        for key in due:
+            self._snapshots.pop(key, None)
+        if due:
+            log.info("evicted %d idle node group(s)", len(due))
+        GROUPS.set(len(self._groups))
+        if next_in is not None:
+            self._schedule_sweep(next_in)
+
+    def _evictable(self, key: ListenerOptions) -> bool:
+        return key not in self._building  # a build in flight would store it again
+
+    def _groups_in_use(self) -> set[str]:
+        """Group names whose route layout the memo should keep."""
+        return {k.group for k in self._snapshots} | {k.group for k in self._building}
 
     def _locked(self, build: Callable[..., _T], *args: object) -> _T:
         """Run a translation with the memo to itself (builds run in worker threads)."""
@@ -195,16 +262,21 @@ class SnapshotCache:
         """Translate `decl` for every known group (off the loop) and wake streams."""
         keys = list(self._snapshots)
         previous = dict(self._snapshots)
+        groups = self._groups_in_use()
 
         def build(memo: TranslationMemo) -> tuple[_Shared, dict[ListenerOptions, Snapshot]]:
             shared = _build_shared(decl, memo)
             snaps = {k: _build_group(decl, shared, k, previous.get(k), memo) for k in keys}
             memo.forget_routes_except(decl)
+            memo.forget_layouts_except(groups)
             return shared, snaps
 
         shared, snaps = await asyncio.to_thread(self._locked, build)
         self._declaration, self._shared = decl, shared
-        self._snapshots.update(snaps)
+        # A group evicted while this build ran stays evicted.
+        self._snapshots.update(
+            (k, snap) for k, snap in snaps.items() if k in self._snapshots or k in self._groups
+        )
         for wake in self._watchers:
             wake.set()
         async with self._changed:

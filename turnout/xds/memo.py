@@ -24,6 +24,7 @@ from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
+from turnout.xds.route_parts import VIRTUAL_HOSTS_FIELD, RouteParts
 from turnout.xds.snapshot import ROUTE_TYPE, PackedResource, pack, packed_bytes
 from turnout.xds.translate import (
     TranslationError,
@@ -42,6 +43,7 @@ from turnout.xds.translate.route import (
 
 _ROUTES_FIELD = VirtualHost.DESCRIPTOR.fields_by_name["routes"].number
 _VIRTUAL_HOSTS_FIELD = RouteConfiguration.DESCRIPTOR.fields_by_name["virtual_hosts"].number
+assert _VIRTUAL_HOSTS_FIELD == VIRTUAL_HOSTS_FIELD
 
 
 def _record(field_number: int, payload: bytes) -> bytes:
@@ -149,6 +151,11 @@ class TranslationMemo:
             del self._services[gone]
         return results
 
+    def forget_layouts_except(self, groups: set[str]) -> None:
+        """Drop the route layouts of node groups no longer in use (evicted groups)."""
+        for gone in self._layouts.keys() - groups:
+            del self._layouts[gone]
+
     def api_key_auth_config(self, decl: Declaration) -> PackedResource:
         """The credentials (ECDS), rebuilt only when the keys changed."""
         if self._api_keys is None or self._api_keys[0] is not decl.api_keys:
@@ -157,6 +164,10 @@ class TranslationMemo:
 
     def route_configuration(self, decl: Declaration, opts: ListenerOptions) -> PackedResource:
         """The group's RouteConfiguration, packed, from cached route entries."""
+        return self.route_parts(decl, opts).full
+
+    def route_parts(self, decl: Declaration, opts: ListenerOptions) -> RouteParts:
+        """The group's RouteConfiguration with its per-route parts (`route_parts.py`)."""
         splits = {split.route: split for split in decl.splits.values()}
         check_references(decl)
         consumers = _consumer_basis(decl)
@@ -186,7 +197,11 @@ class TranslationMemo:
         config_name = route_configuration_name(opts)
         head = RouteConfiguration(name=config_name).SerializeToString(deterministic=True)
         value = head + b"".join(vhosts)
-        return packed_bytes(config_name, Any(type_url=ROUTE_TYPE, value=value))
+        full = packed_bytes(config_name, Any(type_url=ROUTE_TYPE, value=value))
+        # The layout's entry lists are never changed in place, its records are: copy
+        # those (references only) so the parts stay as they were at this revision.
+        records = [list(r) for r in layout.records]
+        return RouteParts(config_name, head, layout.vhosts, records, decl.routes, splits, full)
 
     def _layout(self, decl: Declaration, group: str, splits: dict[str, SplitSpec]) -> _Layout:
         vhosts = []

@@ -22,4 +22,38 @@ RESENDS_SUPPRESSED = Counter(
     "turnout_xds_resends_suppressed_total",
     "Rejected versions not sent again (a naive server would resend each at once).",
 )
+QUARANTINED = Gauge(
+    "turnout_xds_quarantined_resources",
+    "Entities proxies rejected and are held on an old version of (or without), summed "
+    "over streams; GET /proxies names them.",
+    ["type_url"],
+)
+QUARANTINED_ENTITY = Gauge(
+    "turnout_xds_quarantined_entity",
+    "Streams holding back this entity after a NACK. Bounded: only names Turnout sent "
+    "are quarantined, and a series goes when no stream holds its entity any more.",
+    ["type_url", "kind", "name"],
+)
+QUARANTINES = Counter(
+    "turnout_xds_quarantines_total",
+    "Entities quarantined after a NACK (kind: service, route, listener, ...).",
+    ["type_url", "kind"],
+)
 RELOADS = Counter("turnout_declaration_reloads_total", "Declarations loaded and translated.")
+GROUPS = Gauge(
+    "turnout_xds_node_groups", "Node groups translated: with streams, or idle in their grace."
+)
+GROUPS_REFUSED = Counter(
+    "turnout_xds_node_groups_refused_total", "Streams refused because of the node group bounds."
+)
+STREAMS_REFUSED = Counter(
+    "turnout_xds_streams_refused_total", "ADS streams closed with an error status.", ["code"]
+)
+NACK_LOGS_SUPPRESSED = Counter(
+    "turnout_xds_nack_logs_suppressed_total", "NACK log lines left out by the per-stream limit."
+)
+LRS_REPORTS_REFUSED = Counter(
+    "turnout_lrs_refused_total",
+    "Load reports (or their cluster entries) not counted, by reason.",
+    ["reason"],
+)

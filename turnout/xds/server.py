@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,21 @@ from envoy.service.discovery.v3.discovery_pb2 import (
 )
 
 from turnout.xds import metrics
-from turnout.xds.cache import SnapshotCache, node_key
+from turnout.xds.authority import LiveNodes, NodeIdentity, certificate_fingerprint
+from turnout.xds.cache import SnapshotCache
+from turnout.xds.groups import TooManyGroups
 from turnout.xds.identity import IdentityRefused
-from turnout.xds.lrs import LoadStats
+from turnout.xds.limits import (
+    MAX_REQUEST_BYTES,
+    WORK_BURST,
+    WORK_PER_SECOND,
+    TokenBucket,
+    check_request,
+)
+from turnout.xds.lrs import ADS_WAIT_SECONDS, Authorizer, LoadStats
 from turnout.xds.lrs import add_to_server as add_lrs_to_server
-from turnout.xds.snapshot import Snapshot
+from turnout.xds.node import InvalidNode, node_group
+from turnout.xds.snapshot import CLUSTER_TYPE, Snapshot
 from turnout.xds.status import ConnectedProxy, ProxyRegistry
 from turnout.xds.stream import ProtocolError, RequestOutcome, Response, StreamState
 
@@ -39,22 +49,26 @@ log = logging.getLogger(__name__)
 # One table from error class to gRPC status (STYLE.md: errors).
 _GRPC_STATUS: dict[type[Exception], grpc.StatusCode] = {
     ProtocolError: grpc.StatusCode.INVALID_ARGUMENT,
+    InvalidNode: grpc.StatusCode.INVALID_ARGUMENT,
     IdentityRefused: grpc.StatusCode.PERMISSION_DENIED,
+    TooManyGroups: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 Request = DiscoveryRequest | DeltaDiscoveryRequest
 
-Authorizer = Callable[[Mapping[str, Sequence[bytes]], str, str], None]
-"""(peer auth context, node id, node cluster) -> None, or raise IdentityRefused."""
-
 
 class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(
-        self, cache: SnapshotCache, registry: ProxyRegistry, authorize: Authorizer | None = None
+        self,
+        cache: SnapshotCache,
+        registry: ProxyRegistry,
+        authorize: Authorizer | None = None,
+        live: LiveNodes | None = None,
     ) -> None:
         self._cache = cache
         self._registry = registry
         self._authorize = authorize
+        self._live = live if live is not None else LiveNodes()
         self._stream_ids = itertools.count(1)
 
     async def StreamAggregatedResources(  # noqa: N802 (gRPC method name)
@@ -76,51 +90,70 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         state = StreamState(delta=delta)
         wake = asyncio.Event()
         kind = "delta" if delta else "sotw"
+        # Each step below is undone exactly once in `finally`, whatever raised or how
+        # often the handler was cancelled (a second cancel used to skip the gauge).
+        undo: list[Callable[[], None]] = []
+        reader: asyncio.Task[None] | None = None
         try:
             first = await anext(aiter(requests), None)
             if first is None:
                 return
+            check_request(state, first)
             _receive(state, first)
             assert state.node is not None
+            key = node_group(state.node)  # bad metadata: INVALID_ARGUMENT, nothing built
+            auth = context.auth_context()
             if self._authorize is not None:
-                self._authorize(context.auth_context(), state.node.id, state.node.cluster)
-            proxy = ConnectedProxy(stream_id, state.node.id, node_key(state.node), state)
+                self._authorize(auth, state.node.id, state.node.cluster)
+            fingerprint = certificate_fingerprint(auth)
+            self._cache.join(key, fingerprint)
+            undo.append(lambda: self._cache.leave(key, fingerprint))
+            proxy = ConnectedProxy(stream_id, state.node.id, key, state)
             self._registry.add(proxy)
+            undo.append(lambda: self._registry.remove(stream_id))
             metrics.CONNECTED_PROXIES.labels(kind).inc()
+            undo.append(metrics.CONNECTED_PROXIES.labels(kind).dec)
+            identity = NodeIdentity(state.node.id, state.node.cluster, fingerprint)
+            self._live.open(identity, stream_id, lambda: _cluster_names(proxy))
+            undo.append(lambda: self._live.close(identity, stream_id))
             log.info(
                 "%s stream %d opened by node %s (%s)", kind, stream_id, proxy.node_id, proxy.key
             )
             reader = asyncio.create_task(self._read(requests, proxy, wake))
-            unwatch = self._cache.watch(wake)
-            try:
-                await self._send_loop(context, proxy, wake, reader)
-            finally:
-                unwatch()
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
-                metrics.CONNECTED_PROXIES.labels(kind).dec()
+            undo.append(lambda: proxy.count_quarantine(closing=True))
+            undo.append(reader.cancel)
+            undo.append(self._cache.watch(wake))
+            await self._send_loop(context, proxy, wake, reader)
         except tuple(_GRPC_STATUS) as exc:
+            code = next(c for cls, c in _GRPC_STATUS.items() if isinstance(exc, cls))
+            metrics.STREAMS_REFUSED.labels(code.name).inc()
             log.warning("stream %d from %s closed: %s", stream_id, context.peer(), exc)
-            await context.abort(_GRPC_STATUS[type(exc)], str(exc))
+            await context.abort(code, str(exc))
         finally:
-            self._registry.remove(stream_id)
+            for step in reversed(undo):
+                step()
             log.info("stream %d closed", stream_id)
+            if reader is not None:
+                await asyncio.gather(reader, return_exceptions=True)
 
     async def _read(
         self, requests: AsyncIterator[Request], proxy: ConnectedProxy, wake: asyncio.Event
     ) -> None:
+        budget = TokenBucket(WORK_PER_SECOND, WORK_BURST)
         try:
             async for request in requests:
+                work = check_request(proxy.state, request)
                 outcome = _receive(proxy.state, request)
                 if outcome.stale:
                     metrics.STALE_NONCES.inc()
                 if outcome.nack is not None:
-                    metrics.NACKS.labels(request.type_url).inc()
-                    metrics.RESENDS_SUPPRESSED.inc()
-                    log.warning(
-                        "node %s rejected %s: %s", proxy.node_id, request.type_url, outcome.nack
-                    )
+                    _on_nack(proxy, request.type_url, outcome)
                 wake.set()
+                delay = budget.take(work)
+                if delay > 0:
+                    # Past its budget a stream is read more slowly: HTTP/2 flow control
+                    # then holds the client back, and other streams keep the loop.
+                    await asyncio.sleep(delay)
         finally:
             wake.set()  # the send loop notices the stream ended
 
@@ -160,11 +193,43 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
                 await context.write(message)
                 metrics.PUSHES.labels(response.type_url).inc()
                 metrics.PUSH_DURATION.observe(time.perf_counter() - started)
+            proxy.count_quarantine()  # a changed declaration may have released some
             if proxy.revision != snapshot.revision and state.in_sync(snapshot):
                 proxy.revision = snapshot.revision
                 committed = self._cache.commit_time(snapshot.revision)
                 if committed is not None:
                     metrics.COMMIT_TO_ACK.observe(time.monotonic() - committed)
+
+
+def _cluster_names(proxy: ConnectedProxy) -> frozenset[str]:
+    """The clusters of the snapshot the stream last worked from (what LRS may report)."""
+    snapshot = proxy.snapshot
+    return frozenset(snapshot.resources(CLUSTER_TYPE)) if snapshot is not None else frozenset()
+
+
+def _on_nack(proxy: ConnectedProxy, type_url: str, outcome: RequestOutcome) -> None:
+    """Count a NACK and what it quarantined; log it unless this stream logs too much
+    (the message is already `nack_text`: short, one place for redaction)."""
+    metrics.NACKS.labels(type_url).inc()
+    metrics.RESENDS_SUPPRESSED.inc()
+    for q in outcome.quarantined:
+        metrics.QUARANTINES.labels(type_url, q.kind).inc()
+    proxy.count_quarantine()
+    allowed, suppressed = proxy.nack_log.allow()
+    if not allowed:
+        metrics.NACK_LOGS_SUPPRESSED.inc()
+        return
+    held = ", ".join(f"{q.kind} {q.name!r}" for q in outcome.quarantined[:5])
+    if len(outcome.quarantined) > 5:
+        held += f" and {len(outcome.quarantined) - 5} more"
+    log.warning(
+        "node %s rejected %s (quarantined: %s): %s%s",
+        proxy.node_id,
+        type_url,
+        held or "nothing pinned down",
+        outcome.nack,
+        f" [{suppressed} earlier NACKs on this stream not logged]" if suppressed else "",
+    )
 
 
 def _receive(state: StreamState, request: Request) -> RequestOutcome:
@@ -219,11 +284,17 @@ async def start_server(
     credentials: grpc.ServerCredentials | None = None,
     authorize: Authorizer | None = None,
     also: Sequence[Callable[[grpc.aio.Server], None]] = (),
+    lrs_wait_seconds: float = ADS_WAIT_SECONDS,
+    connected_elsewhere: Callable[[str, str], bool] | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving ADS (and LRS, given `load_stats`) on `listen` (host:port, port 0
     picks one), over TLS when given `credentials`; return the server, which the
     caller stops, and the port. `also` adds other services to the same server (the
-    rate limit service, so Envoy reaches it at the control plane's address)."""
+    rate limit service, so Envoy reaches it at the control plane's address).
+    `lrs_wait_seconds`: how long a load report stream may wait for its node's ADS
+    stream to open. `connected_elsewhere(node_id, node_cluster)`: whether another
+    replica holds the node's ADS stream (a proxy's LRS stream may reach another
+    replica than its ADS stream); may block."""
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -231,13 +302,17 @@ async def start_server(
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.max_concurrent_streams", 1_000_000),
+            # xDS requests are small; the bound is enforced in gRPC's core.
+            ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
         ]
     )
+    # Which proxies hold ADS streams: who may report load, and for which clusters.
+    live = LiveNodes(connected_elsewhere, cache.cluster_names)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-        AggregatedDiscoveryService(cache, registry, authorize), server
+        AggregatedDiscoveryService(cache, registry, authorize, live), server
     )
     if load_stats is not None:
-        add_lrs_to_server(server, load_stats)
+        add_lrs_to_server(server, load_stats, live, authorize, lrs_wait_seconds)
     for add in also:
         add(server)
     if credentials is not None:

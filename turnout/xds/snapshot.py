@@ -8,7 +8,8 @@ does not push clusters again.
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from google.protobuf.any_pb2 import Any
 from google.protobuf.message import Message
@@ -20,6 +21,9 @@ from turnout.xds.translate import (
     LISTENER_TYPE,
     ROUTE_TYPE,
 )
+
+if TYPE_CHECKING:
+    from turnout.xds.route_parts import RouteParts
 
 # Make-before-break order on ADS (DESIGN.md rule 10); extension configs (ECDS) before
 # the listeners whose filters fetch them.
@@ -92,6 +96,8 @@ class Snapshot:
     """Clusters whose endpoints come over EDS: they warm until endpoints arrive."""
     route_refs: dict[str, frozenset[str]]
     """Route configuration name → the clusters its routes send traffic to."""
+    route_parts: "dict[str, RouteParts]" = field(default_factory=dict)
+    """Route configuration name → its per-route parts, to leave quarantined routes out."""
 
     def version(self, type_url: str) -> str:
         entry = self.types.get(type_url)
@@ -108,6 +114,7 @@ def build_snapshot(
     eds_cluster_names: frozenset[str],
     route_refs: dict[str, frozenset[str]],
     previous: Snapshot | None,
+    route_parts: "dict[str, RouteParts] | None" = None,
 ) -> Snapshot:
     """Version `packed` (type URL → resources) against the group's previous snapshot."""
     version = str(revision)
@@ -115,4 +122,4 @@ def build_snapshot(
     for type_url in TYPE_ORDER:
         before = previous.types.get(type_url) if previous else None
         types[type_url] = _type_resources(version, packed.get(type_url, []), before)
-    return Snapshot(revision, types, eds_cluster_names, route_refs)
+    return Snapshot(revision, types, eds_cluster_names, route_refs, route_parts or {})

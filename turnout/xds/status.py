@@ -5,13 +5,17 @@ own threads; the registry only ever replaces whole dict entries on the event loo
 and readers copy before iterating, so no lock is needed under the GIL.
 """
 
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from turnout.models.proxy_status import ProxyStatus, TypeStatus
+from turnout.models.proxy_status import ProxyStatus, QuarantinedResource, TypeStatus
+from turnout.xds import metrics
+from turnout.xds.nack import NackLog
 from turnout.xds.snapshot import TYPE_ORDER, Snapshot
 from turnout.xds.stream import StreamState
 from turnout.xds.translate import ListenerOptions
@@ -28,6 +32,36 @@ class ConnectedProxy:
     """The newest revision the proxy acknowledged in full."""
     snapshot: Snapshot | None = None
     """The snapshot the stream last worked from."""
+    nack_log: NackLog = field(default_factory=lambda: NackLog(time.monotonic))
+    """Limits how often this stream's NACKs are logged."""
+    quarantine_counted: frozenset[tuple[str, str, str]] = frozenset()
+    """(type URL, kind, name) of what this stream last counted in the quarantine gauges."""
+
+    def count_quarantine(self, closing: bool = False) -> None:
+        """Bring the quarantine gauges up to date with this stream (out of them when
+        closing). Runs on the event loop only."""
+        now = frozenset(
+            () if closing else ((q.type_url, q.kind, q.name) for q in self.state.quarantine())
+        )
+        if now == self.quarantine_counted:
+            return
+        for entity in now - self.quarantine_counted:
+            metrics.QUARANTINED.labels(entity[0]).inc()
+            _HOLDERS[entity] += 1
+            metrics.QUARANTINED_ENTITY.labels(*entity).set(_HOLDERS[entity])
+        for entity in self.quarantine_counted - now:
+            metrics.QUARANTINED.labels(entity[0]).dec()
+            _HOLDERS[entity] -= 1
+            if _HOLDERS[entity] > 0:
+                metrics.QUARANTINED_ENTITY.labels(*entity).set(_HOLDERS[entity])
+            else:
+                del _HOLDERS[entity]
+                metrics.QUARANTINED_ENTITY.remove(*entity)
+        self.quarantine_counted = now
+
+
+_HOLDERS: Counter[tuple[str, str, str]] = Counter()
+"""Streams holding each quarantined entity, across the process (for the gauge)."""
 
 
 class ProxyRegistry:
@@ -95,4 +129,8 @@ def _read_status(proxy: ConnectedProxy) -> ProxyStatus:
         listener_port=proxy.key.port,
         revision=proxy.revision,
         types=types,
+        quarantined=[
+            QuarantinedResource(type_url=q.type_url, kind=q.kind, name=q.name, message=q.message)
+            for q in proxy.state.quarantine()
+        ],
     )

@@ -11,6 +11,10 @@ docs/root/api-docs/xds_protocol.rst; DESIGN.md "xDS rules"):
 3. A NACK is a request with `error_detail`. What a client was sent is tracked by
    content, so a rejected version is never sent again while it is the newest
    (go-control-plane#962 shows the loop this avoids); the next change goes out.
+   The rejected entities are quarantined (`quarantine.py`): the client keeps its
+   last accepted version of each (or gets none) until the declaration changes
+   it, and everything else is sent; a route is never sent pointing at a cluster
+   the client rejected and does not hold.
 4. At most one unacknowledged response per type; changes made meanwhile collapse
    into the newest snapshot, sent when the ACK arrives.
 5. A stale nonce gets no response, but its resource names are applied
@@ -29,15 +33,14 @@ docs/root/api-docs/xds_protocol.rst; DESIGN.md "xDS rules"):
 """
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum, auto
 
 from envoy.config.core.v3.base_pb2 import Node
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
-from google.rpc.status_pb2 import Status
 
-from turnout.models.errors import TurnoutError
+from turnout.xds.nack import nack_text
+from turnout.xds.quarantine import Quarantined, pin_resources, pin_routes
+from turnout.xds.route_parts import RouteParts
 from turnout.xds.snapshot import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -47,135 +50,16 @@ from turnout.xds.snapshot import (
     PackedResource,
     Snapshot,
 )
-
-WILDCARD = "*"
-FULL_STATE_TYPES = frozenset({CLUSTER_TYPE, LISTENER_TYPE})
-
-
-class ProtocolError(TurnoutError):
-    """The client broke the protocol; the stream is closed with INVALID_ARGUMENT."""
-
-
-class State(Enum):
-    IDLE = auto()  # nothing requested yet for this type
-    WATCHING = auto()  # requested; nothing unacknowledged in flight
-    AWAITING_ACK = auto()  # one response in flight
-
-
-class Input(Enum):
-    RECV_REQUEST = auto()
-    SEND_RESPONSE = auto()
-    RECV_ACK = auto()
-    RECV_NACK = auto()
-
-
-_TRANSITIONS: dict[tuple[State, Input], State] = {
-    (State.IDLE, Input.RECV_REQUEST): State.WATCHING,
-    (State.WATCHING, Input.RECV_REQUEST): State.WATCHING,
-    (State.WATCHING, Input.SEND_RESPONSE): State.AWAITING_ACK,
-    (State.AWAITING_ACK, Input.RECV_REQUEST): State.AWAITING_ACK,
-    (State.AWAITING_ACK, Input.RECV_ACK): State.WATCHING,
-    (State.AWAITING_ACK, Input.RECV_NACK): State.WATCHING,
-}
-
-
-class TypeState(Enum):
-    """Where one type stands on one proxy, as `GET /proxies` shows it."""
-
-    SYNCED = "SYNCED"  # acknowledged the current content
-    STALE = "STALE"  # behind: a response is in flight or due
-    NACKED = "NACKED"  # rejected the newest content; waits for the next change
-
-
-@dataclass
-class Subscription:
-    """What one stream asked for and received of one resource type."""
-
-    type_url: str
-    state: State = State.IDLE
-    names: set[str] = field(default_factory=set)
-    """Explicitly requested names (without `*`)."""
-    wildcard: bool = False
-    """The client wants every resource of this type."""
-    ever_named: bool = False
-    """A name was sent once; an empty SotW list no longer means wildcard."""
-    must_respond: bool = False
-    """New names (or a new stream) need an answer even if nothing changed."""
-    nonce: str = ""
-    """Nonce of the last response sent."""
-    version_sent: str | None = None
-    sent: dict[str, str] = field(default_factory=dict)
-    """Name → hash of what the client holds if it accepts everything sent."""
-    version_acked: str | None = None
-    acked: dict[str, str] = field(default_factory=dict)
-    """Name → hash of what the client accepted."""
-    resend: set[str] = field(default_factory=set)
-    """Names to send again even if unchanged (endpoints of a changed cluster)."""
-    told_missing: set[str] = field(default_factory=set)
-    """Delta: requested names already reported as not existing."""
-    nacked_version: str | None = None
-    last_nack: str | None = None
-    nacked: bool = False
-    """The last response was rejected and nothing newer was sent since."""
-    names_version: int = 0
-    """Bumped whenever `names` or `wildcard` change."""
-    clean_basis: tuple[object, ...] | None = None
-    """The basis (see `StreamState._basis`) at which what was sent covers what the
-    client wants: while it holds, there is nothing to compute for this type."""
-    acked_all: bool = False
-    """The last response sent was acknowledged."""
-
-    def process_input(self, inp: Input) -> None:
-        try:
-            self.state = _TRANSITIONS[(self.state, inp)]
-        except KeyError:
-            raise ProtocolError(f"{inp.name} in {self.state.name} for {self.type_url}") from None
-
-    def set_names(self, requested: Iterable[str]) -> None:
-        """Apply a SotW request's `resource_names`."""
-        names = set(requested)
-        if not names:
-            wildcard, names = not self.ever_named, set()
-        else:
-            self.ever_named = True
-            wildcard = WILDCARD in names
-            names.discard(WILDCARD)
-        self._apply(wildcard, names)
-
-    def change_names(self, subscribe: Iterable[str], unsubscribe: Iterable[str]) -> None:
-        """Apply a Delta request's subscribe and unsubscribe lists."""
-        add, drop = set(subscribe), set(unsubscribe)
-        wildcard = self.wildcard
-        if self.state is State.IDLE and not add and not self.ever_named:
-            wildcard = True  # an empty first request is a wildcard subscription
-        if WILDCARD in add:
-            wildcard = True
-        if WILDCARD in drop:
-            wildcard = False
-        self.ever_named = True
-        names = (self.names | add) - drop - {WILDCARD}
-        for name in drop - {WILDCARD}:
-            self.told_missing.discard(name)
-            self.names_version += 1
-            if wildcard:
-                self.resend.add(name)  # spec: reply with it, still covered by `*`
-            else:
-                self.sent.pop(name, None)  # the client forgets it
-                self.acked.pop(name, None)
-        self._apply(wildcard, names)
-
-    def _apply(self, wildcard: bool, names: set[str]) -> None:
-        if (wildcard and not self.wildcard) or (names - self.names):
-            self.must_respond = True
-        if wildcard != self.wildcard or names != self.names:
-            self.names_version += 1
-        self.wildcard, self.names = wildcard, names
-
-    def wanted(self, available: dict[str, PackedResource]) -> dict[str, PackedResource]:
-        """The snapshot's resources this subscription asks for, by name."""
-        if self.wildcard:
-            return dict(available)
-        return {name: r for name, r in available.items() if name in self.names}
+from turnout.xds.subscription import (  # noqa: F401 (the stream's vocabulary)
+    _TRANSITIONS,
+    FULL_STATE_TYPES,
+    WILDCARD,
+    Input,
+    ProtocolError,
+    State,
+    Subscription,
+    TypeState,
+)
 
 
 @dataclass(frozen=True)
@@ -193,6 +77,10 @@ class Response:
     """Routes only: the clusters each route configuration sent refers to."""
     basis: tuple[object, ...] | None = None
     """What the response was computed from (`StreamState._basis`)."""
+    updated: tuple[str, ...] = ()
+    """Names whose content the client did not hold yet."""
+    route_parts: dict[str, RouteParts] = field(default_factory=dict)
+    """Routes only: the parts the route configurations sent were cut from."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -206,6 +94,8 @@ class RequestOutcome:
     stale: bool = False
     ack: bool = False
     nack: str | None = None
+    quarantined: list[Quarantined] = field(default_factory=list)
+    """What a NACK newly quarantined."""
 
 
 class StreamState:
@@ -219,8 +109,12 @@ class StreamState:
         self._resources_sent: dict[str, dict[str, PackedResource]] = {t: {} for t in TYPE_ORDER}
         """What the client holds if it accepted everything: for `GET /proxies/{id}/config`
         and to keep the clusters and endpoints its routes still use."""
+        self._resources_acked: dict[str, dict[str, PackedResource]] = {t: {} for t in TYPE_ORDER}
+        """What the client accepted: the versions a quarantined resource falls back to."""
         self._route_refs_sent: dict[str, frozenset[str]] = {}
         self._route_refs_acked: dict[str, frozenset[str]] = {}
+        self.quarantine_version = 0
+        """Bumped whenever an entry is quarantined or released (part of every basis)."""
 
     # --- requests ---------------------------------------------------------------------
 
@@ -268,12 +162,14 @@ class StreamState:
         if request.HasField("error_detail"):
             sub.process_input(Input.RECV_NACK)
             sub.nacked_version, sub.nacked = sub.version_sent, True
-            sub.last_nack = _message(request.error_detail)
+            sub.last_nack = nack_text(request.error_detail)
             outcome.nack = sub.last_nack
+            outcome.quarantined = self._quarantine(sub, request.error_detail.message)
         else:
             sub.process_input(Input.RECV_ACK)
             sub.version_acked, sub.acked, sub.nacked = sub.version_sent, dict(sub.sent), False
             sub.acked_all = True
+            self._resources_acked[sub.type_url] = dict(self._resources_sent[sub.type_url])
             if sub.type_url == ROUTE_TYPE:
                 self._route_refs_acked = dict(self._route_refs_sent)
             outcome.ack = True
@@ -283,6 +179,7 @@ class StreamState:
 
     def next_response(self, snapshot: Snapshot) -> Response | None:
         """The first response due, in make-before-break order; None if none is."""
+        self._release(snapshot)
         for type_url in TYPE_ORDER:
             sub = self.subscriptions.get(type_url)
             if sub is None or sub.state is not State.WATCHING:
@@ -313,7 +210,10 @@ class StreamState:
             if type_url == ROUTE_TYPE:
                 refs = {n: snapshot.route_refs.get(n, frozenset()) for n in resources}
             nonce = str(self._nonce_counter)
-            return Response(type_url, version, resources, removed, nonce, refs, basis)
+            parts = {n: snapshot.route_parts[n] for n in resources if n in snapshot.route_parts}
+            return Response(
+                type_url, version, resources, removed, nonce, refs, basis, tuple(updated), parts
+            )
         return None
 
     def on_sent(self, response: Response) -> None:
@@ -324,6 +224,9 @@ class StreamState:
         sub.nacked = False
         sub.acked_all = False
         sub.clean_basis = response.basis
+        sub.last_updated = response.updated
+        if response.type_url == ROUTE_TYPE:
+            sub.sent_parts = response.route_parts
         if response.type_url == CLUSTER_TYPE:
             self._resend_endpoints_of_changed_clusters(sub.sent, response.resources)
         held = self._resources_sent[response.type_url]
@@ -350,7 +253,7 @@ class StreamState:
         sub.resend -= response.resources.keys()
 
     def _wanted(self, sub: Subscription, snapshot: Snapshot) -> dict[str, PackedResource]:
-        wanted = sub.wanted(snapshot.resources(sub.type_url))
+        wanted = self._held_for_quarantine(sub, self._effective(sub, snapshot))
         holding = self._resources_sent.get(sub.type_url, {})
         for name in self._held_back(sub, snapshot):
             wanted[name] = holding[name]
@@ -372,7 +275,8 @@ class StreamState:
         """Everything a type's response depends on: the snapshot's content of the type
         (its digest), what the client subscribed to, and what is held back for it."""
         entry = snapshot.types.get(sub.type_url)
-        return (entry.digest if entry else "", sub.names_version, self._held_back(sub, snapshot))
+        held = self._held_back(sub, snapshot)
+        return (entry.digest if entry else "", sub.names_version, held, self.quarantine_version)
 
     @staticmethod
     def _clean(sub: Subscription, basis: tuple[object, ...]) -> bool:
@@ -388,6 +292,121 @@ class StreamState:
             eds = self.subscriptions.setdefault(ENDPOINT_TYPE, Subscription(ENDPOINT_TYPE))
             eds.resend |= changed
 
+    # --- quarantine (rule 3; quarantine.py) ---------------------------------------------
+
+    def _quarantine(self, sub: Subscription, message: str) -> list[Quarantined]:
+        """Quarantine what a NACK of the last response rejected."""
+        text = sub.last_nack or ""
+        if sub.type_url == ROUTE_TYPE:
+            routes = pin_routes(message, text, sub.last_updated, sub.sent_parts)
+            if routes:
+                sub.quarantined_routes.update(routes)
+                sub.nacked = False
+                self.quarantine_version += 1
+                return list(routes.values())
+        found = pin_resources(sub.type_url, message, text, sub.last_updated, sub.sent)
+        if not found:
+            return []
+        sub.quarantined.update(found)
+        sub.nacked = False  # the entries now say what is rejected, and for how long
+        self.quarantine_version += 1
+        # Envoy kept its previous version of each rejected resource (or has none),
+        # and applied the rest of the response (cds_api_helper.cc, lds_api.cc).
+        held, acked = self._resources_sent[sub.type_url], self._resources_acked[sub.type_url]
+        for name in found:
+            if name in sub.acked:
+                sub.sent[name] = sub.acked[name]
+            else:
+                sub.sent.pop(name, None)
+            if name in acked:
+                held[name] = acked[name]
+            else:
+                held.pop(name, None)
+        if set(sub.last_updated) - found.keys():
+            sub.must_respond = True  # an ACK of the rest is what lets listeners follow
+        return list(found.values())
+
+    def _release(self, snapshot: Snapshot) -> None:
+        """Drop entries whose entity changed or went: its new version is tried."""
+        for sub in self.subscriptions.values():
+            for route, q in list(sub.quarantined_routes.items()):
+                parts = snapshot.route_parts.values()
+                if not any(p.route_hash(route) == q.fingerprint for p in parts):
+                    del sub.quarantined_routes[route]
+                    self.quarantine_version += 1
+        # In type order: a released cluster changes which routes the routes type omits.
+        for type_url in TYPE_ORDER:
+            sub = self.subscriptions.get(type_url)
+            if sub is None or not sub.quarantined:
+                continue
+            current = self._effective(sub, snapshot)
+            for name, q in list(sub.quarantined.items()):
+                resource = current.get(name)
+                if resource is None or resource.hash != q.fingerprint:
+                    del sub.quarantined[name]
+                    self.quarantine_version += 1
+
+    def _effective(self, sub: Subscription, snapshot: Snapshot) -> dict[str, PackedResource]:
+        """What the subscription wants, with quarantined routes and routes to clusters
+        the client rejected and never held left out of route configurations."""
+        wanted = sub.wanted(snapshot.resources(sub.type_url))
+        if sub.type_url != ROUTE_TYPE or not snapshot.route_parts:
+            return wanted
+        missing = self._missing_clusters(snapshot)
+        quarantined = list(sub.quarantined_routes.items())
+        for name in list(wanted):
+            parts = snapshot.route_parts.get(name)
+            if parts is None:
+                continue
+            excluded = {r for r, q in quarantined if parts.route_hash(r) == q.fingerprint}
+            if missing:
+                excluded |= parts.routes_using(missing)
+            if excluded:
+                wanted[name] = parts.without(frozenset(excluded))
+        return wanted
+
+    def _held_for_quarantine(
+        self, sub: Subscription, wanted: dict[str, PackedResource]
+    ) -> dict[str, PackedResource]:
+        """`wanted` with each quarantined resource at the client's accepted version,
+        or left out if it never accepted one."""
+        if not sub.quarantined:
+            return wanted
+        accepted = self._resources_acked[sub.type_url]
+        for name, q in list(sub.quarantined.items()):
+            resource = wanted.get(name)
+            if resource is None or resource.hash != q.fingerprint:
+                continue  # released on the next `_release`
+            if name in accepted:
+                wanted[name] = accepted[name]
+            else:
+                del wanted[name]
+        return wanted
+
+    def _missing_clusters(self, snapshot: Snapshot) -> set[str]:
+        """Clusters the client rejected and holds no version of."""
+        cds = self.subscriptions.get(CLUSTER_TYPE)
+        if cds is None or not cds.quarantined:
+            return set()
+        clusters = snapshot.resources(CLUSTER_TYPE)
+        accepted = self._resources_acked[CLUSTER_TYPE]
+        return {
+            name
+            for name, q in list(cds.quarantined.items())
+            if name not in accepted
+            and (cluster := clusters.get(name)) is not None
+            and cluster.hash == q.fingerprint
+        }
+
+    def quarantine(self) -> list[Quarantined]:
+        """Every entity this client is kept on an old version of (or without)."""
+        out: list[Quarantined] = []
+        for type_url in TYPE_ORDER:
+            sub = self.subscriptions.get(type_url)
+            if sub is not None:
+                out += list(sub.quarantined.values()) + list(sub.quarantined_routes.values())
+        return out
+
     # --- status -----------------------------------------------------------------------
 
     def resources_sent(self) -> dict[str, list[PackedResource]]:
@@ -395,7 +414,7 @@ class StreamState:
         return {t: list(r.values()) for t, r in self._resources_sent.items() if r}
 
     def type_state(self, sub: Subscription, snapshot: Snapshot) -> TypeState:
-        if sub.nacked:
+        if sub.nacked or sub.quarantined or sub.quarantined_routes:
             return TypeState.NACKED
         if sub.state is not State.WATCHING:
             return TypeState.STALE
@@ -441,17 +460,21 @@ class StreamState:
             )
         ):
             return True  # the common case, without comparing every resource
-        clusters = snapshot.resources(CLUSTER_TYPE)
-        if any(cds.acked.get(n) != r.hash for n, r in cds.wanted(clusters).items()):
+        clusters = self._held_for_quarantine(cds, cds.wanted(snapshot.resources(CLUSTER_TYPE)))
+        if any(cds.acked.get(n) != r.hash for n, r in clusters.items()):
             return False
-        needed = snapshot.eds_cluster_names
+        # A quarantined cluster the client holds an old version of (or none) does
+        # not wait for the endpoints of the rejected one.
+        needed = (snapshot.eds_cluster_names & clusters.keys()) - set(cds.quarantined)
         if not needed:
             return True
         eds = self.subscriptions.get(ENDPOINT_TYPE)
         if eds is None or eds.state is not State.WATCHING or eds.resend & needed:
             return False
-        endpoints = snapshot.resources(ENDPOINT_TYPE)
-        return all(eds.acked.get(name) == endpoints[name].hash for name in needed)
+        available = snapshot.resources(ENDPOINT_TYPE)
+        endpoints = {n: available[n] for n in needed if n in available}
+        endpoints = self._held_for_quarantine(eds, endpoints)
+        return all(eds.acked.get(name) == r.hash for name, r in endpoints.items())
 
 
 def _restrict(acked: dict[str, str], sub: Subscription, wanted: dict[str, object]) -> dict:
@@ -469,7 +492,3 @@ def _version_label(
     if not extra:
         return version
     return f"{version}+{hashlib.sha256(','.join(extra).encode()).hexdigest()[:8]}"
-
-
-def _message(status: Status) -> str:
-    return status.message or f"rejected with code {status.code}"

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.declarative import DocumentError, parse_document, to_document
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
+from turnout.admin.errors import documented
 from turnout.models.types import Tag
 
 router = APIRouter(prefix="/config", tags=["config"])
@@ -17,7 +18,10 @@ router = APIRouter(prefix="/config", tags=["config"])
 class ApplyReport(BaseModel):
     dry_run: bool
     revision: int | None = Field(description="The revision after the apply; null on a dry run.")
-    changes: list[str] = Field(description='e.g. "create service orders", in write order.')
+    changes: list[str] = Field(
+        description='e.g. "create service orders", "delete consumer acme (2 API keys)", '
+        "in write order."
+    )
 
 
 @router.get("", summary="The whole declaration as a declarative document")
@@ -30,9 +34,12 @@ def get_config(store: StoreDep) -> dict[str, Any]:
     response_model=ApplyReport,
     summary="Make the declaration equal to a document (all or nothing)",
     responses={
-        409: {"description": "A reference is broken; nothing changed."},
-        422: {"description": "An entity is invalid; `detail` locates each; nothing changed."},
-        423: {"description": "A freeze covers a changed entity; nothing changed."},
+        409: documented(
+            "A reference is broken, or consumers with API keys would be deleted without "
+            "`delete_keys=true` (the detail names them); nothing changed."
+        ),
+        422: documented("An entity is invalid; `detail` locates each; nothing changed."),
+        423: documented("A freeze covers a changed entity; nothing changed."),
     },
 )
 def apply_config(
@@ -43,6 +50,9 @@ def apply_config(
     override: OverrideDep,
     dry_run: Annotated[bool, Query(description="Check everything, change nothing.")] = False,
     select_tag: Annotated[Tag | None, Query(description="Manage only entities with it.")] = None,
+    delete_keys: Annotated[
+        bool, Query(description="Allow deleting consumers that have API keys (keys go too).")
+    ] = False,
 ) -> ApplyReport:
     try:
         target = parse_document(document)
@@ -51,7 +61,12 @@ def apply_config(
             [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors]
         ) from None
     result = store.apply(
-        target, actor, select_tag=select_tag, dry_run=dry_run, override_reason=override
+        target,
+        actor,
+        select_tag=select_tag,
+        dry_run=dry_run,
+        delete_keys=delete_keys,
+        override_reason=override,
     )
     if result.revision is not None:
         response.headers[REVISION_HEADER] = str(result.revision)

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 
 from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.deps import ActorDep, StoreDep
+from turnout.admin.errors import documented
 from turnout.models.consumer import KeyCreate, KeyCreated, KeyInfo
 
 router = APIRouter(prefix="/consumers/{name}/keys", tags=["consumers"])
@@ -32,9 +33,9 @@ ConsumerName = Annotated[str, Path(description="Name of the consumer.")]
     "prefix are. 409 when the key is already in use by any consumer; 503 when Turnout "
     "runs without TURNOUT_SECRET_KEY.",
     responses={
-        409: {"description": "The key is already in use."},
-        422: {"description": "Invalid key or expiry."},
-        503: {"description": "TURNOUT_SECRET_KEY is not set."},
+        409: documented("The key is already in use."),
+        422: documented("Invalid key or expiry."),
+        503: documented("TURNOUT_SECRET_KEY is not set."),
     },
 )
 def create_key(

@@ -20,16 +20,16 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError, create_model
 
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
-from turnout.admin.errors import request_validation_error
+from turnout.admin.errors import documented, request_validation_error
 from turnout.models.entities import Entity
 from turnout.models.types import Name
 
 REVISION_HEADER = "X-Turnout-Revision"
 
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    409: {"description": "Conflicts with another entity (duplicate name, broken reference)."},
-    423: {"description": "A freeze covers the entity; the body names the freeze."},
-    422: {"description": "The body is invalid; `detail` names each field and reason."},
+    409: documented("Conflicts with another entity (duplicate name, broken reference)."),
+    423: documented("A freeze covers the entity; the body names the freeze."),
+    422: documented("The body is invalid; `detail` names each field and reason."),
 }
 
 
@@ -151,7 +151,7 @@ def entity_router(ent: Entity) -> APIRouter:
         status_code=status.HTTP_204_NO_CONTENT,
         response_class=Response,
         summary=f"Delete a {kind}",
-        responses={409: {"description": f"Another entity still refers to this {kind}."}},
+        responses={409: documented(f"Another entity still refers to this {kind}.")},
     )
     def delete(
         name: name_path, store: StoreDep, actor: ActorDep, override: OverrideDep

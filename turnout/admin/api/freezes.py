@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel
 
 from turnout.admin.deps import ActorDep, StoreDep
+from turnout.admin.params import DB_INT_MAX
 from turnout.models.freeze import Freeze, FreezeCreate, FreezeView, now
 
 router = APIRouter(prefix="/freezes", tags=["freezes"])
@@ -48,7 +49,7 @@ def list_freezes(store: StoreDep) -> FreezeList:
     summary="Lift a freeze",
 )
 def lift_freeze(
-    freeze_id: Annotated[int, Path(description="The freeze's id.")],
+    freeze_id: Annotated[int, Path(ge=1, le=DB_INT_MAX, description="The freeze's id.")],
     store: StoreDep,
     actor: ActorDep,
 ) -> Response:

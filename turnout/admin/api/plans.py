@@ -14,9 +14,11 @@ from pydantic import BaseModel, Field
 
 from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
+from turnout.admin.errors import documented
+from turnout.models.freeze import Freeze, now
 from turnout.models.load_stats import Load, LoadStatsSource, NoLoadStats
-from turnout.models.plan import PlanAction, PlanState, next_due, percent
-from turnout.models.plan_steps import step_split
+from turnout.models.plan import PlanAction, PlanState, next_due, percent, waiting
+from turnout.models.plan_steps import holding_freezes, step_split
 from turnout.models.split import SplitSpec
 
 router = APIRouter(prefix="/splits", tags=["splits"])
@@ -40,6 +42,11 @@ class PlanStatusView(BaseModel):
     observed: dict[str, ObservedLoad] = Field(
         description="Per target service, over the current step, from the load reports."
     )
+    waiting: str | None = Field(
+        None,
+        description='Why a running plan has not stepped on yet: "4/20 target requests", '
+        '"hold: 120 s left", "held by freeze 3" (joined by "; "); null when nothing holds it.',
+    )
 
 
 class SplitView(SplitSpec):
@@ -58,7 +65,9 @@ def _observed(load: Load) -> ObservedLoad:
     return ObservedLoad(requests=load.requests, errors=load.errors, error_rate=load.error_rate)
 
 
-def split_view(split: SplitSpec, load_stats: LoadStatsSource) -> SplitView:
+def split_view(
+    split: SplitSpec, load_stats: LoadStatsSource, freezes: list[Freeze] | None = None
+) -> SplitView:
     view = SplitView.model_validate(split.model_dump())
     if split.plan is None:
         return view
@@ -66,6 +75,11 @@ def split_view(split: SplitSpec, load_stats: LoadStatsSource) -> SplitView:
     pct = percent(plan, state)
     later = [s for s in plan.steps if s > pct]
     since = state.step_started_at
+    at = now()
+    loads = {
+        service: load_stats.window(service, since) if since else Load()
+        for service in (plan.target, plan.baseline)
+    }
     view.plan_status = PlanStatusView(
         percent=pct,
         next_percent=later[0] if later else None,
@@ -77,6 +91,14 @@ def split_view(split: SplitSpec, load_stats: LoadStatsSource) -> SplitView:
             else ObservedLoad(requests=0, errors=0, error_rate=0.0)
             for t in split.targets
         },
+        waiting=waiting(
+            plan,
+            state,
+            loads[plan.target],
+            loads[plan.baseline],
+            at,
+            holding_freezes(freezes or [], split, at),
+        ),
     )
     return view
 
@@ -85,7 +107,7 @@ def split_view(split: SplitSpec, load_stats: LoadStatsSource) -> SplitView:
 def get_split(name: NamePath, store: StoreDep, request: Request) -> SplitView:
     split = store.get("split", name)
     assert isinstance(split, SplitSpec)
-    return split_view(split, _load_stats(request))
+    return split_view(split, _load_stats(request), store.freezes())
 
 
 def _action_endpoint(action: PlanAction) -> None:
@@ -101,7 +123,7 @@ def _action_endpoint(action: PlanAction) -> None:
         f"/{{name}}/{action.value}",
         response_model=SplitView,
         summary=summaries[action],
-        responses={409: {"description": "No plan, or the action does not apply now."}},
+        responses={409: documented("No plan, or the action does not apply now.")},
         name=f"plan_{action.value}",
     )
     def act(
@@ -116,7 +138,7 @@ def _action_endpoint(action: PlanAction) -> None:
         reason = (body.reason if body else "") or f"{action.value} by {actor}"
         split, revision = step_split(store, name, action, actor, reason, override_reason=override)
         response.headers[REVISION_HEADER] = str(revision)
-        return split_view(split, _load_stats(request))
+        return split_view(split, _load_stats(request), store.freezes())
 
 
 for _action in PlanAction:

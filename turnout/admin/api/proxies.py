@@ -1,4 +1,9 @@
-"""`GET /proxies`: what each connected Envoy runs, as the xDS side reports it."""
+"""`GET /proxies`: what each connected Envoy runs, as the xDS side reports it.
+
+Everything served here goes through `redact`: the config sent to a proxy carries
+every API key (the api_key_auth ECDS config), and Envoy's rejection text can quote
+it; keys are shown once, at creation, and nowhere else.
+"""
 
 from typing import Any
 
@@ -7,15 +12,22 @@ from fastapi import APIRouter
 from turnout.admin.deps import ProxyStatusDep
 from turnout.models.errors import NotFound
 from turnout.models.proxy_status import ProxyStatus
+from turnout.models.redact import redact
 
 router = APIRouter(tags=["proxies"])
+
+
+def _redacted(proxy: ProxyStatus) -> ProxyStatus:
+    # Every string, not only `last_nack`: whatever text the xDS side adds later
+    # (quarantine reasons quoting Envoy) is covered too.
+    return ProxyStatus.model_validate(redact(proxy.model_dump(mode="json")))
 
 
 @router.get("/proxies", response_model=list[ProxyStatus], summary="List connected proxies")
 def list_proxies(proxy_status: ProxyStatusDep) -> list[ProxyStatus]:
     """Per proxy: the versions sent and acknowledged per resource type, and the last
     rejection (NACK) with Envoy's message, so a bad change is visible here."""
-    return proxy_status.proxies()
+    return [_redacted(p) for p in proxy_status.proxies()]
 
 
 @router.get("/proxies/{node_id}", response_model=ProxyStatus, summary="One proxy's status")
@@ -25,13 +37,15 @@ def get_proxy(node_id: str, proxy_status: ProxyStatusDep) -> ProxyStatus:
     matching = [p for p in proxy_status.proxies() if p.node_id == node_id]
     if not matching:
         raise NotFound("proxy", node_id)
-    return max(matching, key=lambda p: p.connected_since)
+    return _redacted(max(matching, key=lambda p: p.connected_since))
 
 
 @router.get("/proxies/{node_id}/config", summary="The resources Turnout last sent a proxy")
 def get_proxy_config(node_id: str, proxy_status: ProxyStatusDep) -> dict[str, Any]:
-    """Every resource last sent to the proxy, as Envoy JSON, by type URL."""
+    """Every resource last sent to the proxy, as Envoy JSON, by type URL, with
+    credentials (API keys, private keys, tokens) shown as "[redacted]"."""
     config = proxy_status.proxy_config(node_id)
     if config is None:
         raise NotFound("proxy", node_id)
-    return config
+    redacted: dict[str, Any] = redact(config)
+    return redacted

@@ -2,27 +2,44 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Response
+from pydantic import BaseModel, Field
 
 from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.declarative import to_document
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
-from turnout.admin.principal import require_role
+from turnout.admin.errors import documented
+from turnout.admin.params import DB_INT_MAX
 from turnout.models.history import EntityDiff, RevisionInfo, diff
-from turnout.models.tokens import Role
 
 router = APIRouter(prefix="/revisions", tags=["revisions"])
 
-RevisionPath = Annotated[int, Path(ge=0, description="A revision number (0: empty).")]
+RevisionPath = Annotated[
+    int, Path(ge=0, le=DB_INT_MAX, description="A revision number (0: empty).")
+]
 
 
-@router.get("", response_model=list[RevisionInfo], summary="Revisions, newest first")
+class RevisionList(BaseModel):
+    """The shape of every list in the admin API."""
+
+    items: list[RevisionInfo]
+    revision: int = Field(description="The current revision.")
+
+
+class RestoreBody(BaseModel):
+    reason: Annotated[str, Field(max_length=1024, description="Recorded in the audit event.")] = ""
+
+
+@router.get("", response_model=RevisionList, summary="Revisions, newest first")
 def list_revisions(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Only revisions below this.")] = None,
-) -> list[RevisionInfo]:
-    return store.revisions(limit, before)
+    before: Annotated[
+        int | None, Query(ge=1, le=DB_INT_MAX, description="Only revisions below this.")
+    ] = None,
+) -> RevisionList:
+    items, revision = store.revision_listing(limit, before)
+    return RevisionList(items=items, revision=revision)
 
 
 @router.get("/{n}", summary="The whole declaration at revision n")
@@ -44,16 +61,30 @@ def diff_revisions(a: RevisionPath, b: RevisionPath, store: StoreDep) -> dict[st
     "/{n}/restore",
     summary="Make a new revision equal to revision n (admin role)",
     responses={
-        403: {"description": "The token's role is not admin."},
-        423: {"description": "A freeze covers an entity the restore would change."},
+        403: documented("The token's role is not admin."),
+        409: documented("Consumers with API keys would go, without `delete_keys=true`."),
+        423: documented("A freeze covers an entity the restore would change."),
     },
-    dependencies=[Depends(require_role(Role.ADMIN))],
 )
 def restore_revision(
-    n: RevisionPath, response: Response, store: StoreDep, actor: ActorDep, override: OverrideDep
+    n: RevisionPath,
+    response: Response,
+    store: StoreDep,
+    actor: ActorDep,
+    override: OverrideDep,
+    body: Annotated[RestoreBody | None, Body()] = None,
+    delete_keys: Annotated[
+        bool, Query(description="Allow deleting consumers that have API keys (keys go too).")
+    ] = False,
 ) -> dict[str, Any]:
-    """One new revision (or none when nothing differs), subject to freezes."""
-    result = store.restore_revision(n, actor, override_reason=override)
+    """One new revision (or none when nothing differs), subject to freezes.
+
+    `{"reason": ...}` goes into the audit event (and the revision's `reason`).
+    """
+    reason = f"restore revision {n}" + (f": {body.reason}" if body and body.reason else "")
+    result = store.restore_revision(
+        n, actor, override_reason=override, reason=reason, delete_keys=delete_keys
+    )
     assert result.revision is not None
     response.headers[REVISION_HEADER] = str(result.revision)
     return {"revision": result.revision, "changes": [c.summary() for c in result.changes]}

@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, Field
 
 from turnout.admin.deps import StoreDep
+from turnout.admin.errors import documented
 from turnout.models.audit import AuditEvent
 
 health_router = APIRouter(tags=["system"])
@@ -25,7 +26,7 @@ class Health(BaseModel):
     "/healthz",
     response_model=Health,
     summary="Liveness and database reachability (no auth)",
-    responses={503: {"description": "The database cannot be reached."}},
+    responses={503: documented("The database cannot be reached.")},
 )
 def healthz(store: StoreDep) -> Health:
     """Reads the revision, so a 200 also means the database answers."""

@@ -34,6 +34,29 @@ the header `x-turnout-path-key` before authentication, without Lua:
    sets `suppress_envoy_headers` (a route's `request_headers_to_remove` runs
    before the router adds it, so it cannot).
 
+Combining sources
+-----------------
+`api_key_auth` takes the first of its `key_sources` PRESENT in the request. Any
+path matches a template (`/forecast/today` has a segment where the key would be),
+so a path source would shadow every header and query source, and its cut would
+hit requests authenticated by a header. So on a route with a path source and
+others, the path is read only when no header or query source carries a key, and
+the (route, path) entry becomes several Envoy entries (`build_auth_routes`):
+
+1. one entry per header/query source, matching on that header or query parameter
+   being present (`present_match`), authenticating from the header and query
+   sources in the route's order (Envoy then takes the first present), no cut;
+2. the last entry, without extra conditions: the path source only, copied into
+   `x-turnout-path-key` and cut from the path as above.
+
+A split sticky or pinned by consumer makes the router match again after
+authentication (split.py), when `hide_credentials` has removed the header or
+query key: that second match would land on the path entry and cut a segment. So
+on such routes the presence entries also set `x-turnout-key-from` (header_mutation,
+before auth) and one entry matching it comes first; every entry removes it before
+the request goes upstream. A client forging it lands there before authentication
+and is asked for a header or query key: it can only lose.
+
 Allowed consumers: `allow_consumers` plus every member of `allow_groups` becomes
 `allowed_clients` (403 for a valid key of anyone else); the consumer's name goes
 upstream in `consumer_header`.
@@ -43,7 +66,12 @@ from envoy.config.common.mutation_rules.v3.mutation_rules_pb2 import HeaderMutat
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.config.core.v3.config_source_pb2 import ExtensionConfigSource
 from envoy.config.core.v3.extension_pb2 import TypedExtensionConfig
-from envoy.config.route.v3.route_components_pb2 import FilterConfig, Route
+from envoy.config.route.v3.route_components_pb2 import (
+    FilterConfig,
+    HeaderMatcher,
+    QueryParameterMatcher,
+    Route,
+)
 from envoy.extensions.filters.http.api_key_auth.v3.api_key_auth_pb2 import (
     ApiKeyAuth,
     ApiKeyAuthPerRoute,
@@ -77,6 +105,8 @@ API_KEY_AUTH_TYPE = "type.googleapis.com/" + ApiKeyAuth.DESCRIPTOR.full_name
 HEADER_TO_METADATA_FILTER = "envoy.filters.http.header_to_metadata"
 HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 PATH_KEY_HEADER = "x-turnout-path-key"
+KEY_FROM_HEADER = "x-turnout-key-from"
+"""Marks a request authenticated from a header or query key, for the second match."""
 PATH_KEY_NAMESPACE = "turnout"
 PATH_KEY_METADATA = "path_key"
 NOBODY = "-"
@@ -262,8 +292,94 @@ def _path_key_filters(source: KeySourceSpec) -> dict[str, Any]:
     }
 
 
+def _route_filters(auth: RouteAuth, decl: Declaration, sources: list[KeySourceSpec]) -> Any:
+    per_route = build_api_key_auth_per_route(auth, decl)
+    per_route.ClearField("key_sources")
+    per_route.key_sources.extend(_key_source(s) for s in sources)
+    return _enable(per_route)
+
+
+def _set_filters(route: Route, filters: dict[str, Any]) -> None:
+    for name in sorted(filters):
+        route.typed_per_filter_config[name].CopyFrom(filters[name])
+
+
+def _presence(route: Route, source: KeySourceSpec) -> None:
+    """Make `route` match only when `source` (a header or query source) is present."""
+    if source.header is not None:
+        route.match.headers.append(HeaderMatcher(name=source.header, present_match=True))
+    else:
+        route.match.query_parameters.append(
+            QueryParameterMatcher(name=source.query or "", present_match=True)
+        )
+
+
+def _mark_key_from() -> Any:
+    mutation = HeaderMutationPerRoute(
+        mutations=Mutations(
+            request_mutations=[
+                Mutation(
+                    append=HeaderValueOption(
+                        header=HeaderValue(key=KEY_FROM_HEADER, value="other"),
+                        append_action=HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+                    )
+                )
+            ]
+        )
+    )
+    return _enable(mutation)
+
+
+def build_auth_routes(
+    route: Route, auth: RouteAuth | None, decl: Declaration, *, rematch: bool = False
+) -> list[Route]:
+    """The Envoy entries for one entry `route` (built by route.py) under `auth`, in
+    match order: one unless a path source is combined with others (module docstring).
+    `rematch`: the router matches again after authentication (split.py)."""
+    if auth is None or not auth.required:
+        return [route]
+    source = auth.path_source
+    others = [s for s in auth.key_sources if s.path is None]
+    if source is None or not others:
+        apply_route_auth(route, auth, decl)
+        return [route]
+    explicit = _route_filters(auth, decl, others)
+    if auth.kong_consumer_headers:
+        _kong_consumer_headers(route, auth)  # before the copies: every entry gets them
+    entries: list[Route] = []
+    if rematch:
+        marked = Route()
+        marked.CopyFrom(route)
+        marked.name = f"{route.name}~keyed"
+        marked.match.headers.append(HeaderMatcher(name=KEY_FROM_HEADER, present_match=True))
+        _set_filters(marked, {API_KEY_AUTH_FILTER: explicit})
+        entries.append(marked)
+    for index, other in enumerate(auth.key_sources):
+        if other.path is not None:
+            continue
+        present = Route()
+        present.CopyFrom(route)
+        present.name = f"{route.name}~key{index}"
+        _presence(present, other)
+        filters = {API_KEY_AUTH_FILTER: explicit}
+        if rematch:
+            filters[HEADER_MUTATION_FILTER] = _mark_key_from()
+        _set_filters(present, filters)
+        entries.append(present)
+    filters = {API_KEY_AUTH_FILTER: _route_filters(auth, decl, [source])}
+    filters.update(_path_key_filters(source))
+    route.route.regex_rewrite.CopyFrom(path_key_rewrite(source))
+    _set_filters(route, filters)
+    entries.append(route)
+    if rematch:
+        for entry in entries:
+            entry.request_headers_to_remove.append(KEY_FROM_HEADER)
+    return entries
+
+
 def apply_route_auth(route: Route, auth: RouteAuth | None, decl: Declaration) -> None:
-    """Turn on key authentication for `route` (built by route.py) when `auth` asks."""
+    """Turn on key authentication for `route` (built by route.py) when `auth` asks;
+    for a path source combined with others use `build_auth_routes`."""
     if auth is None or not auth.required:
         return
     filters = {API_KEY_AUTH_FILTER: _enable(build_api_key_auth_per_route(auth, decl))}
@@ -271,8 +387,7 @@ def apply_route_auth(route: Route, auth: RouteAuth | None, decl: Declaration) ->
     if source is not None:
         filters.update(_path_key_filters(source))
         route.route.regex_rewrite.CopyFrom(path_key_rewrite(source))
-    for name in sorted(filters):
-        route.typed_per_filter_config[name].CopyFrom(filters[name])
+    _set_filters(route, filters)
     if auth.kong_consumer_headers:
         _kong_consumer_headers(route, auth)
 

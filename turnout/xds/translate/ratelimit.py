@@ -11,7 +11,27 @@ One `rate_limits` entry per window, producing the descriptor
 `[consumer=<name>, burst=<window>]` (per consumer, auth routes) or `[burst=<window>]`
 (route as a whole). The route's burst is a dynamic descriptor (`consumer=""`, one
 bucket per consumer seen, up to MAX_DYNAMIC_DESCRIPTORS); a consumer with its own
-burst gets an exact descriptor, which Envoy prefers over the dynamic one.
+burst gets an exact descriptor, which Envoy prefers over the dynamic one. Its own
+burst replaces the route's in every window: a route window the consumer has no
+limit for gets an exact descriptor with an unlimited bucket, so the route's
+dynamic one never applies to that consumer. Envoy requires a default bucket
+in a per-route config; it is unlimited and serves the requests no descriptor
+matches (a consumer without a burst of its own on a route without one).
+
+Headers
+-------
+Each filter adds `x-ratelimit-limit/-remaining/-reset` to every response it saw:
+`local_ratelimit` from the bucket that refused (or the tightest one), `ratelimit`
+from the rate limit service's answer. A request refused by a quota has passed the
+burst, so both would speak and disagree. The quota's come first in the response
+(the filter nearer the router encodes first), so on a route with both the
+`header_mutation` filter (before both) keeps only the first value of each header:
+the limit that refused, or on a success the quota's. A burst refusal never reaches
+the quota filter and carries the burst's alone. The unlimited default bucket
+reports `x-ratelimit-limit: 1000000000`, which is no limit at all: a listener filter
+just before `local_ratelimit` (a `header_mutation` behind a `match_delegate`
+matcher on the response header) removes the three headers when that is all they
+say.
 
 Quotas (`ratelimit`, Turnout's rate limit service, counters in Redis)
 ---------------------------------------------------------------------
@@ -25,7 +45,9 @@ so the rate limit service needs no copy of the declaration and scales alone:
   by a `header_value_match` on the consumer header, one per consumer with a quota.
 """
 
-from envoy.config.core.v3.base_pb2 import RuntimeFractionalPercent
+from envoy.config.common.mutation_rules.v3.mutation_rules_pb2 import HeaderMutation as Mutation
+from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption, RuntimeFractionalPercent
+from envoy.config.core.v3.extension_pb2 import TypedExtensionConfig
 from envoy.config.core.v3.grpc_service_pb2 import GrpcService
 from envoy.config.ratelimit.v3.rls_pb2 import RateLimitServiceConfig
 from envoy.config.route.v3.route_components_pb2 import (
@@ -34,10 +56,17 @@ from envoy.config.route.v3.route_components_pb2 import (
     RateLimit,
     Route,
 )
+from envoy.extensions.common.matching.v3.extension_matcher_pb2 import ExtensionWithMatcher
 from envoy.extensions.common.ratelimit.v3.ratelimit_pb2 import (
     LocalRateLimitDescriptor,
     RateLimitDescriptor,
     XRateLimitHeadersRFCVersion,
+)
+from envoy.extensions.filters.common.matcher.action.v3.skip_action_pb2 import SkipFilter
+from envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2 import (
+    HeaderMutation,
+    HeaderMutationPerRoute,
+    Mutations,
 )
 from envoy.extensions.filters.http.local_ratelimit.v3.local_rate_limit_pb2 import LocalRateLimit
 from envoy.extensions.filters.http.ratelimit.v3.rate_limit_pb2 import (
@@ -47,6 +76,7 @@ from envoy.extensions.filters.http.ratelimit.v3.rate_limit_pb2 import RateLimitP
 from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
     HttpFilter,
 )
+from envoy.type.matcher.v3.http_inputs_pb2 import HttpResponseHeaderMatchInput
 from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from envoy.type.v3.percent_pb2 import FractionalPercent
 from envoy.type.v3.token_bucket_pb2 import TokenBucket
@@ -54,10 +84,14 @@ from google.protobuf.any_pb2 import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.wrappers_pb2 import BoolValue, UInt32Value
+from xds.core.v3.extension_pb2 import TypedExtensionConfig as XdsTypedExtensionConfig
+from xds.type.matcher.v3.matcher_pb2 import Matcher
+from xds.type.matcher.v3.string_pb2 import StringMatcher as XdsStringMatcher
 
 from turnout.models.declaration import Declaration
-from turnout.models.limits import WINDOW_SECONDS, Limit
+from turnout.models.limits import WINDOW_SECONDS, Limit, Window
 from turnout.models.route import RouteSpec
+from turnout.xds.translate.auth import HEADER_MUTATION_FILTER
 
 LOCAL_RATELIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 RATELIMIT_FILTER = "envoy.filters.http.ratelimit"
@@ -68,11 +102,8 @@ LOCAL_STAT_PREFIX = "turnout_burst"
 MAX_DYNAMIC_DESCRIPTORS = 100_000
 RATELIMIT_TIMEOUT_MS = 200
 QUOTA_KEY, BURST_KEY, ROUTE_KEY, CONSUMER_KEY = "quota", "burst", "route", "consumer"
-_UNLIMITED = TokenBucket(
-    max_tokens=1_000_000_000,
-    tokens_per_fill=UInt32Value(value=1_000_000_000),
-    fill_interval=Duration(seconds=1),
-)
+RATELIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+_UNLIMITED = 1_000_000_000
 
 
 def _pack(message: Message) -> Any:
@@ -85,6 +116,45 @@ def _all_requests() -> RuntimeFractionalPercent:
     return RuntimeFractionalPercent(
         default_value=FractionalPercent(numerator=100, denominator=FractionalPercent.HUNDRED)
     )
+
+
+PLACEHOLDER_FILTER = "turnout.ratelimit_placeholder"
+"""Drops the x-ratelimit-* headers of the unlimited default bucket (docstring)."""
+
+
+def _placeholder_filter() -> HttpFilter:
+    remove = HeaderMutation(
+        mutations=Mutations(response_mutations=[Mutation(remove=h) for h in RATELIMIT_HEADERS])
+    )
+    only_placeholder = Matcher.MatcherList.Predicate.SinglePredicate(
+        input=XdsTypedExtensionConfig(
+            name="x-ratelimit-limit",
+            typed_config=_pack(HttpResponseHeaderMatchInput(header_name="x-ratelimit-limit")),
+        ),
+        value_match=XdsStringMatcher(exact=str(_UNLIMITED)),
+    )
+    skip = Matcher.OnMatch(
+        action=XdsTypedExtensionConfig(name="skip", typed_config=_pack(SkipFilter()))
+    )
+    matcher = Matcher(
+        matcher_list=Matcher.MatcherList(
+            matchers=[
+                Matcher.MatcherList.FieldMatcher(
+                    predicate=Matcher.MatcherList.Predicate(
+                        not_matcher=Matcher.MatcherList.Predicate(single_predicate=only_placeholder)
+                    ),
+                    on_match=skip,
+                )
+            ]
+        )
+    )
+    config = ExtensionWithMatcher(
+        xds_matcher=matcher,
+        extension_config=TypedExtensionConfig(
+            name="envoy.filters.http.header_mutation", typed_config=_pack(remove)
+        ),
+    )
+    return HttpFilter(name=PLACEHOLDER_FILTER, typed_config=_pack(config))
 
 
 def build_ratelimit_http_filters() -> list[HttpFilter]:
@@ -105,6 +175,7 @@ def build_ratelimit_http_filters() -> list[HttpFilter]:
         ),
     )
     return [
+        _placeholder_filter(),
         HttpFilter(name=LOCAL_RATELIMIT_FILTER, typed_config=_pack(local), disabled=True),
         HttpFilter(name=RATELIMIT_FILTER, typed_config=_pack(quota), disabled=True),
     ]
@@ -115,6 +186,17 @@ def _bucket(limit: Limit) -> TokenBucket:
         max_tokens=limit.requests,
         tokens_per_fill=UInt32Value(value=limit.requests),
         fill_interval=Duration(seconds=WINDOW_SECONDS[limit.per]),
+    )
+
+
+def _unlimited(window: Window) -> TokenBucket:
+    """A bucket that never runs dry: for a window a consumer's own burst leaves open.
+    Envoy takes tokens from the slowest-filling bucket first and reports that one, so
+    this one is never reported while the consumer's own limit matches too."""
+    return TokenBucket(
+        max_tokens=_UNLIMITED,
+        tokens_per_fill=UInt32Value(value=_UNLIMITED),
+        fill_interval=Duration(seconds=WINDOW_SECONDS[window]),
     )
 
 
@@ -164,7 +246,7 @@ def build_local_ratelimit(route: RouteSpec, decl: Declaration) -> LocalRateLimit
         return None
     config = LocalRateLimit(
         stat_prefix=LOCAL_STAT_PREFIX,
-        token_bucket=_UNLIMITED,
+        token_bucket=_unlimited(Window.SECOND),
         filter_enabled=_all_requests(),
         filter_enforced=_all_requests(),
         always_consume_default_token_bucket=BoolValue(value=False),
@@ -200,11 +282,15 @@ def build_local_ratelimit(route: RouteSpec, decl: Declaration) -> LocalRateLimit
     if route_burst:
         config.max_dynamic_descriptors.value = MAX_DYNAMIC_DESCRIPTORS
     for name in sorted(consumer_bursts):
-        for limit in consumer_bursts[name]:
+        own = {limit.per: limit for limit in consumer_bursts[name]}
+        for window in windows:
+            limit = own.get(window)
+            if limit is None and window not in {r.per for r in route_burst}:
+                continue
             config.descriptors.append(
                 LocalRateLimitDescriptor(
-                    entries=_entries((CONSUMER_KEY, name), (BURST_KEY, limit.per.value)),
-                    token_bucket=_bucket(limit),
+                    entries=_entries((CONSUMER_KEY, name), (BURST_KEY, window.value)),
+                    token_bucket=_unlimited(window) if limit is None else _bucket(limit),
                 )
             )
     return config
@@ -239,6 +325,30 @@ def build_quota_rate_limits(route: RouteSpec, decl: Declaration) -> list[RateLim
     return out
 
 
+def _keep_first_ratelimit_headers(route: Route) -> None:
+    """Have `header_mutation` keep the first value of each x-ratelimit-* header (the
+    module docstring), merged into the route's own mutations (auth.py's)."""
+    per_route = HeaderMutationPerRoute()
+    existing = route.typed_per_filter_config.get(HEADER_MUTATION_FILTER)
+    if existing is not None:
+        wrapper = FilterConfig()
+        existing.Unpack(wrapper)
+        wrapper.config.Unpack(per_route)
+    for header in RATELIMIT_HEADERS:
+        per_route.mutations.response_mutations.append(
+            Mutation(
+                append=HeaderValueOption(
+                    # %RESP(h)% is the header's first value.
+                    header=HeaderValue(key=header, value=f"%RESP({header})%"),
+                    append_action=HeaderValueOption.OVERWRITE_IF_EXISTS,
+                )
+            )
+        )
+    route.typed_per_filter_config[HEADER_MUTATION_FILTER].CopyFrom(
+        _pack(FilterConfig(config=_pack(per_route)))
+    )
+
+
 def apply_route_limits(route: Route, spec: RouteSpec, decl: Declaration) -> None:
     """Turn on the limit filters for `route` (built by route.py) where limits apply."""
     local = build_local_ratelimit(spec, decl)
@@ -252,3 +362,5 @@ def apply_route_limits(route: Route, spec: RouteSpec, decl: Declaration) -> None
         route.typed_per_filter_config[RATELIMIT_FILTER].CopyFrom(
             _pack(FilterConfig(config=_pack(per_route)))
         )
+    if local is not None and quotas:
+        _keep_first_ratelimit_headers(route)

@@ -73,20 +73,20 @@ from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.wrappers_pb2 import UInt32Value
 
 from turnout.models.declaration import Declaration
+from turnout.models.regex import methods_regex, strip_prefix_regex
 from turnout.models.route import DEFAULT_GROUP, PathKind, PathMatch, RouteSpec
 from turnout.models.split import SplitSpec
-from turnout.xds.translate.auth import apply_route_auth
+from turnout.xds.translate.auth import build_auth_routes
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 from turnout.xds.translate.policies import apply_route_policies
 from turnout.xds.translate.ratelimit import apply_route_limits
-from turnout.xds.translate.split import split_routes
+from turnout.xds.translate.split import needs_rematch, split_routes
 
 CATCH_ALL_VIRTUAL_HOST = "any"
 HOST_VIRTUAL_HOST_PREFIX = "host:"
 
 _ANY_PATH = PathMatch(kind=PathKind.PREFIX, value="/")
 _KIND_RANK = {PathKind.EXACT: 0, PathKind.REGEX: 1, PathKind.PREFIX: 2}
-_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 
 
 @dataclass(frozen=True)
@@ -153,11 +153,6 @@ def host_covers(host: str, pattern: str) -> bool:
     return host.startswith("*.") and pattern.endswith(host[1:])
 
 
-def re2_escape(text: str) -> str:
-    """Quote `text` for RE2 (Python's `re.escape` may emit escapes RE2 rejects)."""
-    return "".join("\\" + c if c in _RE2_SPECIAL else c for c in text)
-
-
 def build_route_match(entry: RouteEntry) -> RouteMatch:
     match = RouteMatch()
     value = entry.path.value
@@ -173,7 +168,7 @@ def build_route_match(entry: RouteEntry) -> RouteMatch:
             HeaderMatcher(name=":method", string_match=StringMatcher(exact=methods[0]))
         )
     elif methods:
-        regex = RegexMatcher(regex=f"^({'|'.join(methods)})$")
+        regex = RegexMatcher(regex=methods_regex(methods))
         match.headers.append(
             HeaderMatcher(name=":method", string_match=StringMatcher(safe_regex=regex))
         )
@@ -204,7 +199,7 @@ def build_route_action(entry: RouteEntry, split: SplitSpec | None) -> RouteActio
     if entry.route.strip_path and entry.path.kind is PathKind.PREFIX and prefix != "/":
         action.regex_rewrite.CopyFrom(
             RegexMatchAndSubstitute(
-                pattern=RegexMatcher(regex=f"^{re2_escape(prefix)}/?"), substitution="/"
+                pattern=RegexMatcher(regex=strip_prefix_regex(prefix)), substitution="/"
             )
         )
     return action
@@ -236,11 +231,16 @@ def build_virtual_host(
 def build_routes(entry: RouteEntry, split: SplitSpec | None, decl: Declaration) -> list[Route]:
     """The Envoy route entries for one (route, path): the split's pins first (split.py),
     each with the route's key auth, limits and request policies."""
-    route = build_route(entry, split)
-    apply_route_auth(route, entry.route.auth, decl)  # auth.py: API keys per route
-    apply_route_limits(route, entry.route, decl)  # ratelimit.py: bursts and quotas
-    apply_route_policies(route, entry.route.policies)  # policies.py: headers, retries ...
-    return split_routes(route, split, entry.route.auth)
+    auth = entry.route.auth
+    rematch = needs_rematch(split, auth)
+    # auth.py: API keys per route; several entries when a path key combines with others.
+    keyed = build_auth_routes(build_route(entry, split), auth, decl, rematch=rematch)
+    routes: list[Route] = []
+    for route in keyed:
+        apply_route_limits(route, entry.route, decl)  # ratelimit.py: bursts and quotas
+        apply_route_policies(route, entry.route.policies)  # policies.py: headers, retries ...
+        routes.extend(split_routes(route, split, auth))
+    return routes
 
 
 def virtual_host_layout(

@@ -45,9 +45,8 @@ from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.any_pb2 import Any
 
 from turnout.models.auth import RouteAuth
+from turnout.models.regex import cookie_pair_regex
 from turnout.models.split import SplitPin, SplitSpec
-
-_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 
 REMATCH_FILTER = "envoy.filters.http.lua"
 """Clears the route cache after authentication (sticky by consumer); off by default."""
@@ -70,10 +69,6 @@ def _rematch_per_route() -> Any:
     return _pack(FilterConfig(config=_pack(code)))
 
 
-def _re2_escape(text: str) -> str:
-    return "".join("\\" + c if c in _RE2_SPECIAL else c for c in text)
-
-
 def pin_matcher(pin: SplitPin, auth: RouteAuth | None = None) -> HeaderMatcher:
     """The extra match of a pin; a consumer pin matches the route's consumer header."""
     if pin.consumer is not None:
@@ -81,8 +76,7 @@ def pin_matcher(pin: SplitPin, auth: RouteAuth | None = None) -> HeaderMatcher:
         return HeaderMatcher(name=header, string_match=StringMatcher(exact=pin.consumer))
     if pin.header is not None:
         return HeaderMatcher(name=pin.header, string_match=StringMatcher(exact=pin.value or ""))
-    pair = f"{_re2_escape(pin.cookie or '')}={_re2_escape(pin.value)}"
-    regex = RegexMatcher(regex=f"^(.*;\\s*)?{pair}(;.*)?$")
+    regex = RegexMatcher(regex=cookie_pair_regex(pin.cookie or "", pin.value or ""))
     return HeaderMatcher(name="cookie", string_match=StringMatcher(safe_regex=regex))
 
 
@@ -117,6 +111,13 @@ def apply_sticky(weighted: Route, split: SplitSpec, auth: RouteAuth | None = Non
     weighted.route.weighted_clusters.use_hash_policy.value = True
 
 
+def needs_rematch(split: SplitSpec | None, auth: RouteAuth | None) -> bool:
+    """Whether the route's entries match again after authentication (by consumer)."""
+    if split is None or auth is None or not auth.required:
+        return False
+    return any(p.consumer for p in split.pins) or bool(split.sticky and split.sticky.consumer)
+
+
 def split_routes(
     weighted: Route, split: SplitSpec | None, auth: RouteAuth | None = None
 ) -> list[Route]:
@@ -125,10 +126,7 @@ def split_routes(
         return [weighted]
     apply_sticky(weighted, split, auth)
     authenticated = auth is not None and auth.required
-    by_consumer = any(p.consumer for p in split.pins) or bool(
-        split.sticky and split.sticky.consumer
-    )
-    if authenticated and by_consumer:
+    if needs_rematch(split, auth):
         # On every entry of the route (pins copy it): the first match may land on any
         # of them, on the headers the client sent; all carry the same auth config.
         weighted.typed_per_filter_config[REMATCH_FILTER].CopyFrom(_rematch_per_route())

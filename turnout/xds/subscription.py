@@ -1,0 +1,153 @@
+"""One stream's subscription to one resource type, and the table of its states.
+
+Follows go-control-plane `pkg/server/stream/v3/subscription.go` (names, wildcard,
+nonce, versions per type URL) and h2's table-driven state machine: every legal
+(state, input) is a row of `_TRANSITIONS`, anything else is a `ProtocolError`.
+The rules the fields serve are listed in `stream.py`. No I/O.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum, auto
+
+from turnout.models.errors import TurnoutError
+from turnout.xds.quarantine import Quarantined
+from turnout.xds.route_parts import RouteParts
+from turnout.xds.snapshot import CLUSTER_TYPE, LISTENER_TYPE, PackedResource
+
+WILDCARD = "*"
+FULL_STATE_TYPES = frozenset({CLUSTER_TYPE, LISTENER_TYPE})
+
+
+class ProtocolError(TurnoutError):
+    """The client broke the protocol; the stream is closed with INVALID_ARGUMENT."""
+
+
+class State(Enum):
+    IDLE = auto()  # nothing requested yet for this type
+    WATCHING = auto()  # requested; nothing unacknowledged in flight
+    AWAITING_ACK = auto()  # one response in flight
+
+
+class Input(Enum):
+    RECV_REQUEST = auto()
+    SEND_RESPONSE = auto()
+    RECV_ACK = auto()
+    RECV_NACK = auto()
+
+
+_TRANSITIONS: dict[tuple[State, Input], State] = {
+    (State.IDLE, Input.RECV_REQUEST): State.WATCHING,
+    (State.WATCHING, Input.RECV_REQUEST): State.WATCHING,
+    (State.WATCHING, Input.SEND_RESPONSE): State.AWAITING_ACK,
+    (State.AWAITING_ACK, Input.RECV_REQUEST): State.AWAITING_ACK,
+    (State.AWAITING_ACK, Input.RECV_ACK): State.WATCHING,
+    (State.AWAITING_ACK, Input.RECV_NACK): State.WATCHING,
+}
+
+
+class TypeState(Enum):
+    """Where one type stands on one proxy, as `GET /proxies` shows it."""
+
+    SYNCED = "SYNCED"  # acknowledged the current content
+    STALE = "STALE"  # behind: a response is in flight or due
+    NACKED = "NACKED"  # rejected the newest content; waits for the next change
+
+
+@dataclass
+class Subscription:
+    """What one stream asked for and received of one resource type."""
+
+    type_url: str
+    state: State = State.IDLE
+    names: set[str] = field(default_factory=set)
+    """Explicitly requested names (without `*`)."""
+    wildcard: bool = False
+    """The client wants every resource of this type."""
+    ever_named: bool = False
+    """A name was sent once; an empty SotW list no longer means wildcard."""
+    must_respond: bool = False
+    """New names (or a new stream) need an answer even if nothing changed."""
+    nonce: str = ""
+    """Nonce of the last response sent."""
+    version_sent: str | None = None
+    sent: dict[str, str] = field(default_factory=dict)
+    """Name → hash of what the client holds if it accepts everything sent."""
+    version_acked: str | None = None
+    acked: dict[str, str] = field(default_factory=dict)
+    """Name → hash of what the client accepted."""
+    resend: set[str] = field(default_factory=set)
+    """Names to send again even if unchanged (endpoints of a changed cluster)."""
+    told_missing: set[str] = field(default_factory=set)
+    """Delta: requested names already reported as not existing."""
+    nacked_version: str | None = None
+    last_nack: str | None = None
+    nacked: bool = False
+    """The last response was rejected and nothing newer was sent since."""
+    names_version: int = 0
+    """Bumped whenever `names` or `wildcard` change."""
+    clean_basis: tuple[object, ...] | None = None
+    """The basis (see `StreamState._basis`) at which what was sent covers what the
+    client wants: while it holds, there is nothing to compute for this type."""
+    acked_all: bool = False
+    """The last response sent was acknowledged."""
+    last_updated: tuple[str, ...] = ()
+    """Names the last response sent changed for the client (what a NACK can be about)."""
+    sent_parts: dict[str, RouteParts] = field(default_factory=dict)
+    """Routes only: the parts of the route configurations last sent."""
+    quarantined: dict[str, Quarantined] = field(default_factory=dict)
+    """Name → the rejected version of a resource the client keeps its old one of."""
+    quarantined_routes: dict[str, Quarantined] = field(default_factory=dict)
+    """Routes only: route name → its rejected entries, left out of the configuration."""
+
+    def process_input(self, inp: Input) -> None:
+        try:
+            self.state = _TRANSITIONS[(self.state, inp)]
+        except KeyError:
+            raise ProtocolError(f"{inp.name} in {self.state.name} for {self.type_url}") from None
+
+    def set_names(self, requested: Iterable[str]) -> None:
+        """Apply a SotW request's `resource_names`."""
+        names = set(requested)
+        if not names:
+            wildcard, names = not self.ever_named, set()
+        else:
+            self.ever_named = True
+            wildcard = WILDCARD in names
+            names.discard(WILDCARD)
+        self._apply(wildcard, names)
+
+    def change_names(self, subscribe: Iterable[str], unsubscribe: Iterable[str]) -> None:
+        """Apply a Delta request's subscribe and unsubscribe lists."""
+        add, drop = set(subscribe), set(unsubscribe)
+        wildcard = self.wildcard
+        if self.state is State.IDLE and not add and not self.ever_named:
+            wildcard = True  # an empty first request is a wildcard subscription
+        if WILDCARD in add:
+            wildcard = True
+        if WILDCARD in drop:
+            wildcard = False
+        self.ever_named = True
+        names = (self.names | add) - drop - {WILDCARD}
+        for name in drop - {WILDCARD}:
+            self.told_missing.discard(name)
+            self.names_version += 1
+            if wildcard:
+                self.resend.add(name)  # spec: reply with it, still covered by `*`
+            else:
+                self.sent.pop(name, None)  # the client forgets it
+                self.acked.pop(name, None)
+        self._apply(wildcard, names)
+
+    def _apply(self, wildcard: bool, names: set[str]) -> None:
+        if (wildcard and not self.wildcard) or (names - self.names):
+            self.must_respond = True
+        if wildcard != self.wildcard or names != self.names:
+            self.names_version += 1
+        self.wildcard, self.names = wildcard, names
+
+    def wanted(self, available: dict[str, PackedResource]) -> dict[str, PackedResource]:
+        """The snapshot's resources this subscription asks for, by name."""
+        if self.wildcard:
+            return dict(available)
+        return {name: r for name, r in available.items() if name in self.names}
