@@ -55,19 +55,39 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ratelimit(args: argparse.Namespace) -> int:
-    from turnout.ratelimit.main import run_ratelimit, tls_context
+    from turnout.ratelimit.main import run_ratelimit, security
     from turnout.ratelimit.service import FailureMode
 
     redis_url = os.environ.get("TURNOUT_REDIS_URL") or None
     prefix = os.environ.get("TURNOUT_REDIS_PREFIX") or None
     mode = FailureMode(args.ratelimit_failure_mode)
     try:
-        tls = tls_context(args.tls_cert, args.tls_key, args.client_ca)
-        asyncio.run(run_ratelimit(args.listen, redis_url, mode, prefix, tls))
+        secure = security(args.tls_cert, args.tls_key, args.client_ca, args.client_allow_list)
+        if args.workers < 1:
+            raise ValueError(f"--workers: expected 1 or more, got {args.workers}")
+        if args.workers > 1:
+            from turnout.ratelimit.workers import run_workers
+
+            return run_workers(args.workers, args.listen, _worker_args(args.worker_argv))
+        run_ratelimit(args.listen, redis_url, mode, prefix, secure, reuse_port=args.reuse_port)
     except (OSError, ValueError) as exc:
         print(f"turnout ratelimit: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _worker_args(argv: list[str]) -> list[str]:
+    """The command line of one worker: the parent's, without --workers."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
 
 
 def _failure_mode_option(parser: argparse.ArgumentParser) -> None:
@@ -258,6 +278,24 @@ def parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="require client certificates signed by this CA (the proxies' mTLS certificates)",
     )
+    rl.add_argument(
+        "--client-allow-list",
+        type=Path,
+        metavar="FILE",
+        help="YAML list of rules `- names: [glob, ...]`: only certificates with a matching "
+        "CN/SAN may call (the --xds-allow-list format, names only)",
+    )
+    rl.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("TURNOUT_RATELIMIT_WORKERS", "1")),
+        metavar="N",
+        help="run N processes on the one port (SO_REUSEPORT), e.g. one per core "
+        "(default 1; $TURNOUT_RATELIMIT_WORKERS)",
+    )
+    # A worker of --workers shares the port with its siblings.
+    rl.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    rl.set_defaults(worker_argv=None)
     _failure_mode_option(rl)
     rl.set_defaults(func=_ratelimit)
 
@@ -308,6 +346,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if hasattr(args, "worker_argv"):  # `ratelimit --workers` starts itself again
+        args.worker_argv = list(sys.argv[1:] if argv is None else argv)
     configure_logging(args.log_level, args.log_format)
     return int(args.func(args))
 
