@@ -42,7 +42,7 @@ def check_port_free(listen: str) -> None:
 def run_workers(count: int, listen: str, worker_args: list[str]) -> int:
     """Run `count` workers (`turnout ratelimit <worker_args> --reuse-port`) until a
     signal; the exit status is 0, or 2 if a worker could not start."""
-    if split_host_port(listen)[1] == 0:
+    if listen.rpartition(":")[2] == "0":
         raise ValueError("--workers needs a fixed port in --listen (not 0)")
     check_port_free(listen)
     command = [sys.executable, "-m", "turnout.cli", *worker_args, "--reuse-port"]
