@@ -113,7 +113,8 @@ def _bootstrap(args: argparse.Namespace) -> int:
             listener_address=args.listener_address,
             admin_port=args.admin_port,
             delta=args.delta,
-            ratelimit_address=args.ratelimit_address,
+            ratelimit_address=(args.ratelimit_address or [None])[0],
+            more_ratelimit_addresses=tuple((args.ratelimit_address or [])[1:]),
             **bootstrap_extras(args),
         )
         text = render_bootstrap(opts)
@@ -314,8 +315,10 @@ def parser() -> argparse.ArgumentParser:
     boot.add_argument("--delta", action="store_true", help="use Delta xDS (DELTA_GRPC)")
     boot.add_argument(
         "--ratelimit-address",
+        action="append",
         metavar="HOST:PORT",
-        help="the rate limit service (default: the xDS address, served by `turnout serve`)",
+        help="the rate limit service (default: the xDS address, served by `turnout serve`); "
+        "repeat for several `turnout ratelimit` hosts (calls go round robin over them)",
     )
     boot.add_argument("-o", "--output", help="write to this file instead of stdout")
     add_bootstrap_arguments(boot)
