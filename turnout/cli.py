@@ -252,7 +252,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--ratelimit-listen",
         metavar="HOST:PORT",
-        help="also answer rate limit calls on this port, on the fast transport of `turnout "
+        help="also answer rate limit calls on this port, on the server of `turnout "
         "ratelimit` (Envoys: `turnout bootstrap --ratelimit-address`), over TLS with the "
         "--xds-tls-* certificate and client CA when given; the xDS port always answers "
         "them too",

@@ -19,6 +19,7 @@ every call (PERMISSION_DENIED otherwise).
 """
 
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 import grpc
 
 from turnout.ratelimit.service import SERVICE_NAME, InvalidRequest, RateLimitService
+from turnout.xds.identity import cert_names
 
 log = logging.getLogger("turnout.ratelimit")
 
@@ -89,8 +91,6 @@ def server_credentials(
 
 def _check_key_pair(cert: Path, key: Path) -> None:
     # grpcio would only fail at the first handshake, with a line on stderr.
-    import ssl
-
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
@@ -166,6 +166,4 @@ class RateLimitServer:
 
 
 def _cert_names(auth_context: dict[str, list[bytes]]) -> list[str]:
-    from turnout.xds.identity import cert_names
-
     return cert_names(auth_context)
