@@ -170,3 +170,28 @@ def test_a_port_in_use_is_an_error_not_a_second_listener() -> None:
         with pytest.raises(OSError, match="cannot listen"):
             server.start(f"127.0.0.1:{port}")
         server.stop(0)
+
+
+async def test_the_xds_port_servicer_refuses_abuse_too(redis_url: str, redis_prefix: str) -> None:
+    """`turnout serve` answers on its xDS port (grpc.aio): the same caps apply there."""
+    from turnout.ratelimit.counters import RedisCounters
+    from turnout.ratelimit.service import add_rate_limit_service
+
+    counters = RedisCounters(redis_url, redis_prefix)
+    server = grpc.aio.server()
+    add_rate_limit_service(server, RateLimitService(counters, FailureMode.OPEN))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = RateLimitServiceStub(channel)
+            bad = request({"consumer": "c", "quota": "5/day"}, hits=4_000_000_000)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.ShouldRateLimit(bad, timeout=DEADLINE)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "hits_addend" in (caught.value.details() or "")
+            good = request({"consumer": "c", "quota": "5/day"})
+            assert (await stub.ShouldRateLimit(good, timeout=DEADLINE)).overall_code == OK
+    finally:
+        await server.stop(0)
+        await counters.close()
