@@ -273,8 +273,13 @@ def test_rapid_reset_is_bounded(service: Service) -> None:
     attacker.close()
     caller.check()
     assert service.grown() < RSS_LIMIT
-    assert (stream_id - 1) // 2 > 1_000, "the attack never got going"
-    print(f"rapid reset: {(stream_id - 1) // 2} streams, GOAWAY {attacker.goaway}")
+    streams = (stream_id - 1) // 2
+    print(
+        f"rapid reset: {streams} streams, GOAWAY {attacker.goaway}, closed {attacker.closed}, "
+        f"stalled {attacker.stalled}"
+    )
+    # The server stopped it (GOAWAY, closed, stopped reading) or let it run.
+    assert streams > 1_000 or attacker.goaway or attacker.closed or attacker.stalled
 
 
 def hpack_length(value: int) -> bytes:

@@ -134,8 +134,12 @@ def test_a_worker_that_dies_is_restarted(workers: tuple[int, int]) -> None:
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: first not in children(pid) and len(children(pid)) == 2, 20, "a new worker")
     assert second in children(pid)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        assert _answers(RateLimitServiceStub(channel))
+    # Fresh connections answer (whichever worker they reach, the new one once it listens).
+    for i in range(8):
+        address = f"127.0.0.1:{port}"
+        with grpc.insecure_channel(address, options=[("turnout.test.connection", i)]) as channel:
+            stub = RateLimitServiceStub(channel)
+            wait_for(lambda stub=stub: _answers(stub), 20, "an answer after the restart")
 
 
 def test_workers_refuse_a_port_already_taken(tmp_path: Path) -> None:
