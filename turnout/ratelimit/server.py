@@ -10,8 +10,10 @@ Every limit an HTTP/2 server needs against hostile clients is grpcio's, set here
 (OPTIONS): streams per connection, message and header sizes, keepalive enforcement
 (a PING flood is answered GOAWAY `too_many_pings`), handshake timeout, idle and
 maximum connection age, a connection cap, and calls in flight across the process.
-grpcio's HTTP/2 stack brings the rest (CONTINUATION and rapid-reset floods end with
-GOAWAY). tests/ratelimit/test_attacks.py attacks this server.
+grpcio's HTTP/2 stack brings the rest: a header block past the metadata limit is read
+on but not kept (a CONTINUATION flood holds no memory), reset streams are freed at once
+(rapid reset), flow-control windows are grpcio's own. tests/ratelimit/test_attacks.py
+attacks this server.
 
 Callers: with `credentials` carrying a client CA, grpcio refuses a connection
 without a certificate it signed; `allow` then checks the certificate's names on
