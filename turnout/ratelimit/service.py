@@ -16,6 +16,7 @@ it is logged (at most once per LOG_EVERY_SECONDS) and counted in
 `turnout_ratelimit_redis_errors_total`.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -192,13 +193,18 @@ class RateLimitService(rls_pb2_grpc.RateLimitServiceServicer):
         if not planned.windows:
             return answer(planned, [], self._failure_mode)
         counts: list[int | None]
-        if isinstance(self._counters, RedisCounters):
+        if self._counters is None:
+            counts = self._redis_failed(planned, "TURNOUT_REDIS_URL is not set")
+        else:
             try:
-                counts = list(await self._counters.hit(planned.windows, planned.hits))
+                if isinstance(self._counters, RedisCounters):
+                    counts = list(await self._counters.hit(planned.windows, planned.hits))
+                else:  # thread-batched counters, from the event loop
+                    counts = list(
+                        await asyncio.to_thread(self._counters.hit, planned.windows, planned.hits)
+                    )
             except (RedisError, OSError) as exc:
                 counts = self._redis_failed(planned, f"Redis unreachable: {exc}")
-        else:
-            counts = self._redis_failed(planned, "TURNOUT_REDIS_URL is not set")
         return answer(planned, counts, self._failure_mode)
 
     def decide_wire(self, message: bytes) -> bytes:
@@ -212,13 +218,15 @@ class RateLimitService(rls_pb2_grpc.RateLimitServiceServicer):
         if not planned.windows:  # nothing to count: the answer is known in advance
             return _ALL_OK[planned.size]
         counts: list[int | None]
-        if self._counters is not None and not isinstance(self._counters, RedisCounters):
+        if self._counters is None:
+            counts = self._redis_failed(planned, "TURNOUT_REDIS_URL is not set")
+        elif isinstance(self._counters, RedisCounters):
+            raise TypeError("decide_wire runs in a thread: it needs BatchedCounters")
+        else:
             try:
                 counts = list(self._counters.hit(planned.windows, planned.hits))
             except (RedisError, OSError) as exc:
                 counts = self._redis_failed(planned, f"Redis unreachable: {exc}")
-        else:
-            counts = self._redis_failed(planned, "TURNOUT_REDIS_URL is not set")
         return answer(planned, counts, self._failure_mode).SerializeToString()
 
     @property
