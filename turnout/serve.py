@@ -57,8 +57,9 @@ class ServeOptions:
     """What quotas do when Redis is unreachable (TURNOUT_RATELIMIT_FAILURE_MODE)."""
     ratelimit_listen: str | None = None
     """Also answer rate limit calls here, on the server `turnout ratelimit` uses
-    (grpcio's sync server, turnout/ratelimit/server.py: several times the throughput of
-    the xDS port); over TLS with the xDS certificate and client CA when xDS has them."""
+    (grpcio's sync server with raw-bytes handlers, turnout/ratelimit/server.py: more
+    calls per CPU-second than the xDS port's grpc.aio); over TLS with the xDS
+    certificate and client CA when xDS has them."""
 
 
 class ConfigError(Exception):
