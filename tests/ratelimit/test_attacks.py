@@ -222,9 +222,9 @@ class Attacker:
 
     def read(self, timeout: float = 0.0) -> None:
         """Read what the server sent (without blocking past `timeout`)."""
-        self.sock.settimeout(timeout or 1e-6)
         try:
             while True:
+                self.sock.settimeout(timeout or 1e-6)  # `send` sets its own
                 data = self.sock.recv(1 << 16)
                 if not data:
                     self.closed = True
