@@ -63,12 +63,13 @@ def _ratelimit(args: argparse.Namespace) -> int:
     mode = FailureMode(args.ratelimit_failure_mode)
     try:
         secure = security(args.tls_cert, args.tls_key, args.client_ca, args.client_allow_list)
-        if args.workers < 1:
-            raise ValueError(f"--workers: expected 1 or more, got {args.workers}")
-        if args.workers > 1:
+        workers = int(args.workers) if str(args.workers).isdigit() else 0
+        if workers < 1:
+            raise ValueError(f"--workers: expected 1 or more, got {args.workers!r}")
+        if workers > 1:
             from turnout.ratelimit.workers import run_workers
 
-            return run_workers(args.workers, args.listen, _worker_args(args.worker_argv))
+            return run_workers(workers, args.listen, _worker_args(args.worker_argv))
         run_ratelimit(args.listen, redis_url, mode, prefix, secure, reuse_port=args.reuse_port)
     except (OSError, ValueError) as exc:
         print(f"turnout ratelimit: {exc}", file=sys.stderr)
@@ -288,8 +289,7 @@ def parser() -> argparse.ArgumentParser:
     )
     rl.add_argument(
         "--workers",
-        type=int,
-        default=int(os.environ.get("TURNOUT_RATELIMIT_WORKERS", "1")),
+        default=os.environ.get("TURNOUT_RATELIMIT_WORKERS", "1"),
         metavar="N",
         help="run N processes on the one port (SO_REUSEPORT), e.g. one per core "
         "(default 1; $TURNOUT_RATELIMIT_WORKERS)",

@@ -113,10 +113,11 @@ def test_an_allow_list_with_node_rules_is_refused(tmp_path: Path) -> None:
         (["--tls-cert", "{d}/server.pem", "--tls-key", "{d}/server.key",
           "--client-allow-list", "{d}/ca.pem"], "--client-allow-list needs --client-ca"),
         (["--workers", "0"], "--workers: expected 1 or more"),
+        (["--workers", "many"], "--workers: expected 1 or more"),
         (["--workers", "2", "--listen", "127.0.0.1:0"], "--workers needs a fixed port"),
     ],
     ids=["cert-alone", "ca-alone", "unreadable", "mismatched-key", "allow-list-alone",
-         "no-workers", "workers-port-0"],
+         "no-workers", "workers-not-a-number", "workers-port-0"],
 )  # fmt: skip
 def test_turnout_ratelimit_refuses_bad_options(
     ours: Path, capsys: pytest.CaptureFixture[str], args: list[str], error: str

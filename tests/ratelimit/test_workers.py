@@ -67,21 +67,30 @@ def quota_request(consumer: str) -> RateLimitRequest:
     )
 
 
-@pytest.fixture
-def workers(redis_url: str, redis_prefix: str, tmp_path: Path) -> Iterator[tuple[int, int]]:
-    """(supervisor pid, port) of `turnout ratelimit --workers 2`."""
+@pytest.fixture(params=["option", "environment"])
+def workers(
+    redis_url: str, redis_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[int, int]]:
+    """(supervisor pid, port) of `turnout ratelimit --workers 2` (or
+    TURNOUT_RATELIMIT_WORKERS=2, which the workers inherit and must not apply again)."""
     port = free_port()
     env = {**os.environ, "TURNOUT_REDIS_URL": redis_url, "TURNOUT_REDIS_PREFIX": redis_prefix}
+    option = ["--workers", "2"]
+    if request.param == "environment":
+        env["TURNOUT_RATELIMIT_WORKERS"] = "2"
+        option = []
     log = tmp_path / "ratelimit.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [*turnout_command(), "ratelimit", "--listen", f"127.0.0.1:{port}", "--workers", "2"],
+            [*turnout_command(), "ratelimit", "--listen", f"127.0.0.1:{port}", *option],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
         wait_for(lambda: len(children(proc.pid)) == 2, 20, "two workers")
+        wait_for(lambda: "rate limit service on" in log.read_text(), 20, "a worker serving")
+        assert [children(w) for w in children(proc.pid)] == [[], []]  # no workers of workers
         yield proc.pid, port
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0, log.read_text()

@@ -45,7 +45,8 @@ def run_workers(count: int, listen: str, worker_args: list[str]) -> int:
     if listen.rpartition(":")[2] == "0":
         raise ValueError("--workers needs a fixed port in --listen (not 0)")
     check_port_free(listen)
-    command = [sys.executable, "-m", "turnout.cli", *worker_args, "--reuse-port"]
+    # "--workers 1" explicitly: TURNOUT_RATELIMIT_WORKERS, inherited, must not apply again.
+    command = [sys.executable, "-m", "turnout.cli", *worker_args, "--workers", "1", "--reuse-port"]
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
