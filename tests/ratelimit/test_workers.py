@@ -89,7 +89,7 @@ def workers(
         )
     try:
         wait_for(lambda: len(children(proc.pid)) == 2, 20, "two workers")
-        wait_for(lambda: "rate limit service on" in log.read_text(), 20, "a worker serving")
+        wait_for(lambda: log.read_text().count("rate limit service on") == 2, 20, "both serving")
         assert [children(w) for w in children(proc.pid)] == [[], []]  # no workers of workers
         yield proc.pid, port
         proc.send_signal(signal.SIGTERM)
@@ -164,3 +164,15 @@ def test_workers_refuse_a_port_already_taken(tmp_path: Path) -> None:
         )
     assert done.returncode == 2
     assert f"cannot listen for the rate limit service on 127.0.0.1:{port}" in done.stderr
+
+
+def cpus_allowed(pid: int) -> set[int]:
+    return os.sched_getaffinity(pid)
+
+
+def test_each_worker_runs_on_a_cpu_of_its_own(workers: tuple[int, int]) -> None:
+    pid, _ = workers
+    allowed = [cpus_allowed(w) for w in children(pid)]
+    assert all(len(cpus) == 1 for cpus in allowed), allowed
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert allowed[0] != allowed[1], allowed

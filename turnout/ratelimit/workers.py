@@ -7,11 +7,13 @@ calls on them, spread over the workers. They share nothing but Redis, which is
 where the counters are anyway.
 
 This parent only supervises: it checks the port is free (so a port taken by another
-program is an error, not a silent sharing), starts the workers, restarts one that
-dies, and stops them all on SIGINT/SIGTERM.
+program is an error, not a silent sharing), starts the workers, each pinned to one CPU
+(round robin over the CPUs it may use; `--no-pin` to leave them free), restarts one
+that dies, and stops them all on SIGINT/SIGTERM.
 """
 
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -47,10 +49,17 @@ def run_workers(count: int, listen: str, worker_args: list[str]) -> int:
     check_port_free(listen)
     # "--workers 1" explicitly: TURNOUT_RATELIMIT_WORKERS, inherited, must not apply again.
     command = [sys.executable, "-m", "turnout.cli", *worker_args, "--workers", "1", "--reuse-port"]
+    cpus = sorted(os.sched_getaffinity(0))
+
+    def start(i: int) -> subprocess.Popen[bytes]:
+        # Worker i on CPU i (round robin): see `run_ratelimit`'s `cpu`.
+        pin = [] if "--no-pin" in worker_args else ["--cpu", str(cpus[i % len(cpus)])]
+        return subprocess.Popen([*command, *pin])
+
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    workers: list[subprocess.Popen[bytes]] = [subprocess.Popen(command) for _ in range(count)]
+    workers = [start(i) for i in range(count)]
     started = [time.monotonic()] * count
     print(f"turnout: {count} rate limit workers on {listen}", file=sys.stderr, flush=True)
     status = 0
@@ -67,7 +76,7 @@ def run_workers(count: int, listen: str, worker_args: list[str]) -> int:
                     break
                 log.warning("rate limit worker %d exited with %s; restarting it", i, code)
                 time.sleep(RESTART_AFTER_SECONDS)
-                workers[i] = subprocess.Popen(command)
+                workers[i] = start(i)
                 started[i] = time.monotonic()
     finally:
         for worker in workers:
