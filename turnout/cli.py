@@ -301,7 +301,7 @@ def parser() -> argparse.ArgumentParser:
         "--no-pin",
         action="store_true",
         help="leave the process (each worker) free to run on any CPU; by default each is "
-        "pinned to one CPU, which measured 2.5 times as many decisions per second",
+        "pinned to one CPU, which measured twice as many decisions per second or more",
     )
     # A worker of --workers shares the port with its siblings, on the CPU it is given.
     rl.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
