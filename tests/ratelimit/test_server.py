@@ -22,6 +22,8 @@ from turnout.ratelimit.service import (
     SHOULD_RATE_LIMIT,
     FailureMode,
     RateLimitService,
+    answer,
+    plan,
 )
 
 OK, OVER = RateLimitResponse.OK, RateLimitResponse.OVER_LIMIT
@@ -76,6 +78,23 @@ def test_a_quota_holds_and_the_answer_carries_the_limit(stub: RateLimitServiceSt
     # Descriptors without a quota are OK, one status each, without Redis.
     response = stub.ShouldRateLimit(request({"route": "api"}, {"x": "y"}), timeout=DEADLINE)
     assert [s.code for s in response.statuses] == [OK, OK]
+
+
+def test_a_refusal_names_only_the_quota_that_refused() -> None:
+    # The route's quota used up exactly (remaining 0, still OK), the consumer's over:
+    # Envoy's headers take the lowest remaining, the first on a tie, so the route's
+    # limit must not be in the answer.
+    route = {"route": "api", "consumer": "alice", "quota": "3/day"}
+    consumer = {"consumer": "alice", "quota": "2/day"}
+    planned = plan(request(route, consumer), 0.0, "t:")
+    response = answer(planned, [3, 3], FailureMode.OPEN)
+    assert response.overall_code == OVER
+    first, second = response.statuses
+    assert first.code == OK and not first.HasField("current_limit")
+    assert second.code == OVER and second.current_limit.requests_per_unit == 2
+    # Allowed, every status keeps its limit (the headers of a success).
+    allowed = answer(planned, [1, 1], FailureMode.OPEN)
+    assert [s.current_limit.requests_per_unit for s in allowed.statuses] == [3, 2]
 
 
 def test_concurrent_calls_share_pipelines_and_each_is_counted(

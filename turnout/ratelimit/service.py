@@ -155,6 +155,12 @@ def answer(
             status.code = RateLimitResponse.OVER_LIMIT
             overall = RateLimitResponse.OVER_LIMIT
         (_DECIDED_OVER if over else _DECIDED_OK).inc()
+    if overall == RateLimitResponse.OVER_LIMIT:
+        # Envoy's x-ratelimit-* headers describe the status with the lowest remaining,
+        # the first on a tie: on a refusal, only the limits that refused may be it.
+        for status in statuses:
+            if status.code == RateLimitResponse.OK:
+                status.ClearField("current_limit")
     return RateLimitResponse(overall_code=overall, statuses=statuses)
 
 
