@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 import redis
-from envoy.extensions.common.ratelimit.v3.ratelimit_pb2 import RateLimitDescriptor
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitResponse
 from envoy.service.ratelimit.v3.rls_pb2_grpc import RateLimitServiceStub
+from rl_requests import request
 
 from turnout.ratelimit.batch import BatchedCounters
 from turnout.ratelimit.server import MAX_MESSAGE, RateLimitServer
@@ -29,19 +29,6 @@ from turnout.ratelimit.service import (
 OK, OVER = RateLimitResponse.OK, RateLimitResponse.OVER_LIMIT
 DEADLINE = 5.0
 UNREACHABLE = "redis://127.0.0.1:1/0"
-
-
-def request(*descriptors: dict[str, str], hits: int = 0) -> RateLimitRequest:
-    return RateLimitRequest(
-        domain="turnout",
-        hits_addend=hits,
-        descriptors=[
-            RateLimitDescriptor(
-                entries=[RateLimitDescriptor.Entry(key=k, value=v) for k, v in d.items()]
-            )
-            for d in descriptors
-        ],
-    )
 
 
 def serve(counters: BatchedCounters | None, mode: FailureMode = FailureMode.OPEN) -> Iterator[str]:
