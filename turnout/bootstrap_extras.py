@@ -82,14 +82,21 @@ def extend(
     tls: XdsTlsFiles | None,
     admin_address: str = "127.0.0.1",
     ratelimit_on_replicas: bool = True,
+    ratelimit_addresses: list[tuple[str, int]] | None = None,
 ) -> str:
     """The rendered bootstrap with every replica listed and, if given, mTLS and an
     admin address other than loopback (for Prometheus in another container).
 
     `ratelimit_on_replicas`: the rate limit service is `turnout serve` itself (no
     --ratelimit-address), so its cluster lists every replica too: quotas keep being
-    counted when one replica dies."""
-    if len(addresses) <= 1 and tls is None and admin_address == "127.0.0.1":
+    counted when one replica dies. `ratelimit_addresses`: several `turnout ratelimit`
+    hosts (--ratelimit-address more than once), one endpoint each."""
+    if (
+        len(addresses) <= 1
+        and tls is None
+        and admin_address == "127.0.0.1"
+        and not ratelimit_addresses
+    ):
         return text
     bootstrap = yaml.safe_load(text)
     bootstrap["admin"]["address"]["socket_address"]["address"] = admin_address
@@ -98,6 +105,8 @@ def extend(
     _list_endpoints(cluster, addresses)
     if ratelimit_on_replicas:
         _list_endpoints(clusters[RATELIMIT_CLUSTER], addresses)
+    elif ratelimit_addresses:
+        _list_endpoints(clusters[RATELIMIT_CLUSTER], ratelimit_addresses)
     if tls is not None:
         cluster["transport_socket"] = transport_socket(tls, [h for h, _ in addresses])
         ratelimit = clusters[RATELIMIT_CLUSTER]
@@ -107,5 +116,8 @@ def extend(
             for e in group["lb_endpoints"]
         ]
         ratelimit["transport_socket"] = transport_socket(tls, rl_hosts)
-    header = "# Envoy bootstrap rendered by `turnout bootstrap` (replicas and/or mTLS).\n"
+    header = (
+        "# Envoy bootstrap rendered by `turnout bootstrap` (replicas, rate limit hosts "
+        "and/or mTLS).\n"
+    )
     return header + yaml.safe_dump(bootstrap, sort_keys=False)

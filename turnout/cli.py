@@ -55,19 +55,43 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ratelimit(args: argparse.Namespace) -> int:
-    from turnout.ratelimit.main import run_ratelimit, tls_context
+    from turnout.ratelimit.main import min_cpu, run_ratelimit, security
     from turnout.ratelimit.service import FailureMode
 
     redis_url = os.environ.get("TURNOUT_REDIS_URL") or None
     prefix = os.environ.get("TURNOUT_REDIS_PREFIX") or None
     mode = FailureMode(args.ratelimit_failure_mode)
     try:
-        tls = tls_context(args.tls_cert, args.tls_key, args.client_ca)
-        asyncio.run(run_ratelimit(args.listen, redis_url, mode, prefix, tls))
+        secure = security(args.tls_cert, args.tls_key, args.client_ca, args.client_allow_list)
+        workers = int(args.workers) if str(args.workers).isdigit() else 0
+        if workers < 1:
+            raise ValueError(f"--workers: expected 1 or more, got {args.workers!r}")
+        if workers > 1:
+            from turnout.ratelimit.workers import run_workers
+
+            return run_workers(workers, args.listen, _worker_args(args.worker_argv))
+        cpu = None if args.no_pin else (args.cpu if args.cpu is not None else min_cpu())
+        run_ratelimit(
+            args.listen, redis_url, mode, prefix, secure, reuse_port=args.reuse_port, cpu=cpu
+        )
     except (OSError, ValueError) as exc:
         print(f"turnout ratelimit: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _worker_args(argv: list[str]) -> list[str]:
+    """The command line of one worker: the parent's, without --workers."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
 
 
 def _failure_mode_option(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +117,8 @@ def _bootstrap(args: argparse.Namespace) -> int:
             listener_address=args.listener_address,
             admin_port=args.admin_port,
             delta=args.delta,
-            ratelimit_address=args.ratelimit_address,
+            ratelimit_address=(args.ratelimit_address or [None])[0],
+            more_ratelimit_addresses=tuple((args.ratelimit_address or [])[1:]),
             **bootstrap_extras(args),
         )
         text = render_bootstrap(opts)
@@ -252,7 +277,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--ratelimit-listen",
         metavar="HOST:PORT",
-        help="also answer rate limit calls on this port, on the fast transport of `turnout "
+        help="also answer rate limit calls on this port, on the server of `turnout "
         "ratelimit` (Envoys: `turnout bootstrap --ratelimit-address`), over TLS with the "
         "--xds-tls-* certificate and client CA when given; the xDS port always answers "
         "them too",
@@ -279,6 +304,30 @@ def parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="require client certificates signed by this CA (the proxies' mTLS certificates)",
     )
+    rl.add_argument(
+        "--client-allow-list",
+        type=Path,
+        metavar="FILE",
+        help="YAML list of rules `- names: [glob, ...]`: only certificates with a matching "
+        "CN/SAN may call (the --xds-allow-list format, names only)",
+    )
+    rl.add_argument(
+        "--workers",
+        default=os.environ.get("TURNOUT_RATELIMIT_WORKERS", "1"),
+        metavar="N",
+        help="run N processes on the one port (SO_REUSEPORT), e.g. one per core "
+        "(default 1; $TURNOUT_RATELIMIT_WORKERS)",
+    )
+    rl.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="leave the process (each worker) free to run on any CPU; by default each is "
+        "pinned to one CPU, which measured twice as many decisions per second or more",
+    )
+    # A worker of --workers shares the port with its siblings, on the CPU it is given.
+    rl.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    rl.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
+    rl.set_defaults(worker_argv=None)
     _failure_mode_option(rl)
     rl.set_defaults(func=_ratelimit)
 
@@ -297,8 +346,10 @@ def parser() -> argparse.ArgumentParser:
     boot.add_argument("--delta", action="store_true", help="use Delta xDS (DELTA_GRPC)")
     boot.add_argument(
         "--ratelimit-address",
+        action="append",
         metavar="HOST:PORT",
-        help="the rate limit service (default: the xDS address, served by `turnout serve`)",
+        help="the rate limit service (default: the xDS address, served by `turnout serve`); "
+        "repeat for several `turnout ratelimit` hosts (calls go round robin over them)",
     )
     boot.add_argument("-o", "--output", help="write to this file instead of stdout")
     add_bootstrap_arguments(boot)
@@ -329,6 +380,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if hasattr(args, "worker_argv"):  # `ratelimit --workers` starts itself again
+        args.worker_argv = list(sys.argv[1:] if argv is None else argv)
     configure_logging(args.log_level, args.log_format)
     return int(args.func(args))
 

@@ -39,6 +39,8 @@ class BootstrapOptions:
     """Where Envoy's admin listener binds."""
     ratelimit_address: str | None = None
     """The rate limit service (HOST:PORT); default: `xds_address` (`turnout serve`)."""
+    more_ratelimit_addresses: tuple[str, ...] = field(default_factory=tuple)
+    """Further rate limit service hosts (HOST:PORT) besides `ratelimit_address`."""
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -66,4 +68,14 @@ def render_bootstrap(opts: BootstrapOptions) -> str:
         ratelimit_port=rl_port,
     )
     addresses = [(host, port), *(split_host_port(a) for a in opts.more_xds_addresses)]
-    return extend(text, addresses, opts.xds_tls, opts.admin_address, opts.ratelimit_address is None)
+    if opts.more_ratelimit_addresses and opts.ratelimit_address is None:
+        raise ValueError("more rate limit addresses need a first one")
+    ratelimit = [(rl_host, rl_port), *(split_host_port(a) for a in opts.more_ratelimit_addresses)]
+    return extend(
+        text,
+        addresses,
+        opts.xds_tls,
+        opts.admin_address,
+        opts.ratelimit_address is None,
+        ratelimit if opts.more_ratelimit_addresses else None,
+    )

@@ -282,6 +282,8 @@ class EnvoyProcess:
     """More `BootstrapOptions` fields (replicas, mTLS files)."""
     config_yaml: str | None = None
     """A complete config to start from instead (e.g. `turnout export-static` output)."""
+    args: list[str] = field(default_factory=list)
+    """More Envoy command-line options (e.g. `--disable-extensions`)."""
     proc: subprocess.Popen[bytes] | None = None
     _dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -334,6 +336,7 @@ class EnvoyProcess:
                 "2",
                 "--log-level",
                 "warning",
+                *self.args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -24,9 +24,9 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from ssl import SSLContext
 from typing import Any
 
+import grpc
 from sqlalchemy import make_url
 
 from turnout.envoy_bootstrap import split_host_port
@@ -193,14 +193,14 @@ class Production:
             out["authorize"] = authorize
         return out
 
-    def ratelimit_tls(self) -> SSLContext | None:
-        """The server context for `--ratelimit-listen`: xDS's certificate and client CA
+    def ratelimit_tls(self) -> grpc.ServerCredentials | None:
+        """The credentials for `--ratelimit-listen`: xDS's certificate and client CA
         (no allow-list: a rate limit call claims no node). ValueError if unusable."""
         if self.opts.xds_tls_cert is None or self.opts.xds_tls_key is None:
             return None
-        from turnout.ratelimit.h2tls import server_context
+        from turnout.ratelimit.server import server_credentials
 
-        return server_context(
+        return server_credentials(
             self.opts.xds_tls_cert, self.opts.xds_tls_key, self.opts.xds_client_ca
         )
 

@@ -24,14 +24,10 @@ from turnout.models.errors import TurnoutError
 from turnout.models.keycrypt import SECRET_KEY_ENV
 from turnout.models.store import Store
 from turnout.production import Production, ProductionOptions
+from turnout.ratelimit.batch import BatchedCounters
 from turnout.ratelimit.counters import DEFAULT_PREFIX, RedisCounters
-from turnout.ratelimit.h2grpc import GrpcH2Server
-from turnout.ratelimit.service import (
-    SHOULD_RATE_LIMIT,
-    FailureMode,
-    RateLimitService,
-    add_rate_limit_service,
-)
+from turnout.ratelimit.server import RateLimitServer
+from turnout.ratelimit.service import FailureMode, RateLimitService, add_rate_limit_service
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.lrs import LoadStats
 from turnout.xds.server import start_server
@@ -60,9 +56,10 @@ class ServeOptions:
     ratelimit_failure_mode: FailureMode = FailureMode.OPEN
     """What quotas do when Redis is unreachable (TURNOUT_RATELIMIT_FAILURE_MODE)."""
     ratelimit_listen: str | None = None
-    """Also answer rate limit calls here, on the lean transport `turnout ratelimit` uses
-    (several times the throughput of the xDS port's grpcio server); over TLS with the
-    xDS certificate and client CA when xDS has them."""
+    """Also answer rate limit calls here, on the server `turnout ratelimit` uses
+    (grpcio's sync server with raw-bytes handlers, turnout/ratelimit/server.py: more
+    calls per CPU-second than the xDS port's grpc.aio); over TLS with the xDS
+    certificate and client CA when xDS has them."""
 
 
 class ConfigError(Exception):
@@ -162,7 +159,7 @@ async def serve(opts: ServeOptions) -> None:
     cache = SnapshotCache()
     registry = ProxyRegistry()
     extras = Production(store, registry, opts.production)
-    try:  # with xDS TLS, the fast rate limit transport is TLS too (same certificate)
+    try:  # with xDS TLS, the rate limit port is TLS too (same certificate)
         rl_tls = extras.ratelimit_tls() if rl_address is not None else None
     except ValueError as exc:
         raise ConfigError(f"--ratelimit-listen: {exc}") from None
@@ -200,12 +197,21 @@ async def serve(opts: ServeOptions) -> None:
         connected_elsewhere=extras.connected_elsewhere if extras.replicated else None,
         **extras.xds_security(),
     )
-    fast_ratelimit = GrpcH2Server({SHOULD_RATE_LIMIT: ratelimit.handle})
-    if rl_address is not None:
+    fast_ratelimit: RateLimitServer | None = None
+    fast_counters: BatchedCounters | None = None
+    if opts.ratelimit_listen is not None:
+        # Its own counters: the sync server's threads batch through their own pipeline.
+        if opts.redis_url:
+            fast_counters = BatchedCounters(opts.redis_url, opts.redis_prefix)
+        fast_ratelimit = RateLimitServer(
+            RateLimitService(fast_counters, opts.ratelimit_failure_mode)
+        )
         try:
-            await fast_ratelimit.start(*rl_address, ssl=rl_tls)
+            await asyncio.to_thread(fast_ratelimit.start, opts.ratelimit_listen, rl_tls)
         except OSError as exc:
             await grpc_server.stop(0)
+            if fast_counters is not None:
+                fast_counters.close()
             raise ConfigError(f"cannot listen on --ratelimit-listen: {exc}") from exc
     key_commits = asyncio.Event()
     unsubscribe = store.subscribe(lambda _rev: loop.call_soon_threadsafe(key_commits.set))
@@ -238,7 +244,10 @@ async def serve(opts: ServeOptions) -> None:
         log.info("shutting down")
         admin.should_exit = True
         await grpc_server.stop(GRACE_SECONDS)
-        await fast_ratelimit.stop(GRACE_SECONDS)
+        if fast_ratelimit is not None:
+            await asyncio.to_thread(fast_ratelimit.stop, GRACE_SECONDS)
+        if fast_counters is not None:
+            await asyncio.to_thread(fast_counters.close)
         stopper.cancel()
         for task in tasks:
             if task.get_name() != "admin-api":

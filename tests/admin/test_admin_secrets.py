@@ -129,7 +129,7 @@ def test_revisions_config_and_dump_never_hold_keys(
     client, keys = keyed
     revisions = client.get("/revisions").json()
     _assert_hidden(json.dumps(revisions), keys, "GET /revisions")
-    newest = revisions[0]["number"]
+    newest = revisions["items"][0]["number"]
     for n in range(newest + 1):
         _assert_hidden(client.get(f"/revisions/{n}").text, keys, f"GET /revisions/{n}")
     _assert_hidden(client.get(f"/revisions/0/diff/{newest}").text, keys, "the diff")

@@ -12,6 +12,8 @@ start_envoy start more Envoys (own node id, ports, base id); stopped at teardown
 turnout_xds_mode  "sotw" or "delta": every Envoy test runs both ways
 redis_env   TURNOUT_REDIS_URL and a key prefix of the test's own, for quota tests
             (skipped without TURNOUT_TEST_REDIS_URL); its keys are deleted after
+pg_behind_proxy  (database URL through a TcpProxy, the proxy): a PostgreSQL that can
+            go away or go silent (tests/integration/tcp_proxy.py)
 """
 
 import logging
@@ -19,6 +21,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import make_url
+from tcp_proxy import TcpProxy
 
 from turnout.local import EchoUpstream, envoy_binary
 
@@ -80,3 +84,12 @@ def http() -> Iterator[httpx.Client]:
 def redis_env(redis_url: str, redis_prefix: str) -> dict[str, str]:
     """TURNOUT_REDIS_URL and a prefix of this test's own (its keys deleted after)."""
     return {"TURNOUT_REDIS_URL": redis_url, "TURNOUT_REDIS_PREFIX": redis_prefix}
+
+
+@pytest.fixture
+def pg_behind_proxy(database_url: str) -> Iterator[tuple[str, TcpProxy]]:
+    url = make_url(database_url)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432)).up()
+    yield url.set(port=proxy.port).render_as_string(hide_password=False), proxy
+    proxy.resume()
+    proxy.down()

@@ -104,15 +104,6 @@ def _names(admin: AdminClient) -> list[str]:
     return [s["name"] for s in admin.http.get("/services").json()["items"]]
 
 
-@pytest.fixture
-def pg_behind_proxy(database_url: str) -> Iterator[tuple[str, TcpProxy]]:
-    url = make_url(database_url)
-    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432)).up()
-    yield url.set(port=proxy.port).render_as_string(hide_password=False), proxy
-    proxy.resume()
-    proxy.down()
-
-
 def _busy_backends(database_url: str, ports: set[int]) -> int:
     """How many server sessions from `ports` are inside a transaction or a statement."""
     url = make_url(database_url).set(drivername="postgresql")

@@ -11,13 +11,11 @@
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from sqlalchemy import make_url
 from tcp_proxy import TcpProxy
 
 from turnout.local import (
@@ -62,14 +60,6 @@ def test_sigkill_under_load_zero_failures_then_convergence(
         loop.wait_more(50)
     assert set(loop.results) == {"200"}, loop.results
     assert http.get(f"{envoy.url}/later").json()["service"] == "green"
-
-
-@pytest.fixture
-def pg_behind_proxy(database_url: str) -> Iterator[tuple[str, TcpProxy]]:
-    url = make_url(database_url)
-    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432)).up()
-    yield url.set(port=proxy.port).render_as_string(hide_password=False), proxy
-    proxy.down()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
-from envoy.extensions.common.ratelimit.v3.ratelimit_pb2 import RateLimitDescriptor
-from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitResponse
+from envoy.service.ratelimit.v3.rls_pb2 import RateLimitResponse
+from rl_requests import request
 
 from turnout.ratelimit.counters import RedisCounters
 from turnout.ratelimit.service import FailureMode, RateLimitService, parse_quota
@@ -14,19 +14,6 @@ from turnout.ratelimit.service import FailureMode, RateLimitService, parse_quota
 OK, OVER = RateLimitResponse.OK, RateLimitResponse.OVER_LIMIT
 NOW = 1_700_000_000.0  # a fixed clock: windows never roll over mid-test
 UNREACHABLE = "redis://127.0.0.1:1/0"
-
-
-def request(*descriptors: dict[str, str], hits: int = 0) -> RateLimitRequest:
-    return RateLimitRequest(
-        domain="turnout",
-        hits_addend=hits,
-        descriptors=[
-            RateLimitDescriptor(
-                entries=[RateLimitDescriptor.Entry(key=k, value=v) for k, v in d.items()]
-            )
-            for d in descriptors
-        ],
-    )
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ across a window boundary; that is the usual trade for one round trip per decisio
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -30,6 +31,36 @@ class Window:
 def window_for(identity: str, seconds: int, now: float, prefix: str) -> Window:
     start = int(now) - int(now) % seconds
     return Window(f"{prefix}{identity}:{seconds}:{start}", seconds, start + seconds - int(now))
+
+
+Hits = tuple[list[Window], int]
+"""One caller's share of a batch: its windows and the hits to add to each."""
+
+
+def merge(batch: list[Hits]) -> tuple[dict[str, int], dict[str, int]]:
+    """One increment per counter for a whole batch (a busy consumer's calls share it):
+    (key -> total hits, key -> window length)."""
+    totals: dict[str, int] = {}
+    lengths: dict[str, int] = {}
+    for windows, hits in batch:
+        for window in windows:
+            totals[window.key] = totals.get(window.key, 0) + hits
+            lengths[window.key] = window.seconds
+    return totals, lengths
+
+
+def split(batch: list[Hits], totals: dict[str, int], results: list[Any]) -> list[list[int]]:
+    """Each caller's counts from the pipeline's results (SET NX, INCRBY per key): the
+    count just after its own hits, in arrival order, as if sent one by one."""
+    counts = {key: int(results[2 * i + 1]) - totals[key] for i, key in enumerate(totals)}
+    out = []
+    for windows, hits in batch:
+        mine = []
+        for window in windows:
+            counts[window.key] += hits
+            mine.append(counts[window.key])
+        out.append(mine)
+    return out
 
 
 class RedisCounters:
@@ -62,13 +93,7 @@ class RedisCounters:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            # One increment per counter per batch: a busy consumer's calls share it.
-            totals: dict[str, int] = {}
-            lengths: dict[str, int] = {}
-            for windows, hits, _ in batch:
-                for window in windows:
-                    totals[window.key] = totals.get(window.key, 0) + hits
-                    lengths[window.key] = window.seconds
+            totals, lengths = merge([(w, h) for w, h, _ in batch])
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for key, total in totals.items():
@@ -80,14 +105,8 @@ class RedisCounters:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            # Each caller sees the count just after its own hits, in arrival order,
-            # as if the increments had been sent one by one.
-            counts = {key: int(results[2 * i + 1]) - totals[key] for i, key in enumerate(totals)}
-            for windows, hits, future in batch:
-                mine = []
-                for window in windows:
-                    counts[window.key] += hits
-                    mine.append(counts[window.key])
+            counts = split([(w, h) for w, h, _ in batch], totals, results)
+            for (_, _, future), mine in zip(batch, counts, strict=True):
                 if not future.done():
                     future.set_result(mine)
 

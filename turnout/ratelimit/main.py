@@ -1,87 +1,118 @@
 """`turnout ratelimit`: the rate limit service alone, to scale it apart from `turnout serve`.
 
 Point Envoys at it with `turnout bootstrap --ratelimit-address HOST:PORT`. It needs
-only Redis: every descriptor carries its own limit. It answers over the lean HTTP/2
-transport of `h2grpc` rather than grpcio's server, which is what lets one core make
-well over 5,000 decisions per second (`bench/ratelimit_rps.py`).
+only Redis: every descriptor carries its own limit, so any number of processes and
+hosts share the counters. `--workers N` runs N processes on the one port
+(`workers.py`, SO_REUSEPORT): the kernel spreads connections over them.
 
-With `--tls-cert/--tls-key [--client-ca]` it answers over TLS (`h2tls`): Envoys
-bootstrapped with mTLS to Turnout (`--xds-ca/--client-cert/--client-key`) call it
-over TLS with the same client certificate and expect a server certificate, signed
+With `--tls-cert/--tls-key [--client-ca [--client-allow-list]]` it answers over TLS:
+Envoys bootstrapped with mTLS to Turnout (`--xds-ca/--client-cert/--client-key`)
+call it with the same client certificate and expect a server certificate, signed
 by the `--xds-ca` CA, that names the rate limit host.
 """
 
-import asyncio
 import logging
+import os
 import signal
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from ssl import CERT_REQUIRED, SSLContext
 
-from turnout.envoy_bootstrap import split_host_port
-from turnout.ratelimit.counters import DEFAULT_PREFIX, RedisCounters
-from turnout.ratelimit.h2grpc import GrpcH2Server
-from turnout.ratelimit.h2tls import server_context
-from turnout.ratelimit.service import SHOULD_RATE_LIMIT, FailureMode, RateLimitService
+import grpc
+
+from turnout.ratelimit.batch import BatchedCounters
+from turnout.ratelimit.callers import load_allow_list
+from turnout.ratelimit.counters import DEFAULT_PREFIX
+from turnout.ratelimit.server import CertCheck, RateLimitServer, server_credentials
+from turnout.ratelimit.service import FailureMode, RateLimitService
 
 log = logging.getLogger("turnout.ratelimit")
 
 GRACE_SECONDS = 2.0
 
 
-def tls_context(cert: Path | None, key: Path | None, client_ca: Path | None) -> SSLContext | None:
-    """The server context for `--tls-cert/--tls-key/--client-ca`, None without them;
-    ValueError names the option that is missing or whose file cannot be read."""
+@dataclass(frozen=True)
+class Security:
+    """TLS for the port, and who may call."""
+
+    credentials: grpc.ServerCredentials | None = None
+    """None: plaintext."""
+    describe: str = "plaintext"
+    """For the start-up line."""
+    allow: CertCheck | None = None
+
+
+def min_cpu() -> int:
+    """The first CPU this process may run on."""
+    return min(os.sched_getaffinity(0))
+
+
+def security(
+    cert: Path | None,
+    key: Path | None,
+    client_ca: Path | None,
+    allow_list: Path | None = None,
+) -> Security:
+    """From `--tls-cert/--tls-key/--client-ca/--client-allow-list`; ValueError names
+    the option that is missing or whose file cannot be used."""
     if (cert is None) != (key is None):
         raise ValueError("--tls-cert and --tls-key go together")
+    if allow_list is not None and client_ca is None:
+        raise ValueError("--client-allow-list needs --client-ca (client certificates)")
     if cert is None or key is None:
         if client_ca is not None:
             raise ValueError("--client-ca needs --tls-cert and --tls-key")
-        return None
-    for option, path in (("--tls-cert", cert), ("--tls-key", key), ("--client-ca", client_ca)):
-        if path is None:
-            continue
-        try:
-            path.read_bytes()
-        except OSError as exc:
-            raise ValueError(f"{option}: cannot read {path}: {exc.strerror or exc}") from None
-    return server_context(cert, key, client_ca)
+        return Security()
+    credentials = server_credentials(cert, key, client_ca)
+    if client_ca is None:
+        return Security(credentials, "TLS")
+    allow = load_allow_list(allow_list) if allow_list is not None else None
+    describe = "TLS, client certificates required" + (", allow-list" if allow else "")
+    return Security(credentials, describe, allow)
 
 
-async def run_ratelimit(
+def run_ratelimit(
     listen: str,
     redis_url: str | None,
     failure_mode: FailureMode,
     prefix: str | None = None,
-    tls: SSLContext | None = None,
+    secure: Security | None = None,
+    reuse_port: bool = False,
+    stop: threading.Event | None = None,
+    cpu: int | None = None,
 ) -> None:
-    host, port = split_host_port(listen)
-    counters = RedisCounters(redis_url, prefix or DEFAULT_PREFIX) if redis_url else None
+    """Serve until SIGINT/SIGTERM (or `stop` is set); OSError if it cannot listen.
+
+    `cpu`: run on that CPU only. Python threads hand the GIL to each other on every
+    call here (grpcio's threads, the handlers, the Redis pipeline); across two cores
+    each handoff crosses caches and the process made 2,600 decisions/s on 9.7
+    CPU-seconds per 8 s, pinned 5,500/s on one core (bench/ratelimit_rps.py)."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})  # before any thread starts: they inherit it
+    secure = secure or Security()
+    counters = BatchedCounters(redis_url, prefix or DEFAULT_PREFIX) if redis_url else None
     service = RateLimitService(counters, failure_mode)
-    server = GrpcH2Server({SHOULD_RATE_LIMIT: service.handle})
+    server = RateLimitServer(service, secure.allow)
     try:
-        await server.start(host, port, ssl=tls)
+        server.start(listen, secure.credentials, reuse_port)
     except OSError as exc:
+        if counters is not None:
+            counters.close()
         raise OSError(f"cannot listen for the rate limit service on {listen}: {exc}") from exc
-    if tls is None:
-        transport = "plaintext"
-    elif tls.verify_mode == CERT_REQUIRED:
-        transport = "TLS, client certificates required"
-    else:
-        transport = "TLS"
     print(
-        f"turnout: rate limit service on {listen} ({transport}; "
+        f"turnout: rate limit service on {listen} ({secure.describe}; "
         f"Redis: {'set' if redis_url else 'NOT SET'}, failing {failure_mode})",
         file=sys.stderr,
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    stop = stop or threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        await stop.wait()
+        while not stop.wait(1.0):  # a timed wait: signal handlers run between waits
+            pass
     finally:
-        await server.stop(GRACE_SECONDS)
+        server.stop(GRACE_SECONDS)
         if counters is not None:
-            await counters.close()
+            counters.close()
