@@ -6,6 +6,7 @@ dispatches here.
 """
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -107,7 +108,7 @@ def apply_file(
 
 def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
     """Import a decK/Kong file: print what was imported and what could not be mapped."""
-    from turnout.admin.kong_import import IMPORT_TAG, convert
+    from turnout.admin.kong import IMPORT_TAG, convert
 
     try:
         doc = yaml.safe_load(_read(path))
@@ -142,7 +143,7 @@ def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
         print(f"turnout import kong: {exc}; nothing changed", file=sys.stderr)
         return 1
     try:
-        keys = 0 if dry_run else _import_keys(store, result.keys)
+        keys = 0 if dry_run else _import_keys(store, result.keys, result.expiry)
     except TurnoutError as exc:
         print(
             f"turnout import kong: revision {applied.revision} applied, but keys: {exc}",
@@ -151,6 +152,8 @@ def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
         return 1
     out.write(f"imported ({len(result.imported)}):\n")
     out.writelines(f"  {line}\n" for line in result.imported)
+    out.write(f"mapped, but different from Kong ({len(result.differs)}):\n")
+    out.writelines(f"  {line}\n" for line in result.differs)
     out.write(f"not mapped ({len(result.not_mapped)}):\n")
     out.writelines(f"  {line}\n" for line in result.not_mapped)
     if dry_run:
@@ -162,12 +165,12 @@ def import_kong(store: Store, path: str, out: TextIO, *, dry_run: bool) -> int:
     return 0
 
 
-def _import_keys(store: Store, keys: dict[str, list[str]]) -> int:
+def _import_keys(store: Store, keys: dict[str, list[str]], expiry: dict[str, datetime]) -> int:
     """Store the imported consumers' keys right after the apply; return how many were new.
 
     Keys live in their own table, written through the key store (encryption, the
     lookup hash, its own revision), not through `Store.apply`, so they are one
-    transaction per consumer after the apply's. Keys a consumer already has are
-    skipped, so re-importing a file is harmless.
+    transaction (for every consumer at once) after the apply's. Keys a consumer
+    already has are skipped, so re-importing a file is harmless.
     """
-    return sum(store.keys.import_new(name, batch, CLI_ACTOR) for name, batch in keys.items())
+    return store.keys.import_new_many(keys, CLI_ACTOR, expiry) if keys else 0

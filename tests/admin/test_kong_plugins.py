@@ -1,13 +1,18 @@
-"""Kong plugins and consumers → Turnout fields (`turnout/admin/kong_plugins.py`)."""
+"""Kong plugins and consumers → Turnout fields (`turnout/admin/kong/plugins.py`)."""
 
-from turnout.admin import kong_plugins
-from turnout.admin.kong_import import KongImport, convert
+from turnout.admin.kong import KongImport, convert
+from turnout.admin.kong import plugins as kong_plugins
+from turnout.admin.kong.transform import request_transformer
 
 
 def test_key_auth_defaults_read_header_and_query() -> None:
     out = KongImport()
     auth = kong_plugins.key_auth({}, "r", out)
-    assert auth == {"required": True, "key_sources": [{"header": "apikey"}, {"query": "apikey"}]}
+    assert auth == {
+        "required": True,
+        "key_sources": [{"header": "apikey"}, {"query": "apikey"}],
+        "kong_consumer_headers": True,
+    }
     assert any("hide_credentials=false" in line for line in out.not_mapped)
 
 
@@ -17,6 +22,7 @@ def test_key_auth_header_only_and_anonymous() -> None:
     assert kong_plugins.key_auth(conf, "r", out) == {
         "required": True,
         "key_sources": [{"header": "x-key"}],
+        "kong_consumer_headers": True,
     }
     assert out.not_mapped == []
     assert kong_plugins.key_auth({"anonymous": "guest"}, "r", out) is None
@@ -47,13 +53,16 @@ def test_request_transformer_headers_only() -> None:
         "add": {"headers": ["x-from:kong", "x-tpl:$(headers.host)"], "body": ["k:v"]},
         "append": {"headers": ["x-more:1"]},
     }
-    assert kong_plugins.request_transformer(conf, "r", out) == {
-        "request_headers": {
-            "add": {"x-from": "kong", "x-more": "1"},
-            "set": {"x-tier": "gold"},
+    # Kong's order and semantics: replace only if sent, add only if absent, append.
+    assert request_transformer(conf, "r", out, {}) == (
+        {
+            "add_if_absent": {"x-from": "kong"},
+            "add": {"x-more": "1"},
+            "replace": {"x-tier": "gold"},
             "remove": ["x-old"],
-        }
-    }
+        },
+        {},
+    )
     joined = "\n".join(out.not_mapped)
     for part in ("remove.querystring", "rename.headers", "add.body", "add 'x-tpl'"):
         assert part in joined

@@ -135,6 +135,14 @@ class RouteAuth(BaseModel):
         str,
         Field(description="Request header that tells the upstream who the consumer is."),
     ] = DEFAULT_CONSUMER_HEADER
+    kong_consumer_headers: Annotated[
+        bool,
+        Field(
+            description="Also send Kong's `X-Consumer-Username` (the consumer's name) "
+            "upstream, and drop every client-sent `X-Consumer-*` header, for upstreams "
+            "moved from Kong."
+        ),
+    ] = False
 
     @field_validator("consumer_header")
     @classmethod

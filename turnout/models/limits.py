@@ -17,6 +17,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from turnout.models.types import Name
+
 
 class Window(StrEnum):
     SECOND = "second"
@@ -72,6 +74,15 @@ class Limits(BaseModel):
             max_length=4,
         ),
     ] = []
+
+    shared: Annotated[
+        Name | None,
+        Field(
+            description="Routes naming the same `shared` count their quotas together "
+            "(per consumer on authenticated routes), as a Kong rate-limiting plugin on a "
+            "service counts all of its routes. Absent: this route's own counters."
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _windows(self) -> "Limits":

@@ -8,6 +8,7 @@ upstream protocol (HTTP/1.1, HTTP/2, gRPC). Translated in
 `turnout/xds/translate/policies.py`.
 """
 
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated
@@ -30,13 +31,27 @@ from turnout.models.types import (
 
 
 class HeaderChanges(BaseModel):
-    """`add` appends a value, `set` replaces it, `remove` drops the header."""
+    """`add` appends a value, `set` replaces it, `remove` drops the header.
+
+    `replace` and `add_if_absent` are Kong's request-transformer `replace` and `add`:
+    the first changes only a header the client sent, the second only adds a header
+    the client did not send. Envoy applies `remove` first, then `replace`,
+    `add_if_absent`, `add` and `set` in that order (Kong: remove, replace, add, append).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     add: Annotated[dict[ModifiableHeaderName, SentHeaderValue], Field(max_length=32)] = {}
     set: Annotated[dict[ModifiableHeaderName, SentHeaderValue], Field(max_length=32)] = {}
     remove: Annotated[list[ModifiableHeaderName], Field(max_length=32)] = []
+    replace: Annotated[
+        dict[ModifiableHeaderName, SentHeaderValue],
+        Field(max_length=32, description="Overwrite these headers only when present."),
+    ] = {}
+    add_if_absent: Annotated[
+        dict[ModifiableHeaderName, SentHeaderValue],
+        Field(max_length=32, description="Add these headers only when absent."),
+    ] = {}
 
 
 class PathRewrite(BaseModel):
@@ -78,6 +93,7 @@ class RetryOn(StrEnum):
     SERVER_ERROR = "5xx"
     GATEWAY_ERROR = "gateway-error"
     RESET = "reset"
+    RESET_BEFORE_REQUEST = "reset-before-request"
     RETRIABLE_4XX = "retriable-4xx"
 
 
@@ -141,6 +157,41 @@ class RoutePolicies(BaseModel):
     ] = None
     retries: Retries | None = None
     cors: Cors | None = None
+    idle_timeout_ms: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=3_600_000,
+            description="Longest silence on the request or response stream (Kong's "
+            "read/write timeouts).",
+        ),
+    ] = None
+    ip_allow: Annotated[
+        list[str],
+        Field(
+            max_length=256,
+            description="CIDRs allowed to use the route (the TCP peer); others get 403.",
+        ),
+    ] = []
+    ip_deny: Annotated[
+        list[str],
+        Field(max_length=256, description="CIDRs refused with 403 (the TCP peer)."),
+    ] = []
+
+    @field_validator("ip_allow", "ip_deny")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            try:
+                # Envoy masks the address by the prefix length; store it canonical.
+                network = ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or CIDR range") from None
+            out.append(str(network))
+        if len(set(out)) != len(out):
+            raise ValueError("CIDR ranges must not repeat")
+        return out
 
 
 class Protocol(StrEnum):

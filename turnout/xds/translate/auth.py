@@ -344,6 +344,8 @@ def build_auth_routes(
         apply_route_auth(route, auth, decl)
         return [route]
     explicit = _route_filters(auth, decl, others)
+    if auth.kong_consumer_headers:
+        _kong_consumer_headers(route, auth)  # before the copies: every entry gets them
     entries: list[Route] = []
     if rematch:
         marked = Route()
@@ -386,3 +388,32 @@ def apply_route_auth(route: Route, auth: RouteAuth | None, decl: Declaration) ->
         filters.update(_path_key_filters(source))
         route.route.regex_rewrite.CopyFrom(path_key_rewrite(source))
     _set_filters(route, filters)
+    if auth.kong_consumer_headers:
+        _kong_consumer_headers(route, auth)
+
+
+KONG_CONSUMER_HEADERS = (
+    "x-consumer-id",
+    "x-consumer-custom-id",
+    "x-consumer-username",
+    "x-credential-identifier",
+    "x-anonymous-consumer",
+)
+"""What Kong's auth plugins send upstream; a client must not be able to forge them."""
+
+
+def _kong_consumer_headers(route: Route, auth: RouteAuth) -> None:
+    """Kong's `X-Consumer-Username`: the router copies the name `api_key_auth` forwarded.
+
+    Route headers are applied by the router, after every filter, so `%REQ(...)%`
+    reads the header the auth filter set; removal runs before addition.
+    """
+    route.request_headers_to_remove.extend(
+        h for h in KONG_CONSUMER_HEADERS if h != auth.consumer_header
+    )
+    route.request_headers_to_add.append(
+        HeaderValueOption(
+            header=HeaderValue(key="x-consumer-username", value=f"%REQ({auth.consumer_header})%"),
+            append_action=HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+        )
+    )

@@ -23,7 +23,7 @@ from google.protobuf.wrappers_pb2 import BoolValue
 from turnout.xds.translate.auth import build_auth_http_filters
 from turnout.xds.translate.cluster import ads_config_source
 from turnout.xds.translate.options import ListenerOptions, listener_name, route_configuration_name
-from turnout.xds.translate.policies import build_cors_http_filter
+from turnout.xds.translate.policies import build_cors_http_filter, build_rbac_http_filter
 from turnout.xds.translate.ratelimit import build_ratelimit_http_filters
 from turnout.xds.translate.split import build_rematch_http_filter
 
@@ -59,6 +59,8 @@ def build_http_connection_manager(opts: ListenerOptions) -> HttpConnectionManage
         http_filters=[
             build_cors_http_filter(),
             *build_auth_http_filters(),
+            # After authentication, as Kong runs ip-restriction after key-auth.
+            build_rbac_http_filter(),
             # Re-match after authentication, for splits sticky by consumer (split.py).
             build_rematch_http_filter(),
             *build_ratelimit_http_filters(),

@@ -2,15 +2,17 @@
 
 Owns: header changes (`request_headers_to_add/remove`, `response_headers_to_add/
 remove`), path rewrite (`prefix_rewrite`, `regex_rewrite`), `host_rewrite_literal`,
-the route timeout and retry policy, CORS (the `cors` filter's per-route policy) on
-routes; and on clusters the upstream protocol, active HTTP health checks, outlier
-detection, circuit breakers (with the retry budget) and upstream TLS with a CA.
+the route timeout, idle timeout and retry policy, CORS (the `cors` filter's
+per-route policy) and IP allow/deny lists (the `rbac` filter's) on routes; and on
+clusters the upstream protocol, active HTTP health checks, outlier detection,
+circuit breakers (with the retry budget) and upstream TLS with a CA.
 route.py and cluster.py call the two `apply_*` functions on what they built.
 """
 
 from envoy.config.cluster.v3.circuit_breaker_pb2 import CircuitBreakers
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.cluster.v3.outlier_detection_pb2 import OutlierDetection
+from envoy.config.core.v3.address_pb2 import CidrRange
 from envoy.config.core.v3.base_pb2 import (
     DataSource,
     HeaderValue,
@@ -19,8 +21,11 @@ from envoy.config.core.v3.base_pb2 import (
 )
 from envoy.config.core.v3.health_check_pb2 import HealthCheck
 from envoy.config.core.v3.protocol_pb2 import Http2ProtocolOptions
-from envoy.config.route.v3.route_components_pb2 import RetryPolicy, Route
+from envoy.config.rbac.v3 import rbac_pb2 as rbac_config
+from envoy.config.rbac.v3.rbac_pb2 import Permission, Policy, Principal
+from envoy.config.route.v3.route_components_pb2 import FilterConfig, RetryPolicy, Route
 from envoy.extensions.filters.http.cors.v3.cors_pb2 import Cors, CorsPolicy
+from envoy.extensions.filters.http.rbac.v3.rbac_pb2 import RBAC, RBACPerRoute
 from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
     HttpFilter,
 )
@@ -40,6 +45,7 @@ from turnout.models.policies import HeaderChanges, Protocol, RoutePolicies, Serv
 from turnout.models.service import ServiceSpec, is_ip, parse_url
 
 CORS_FILTER = "envoy.filters.http.cors"
+RBAC_FILTER = "envoy.filters.http.rbac"
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 
@@ -61,12 +67,54 @@ def build_cors_http_filter() -> HttpFilter:
     return HttpFilter(name=CORS_FILTER, typed_config=_pack(Cors()))
 
 
+def build_rbac_http_filter() -> HttpFilter:
+    """Off unless a route has `ip_allow`/`ip_deny` (its per-route config turns it on)."""
+    return HttpFilter(name=RBAC_FILTER, typed_config=_pack(RBAC()), disabled=True)
+
+
+def _cidr(value: str) -> CidrRange:
+    address, _, length = value.partition("/")
+    return CidrRange(address_prefix=address, prefix_len=UInt32Value(value=int(length)))
+
+
+def _any_of(cidrs: list[str]) -> Principal:
+    ids = [Principal(direct_remote_ip=_cidr(c)) for c in cidrs]
+    return Principal(or_ids=Principal.Set(ids=ids))
+
+
+def build_ip_rbac(policies: RoutePolicies) -> FilterConfig:
+    """One DENY policy: the peer is in `ip_deny`, or `ip_allow` is set and it is not in it.
+
+    The TCP peer (`direct_remote_ip`), never X-Forwarded-For, which a client writes
+    itself; this is Kong's ip-restriction without trusted proxies. Deny wins over
+    allow, as in Kong.
+    """
+    denied: list[Principal] = []
+    if policies.ip_deny:
+        denied.append(_any_of(policies.ip_deny))
+    if policies.ip_allow:
+        denied.append(Principal(not_id=_any_of(policies.ip_allow)))
+    policy = Policy(
+        permissions=[Permission(any=True)], principals=[Principal(or_ids=Principal.Set(ids=denied))]
+    )
+    rules = rbac_config.RBAC(
+        action=rbac_config.RBAC.DENY, policies={"turnout-ip-restriction": policy}
+    )
+    return FilterConfig(config=_pack(RBACPerRoute(rbac=RBAC(rules=rules))))
+
+
 def _header_options(changes: HeaderChanges) -> list[HeaderValueOption]:
-    add = HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
-    overwrite = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+    # Envoy applies these in order: `replace` before `add_if_absent`, so a header in
+    # both gets Kong's result (replaced if sent, added if not), then `add` appends.
+    actions = (
+        (changes.replace, HeaderValueOption.OVERWRITE_IF_EXISTS),
+        (changes.add_if_absent, HeaderValueOption.ADD_IF_ABSENT),
+        (changes.add, HeaderValueOption.APPEND_IF_EXISTS_OR_ADD),
+        (changes.set, HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD),
+    )
     return [
         HeaderValueOption(header=HeaderValue(key=k, value=v), append_action=action)
-        for items, action in ((changes.add, add), (changes.set, overwrite))
+        for items, action in actions
         for k, v in sorted(items.items())
     ]
 
@@ -116,6 +164,8 @@ def apply_route_policies(route: Route, policies: RoutePolicies | None) -> None:
         action.host_rewrite_literal = policies.host_rewrite
     if policies.timeout_ms is not None:
         action.timeout.CopyFrom(_ms(policies.timeout_ms))
+    if policies.idle_timeout_ms is not None:
+        action.idle_timeout.CopyFrom(_ms(policies.idle_timeout_ms))
     if policies.retries is not None:
         retry = RetryPolicy(
             retry_on=",".join(sorted(r.value for r in policies.retries.on)),
@@ -126,6 +176,8 @@ def apply_route_policies(route: Route, policies: RoutePolicies | None) -> None:
         action.retry_policy.CopyFrom(retry)
     if policies.cors is not None:
         route.typed_per_filter_config[CORS_FILTER].CopyFrom(_pack(_cors(policies)))
+    if policies.ip_allow or policies.ip_deny:
+        route.typed_per_filter_config[RBAC_FILTER].CopyFrom(_pack(build_ip_rbac(policies)))
 
 
 def _tls(service: ServiceSpec, policies: ServicePolicies) -> TransportSocket:
@@ -162,6 +214,9 @@ def apply_service_policies(cluster: Cluster, service: ServiceSpec) -> None:
             HealthCheck(
                 timeout=_ms(check.timeout_ms),
                 interval=_ms(check.interval_ms),
+                # Envoy probes a cluster without recent traffic every 60 s unless
+                # told otherwise; `interval_ms` is the interval, traffic or not.
+                no_traffic_interval=_ms(check.interval_ms),
                 unhealthy_threshold=UInt32Value(value=check.unhealthy_threshold),
                 healthy_threshold=UInt32Value(value=check.healthy_threshold),
                 http_health_check=HealthCheck.HttpHealthCheck(

@@ -39,7 +39,8 @@ The limit travels inside the descriptor as the entry `quota=<requests>/<window>`
 so the rate limit service needs no copy of the declaration and scales alone:
 
 - route quota, auth route: `[route=<route>, consumer=<name>, quota=N/window]`;
-- route quota, open route: `[route=<route>, quota=N/window]`;
+- route quota, open route: `[route=<route>, quota=N/window]`; routes whose
+  `limits.shared` is S count together under `route=shared:S`;
 - consumer quota (all routes together): `[consumer=<name>, quota=N/window]`, made
   by a `header_value_match` on the consumer header, one per consumer with a quota.
 """
@@ -300,7 +301,9 @@ def build_quota_rate_limits(route: RouteSpec, decl: Declaration) -> list[RateLim
     authed = route.auth is not None and route.auth.required
     out = []
     for limit in route.limits.quota if route.limits else []:
-        actions = [_generic(ROUTE_KEY, route.name)]
+        # A name cannot hold ":", so a shared counter never meets a route's own.
+        counter = f"shared:{route.limits.shared}" if route.limits.shared else route.name
+        actions = [_generic(ROUTE_KEY, counter)]
         if authed:
             assert route.auth is not None
             actions.append(_consumer_from(route.auth.consumer_header))
