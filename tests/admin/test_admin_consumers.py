@@ -12,7 +12,7 @@ from turnout.admin.app import create_app
 from turnout.models.consumer import ConsumerKeyRow
 from turnout.models.errors import Conflict
 from turnout.models.proxy_status import ProxyStatus
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 TOKEN = "test-admin-token"
 

@@ -1,5 +1,8 @@
-"""The declaration: what operators declared, how it is validated and stored.
+"""The declaration: what operators declared and how it is validated.
 
-`models` knows nothing of Envoy or HTTP. `admin` writes through `turnout.models.store`;
-`xds` reads a `Declaration` from it and listens to its change feed.
+Entity specs, their row declarations and the shared types: the ground floor that
+every other package may import. `models` knows nothing of Envoy, HTTP or how rows
+are queried, and imports no other Turnout package. `turnout.storage` keeps the
+declaration in the database; `admin` writes through it, `xds` reads a
+`Declaration` from it and listens to its change feed.
 """

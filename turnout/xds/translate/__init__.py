@@ -5,7 +5,7 @@
     endpoint.py     services with IP endpoints → ClusterLoadAssignment (EDS)
     route.py        routes + splits → RouteConfiguration (virtual hosts, order)
     listener.py     ListenerOptions → Listener (HTTP connection manager over RDS)
-    auth.py         route auth → api_key_auth (credentials over ECDS) and path keys
+    api_key_auth.py route auth → api_key_auth (credentials over ECDS) and path keys
     resources.py    everything by type URL
     consistency.py  cross-reference checks before publishing
     errors.py       TranslationError

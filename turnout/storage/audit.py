@@ -1,0 +1,58 @@
+"""The audit trail: one event per successful write, in the write's transaction.
+
+The store appends events; nothing here decides what is audited.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import JSON, BigInteger, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from turnout.models.schema import Base, UtcDateTime
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
+_EventId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class AuditEventRow(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(_EventId, primary_key=True, autoincrement=True)
+    revision: Mapped[int] = mapped_column(BigInteger, index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))
+    entity_kind: Mapped[str] = mapped_column(String(32))
+    entity_name: Mapped[str] = mapped_column(String(128))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AuditEvent(BaseModel):
+    """One write, as the admin API and tests see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    revision: int = Field(description="The revision this write produced.")
+    at: datetime = Field(description="When the write was made (UTC), inside its transaction.")
+    actor: str = Field(description="Who made the write.")
+    action: Action
+    entity_kind: str = Field(description="service, route, split, or freeze.")
+    entity_name: str
+    before: dict[str, Any] | None = Field(description="The entity before; null on create.")
+    after: dict[str, Any] | None = Field(description="The entity after; null on delete.")
+    reason: str | None = Field(
+        None, description="Why: a plan step, a restore, a freeze override with its reason."
+    )

@@ -1,0 +1,168 @@
+"""Entity changes inside one write transaction, and whole-declaration apply.
+
+The store opens the transaction and commits; this module does the row work of a
+create, replace or delete (with the cross-entity checks) and returns a `Change`
+per entity, so one transaction can carry one change (an admin API write) or many
+(a declarative apply, a revision restore) under ONE revision number.
+
+`apply_target` makes the stored declaration equal to a target one: creates and
+updates in dependency order (services, routes, splits) so references exist when
+checked, then deletes in reverse order so nothing still refers to a deleted
+entity. Any `Conflict` aborts the whole transaction: all or nothing.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from turnout.models.consumer import ConsumerKeyRow
+from turnout.models.entities import ENTITIES, Entity
+from turnout.models.errors import Conflict, NotFound
+from turnout.storage.audit import Action
+from turnout.storage.references import check_delete, check_write, delete_dependents
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entity written in a transaction, as its audit event will record it."""
+
+    action: Action
+    kind: str
+    name: str
+    before: dict[str, Any] | None
+    """The stored entity before the write (JSON); None on create."""
+    after: BaseModel | None
+    """The spec written; None on delete."""
+    keys: int = 0
+    """API keys deleted with it (a consumer's); shown in the summary."""
+
+    @property
+    def after_json(self) -> dict[str, Any] | None:
+        return self.after.model_dump(mode="json") if self.after is not None else None
+
+    def summary(self) -> str:
+        text = f"{self.action.value} {self.kind} {self.name}"
+        if self.keys:
+            text += f" ({self.keys} API key{'s' if self.keys != 1 else ''})"
+        return text
+
+
+class KeysWouldBeDeleted(Conflict):
+    """An apply would delete consumers that have API keys, and nobody asked for that.
+
+    Keys are not in a declarative document, so an old file without a consumer would
+    otherwise delete its keys with no trace in the file. `changes` are what the apply
+    would have done, for a dry run to show.
+    """
+
+    def __init__(self, changes: list[Change]) -> None:
+        doomed = [c for c in changes if c.keys]
+        self.consumers = {c.name: c.keys for c in doomed}
+        self.changes = changes
+        listed = ", ".join(c.summary().removeprefix("delete consumer ") for c in doomed)
+        super().__init__(
+            f"deleting consumer(s) {listed} would delete their API keys; nothing changed. "
+            "Ask for it explicitly: turnout apply --delete-keys, or ?delete_keys=true on "
+            "POST /config and POST /revisions/{n}/restore",
+            field="consumers",
+        )
+
+
+def create(session: Session, ent: Entity, spec: BaseModel) -> Change:
+    name: str = spec.name  # type: ignore[attr-defined]
+    if session.get(ent.row, name) is not None:
+        raise Conflict(f"{ent.kind} {name!r} already exists", field="name")
+    check_write(session, ent, spec)
+    session.add(ent.to_row(spec))
+    session.flush()
+    return Change(Action.CREATE, ent.kind, name, None, spec)
+
+
+def replace(session: Session, ent: Entity, name: str, spec: BaseModel) -> Change:
+    row = session.get(ent.row, name)
+    if row is None:
+        raise NotFound(ent.kind, name)
+    before = _json(ent, row)
+    check_write(session, ent, spec)
+    for field, value in spec.model_dump(mode="json").items():
+        setattr(row, field, value)
+    session.flush()
+    return Change(Action.UPDATE, ent.kind, name, before, spec)
+
+
+def delete(session: Session, ent: Entity, name: str) -> Change:
+    row = session.get(ent.row, name)
+    if row is None:
+        raise NotFound(ent.kind, name)
+    before = _json(ent, row)
+    check_delete(session, ent, name)
+    keys = _key_count(session, name) if ent.kind == "consumer" else 0
+    delete_dependents(session, ent, name)
+    session.delete(row)
+    session.flush()
+    return Change(Action.DELETE, ent.kind, name, before, None, keys=keys)
+
+
+def _key_count(session: Session, consumer: str) -> int:
+    """The consumer's API keys, which `delete_dependents` deletes with it."""
+    query = select(func.count()).where(ConsumerKeyRow.consumer == consumer)
+    return int(session.scalar(query) or 0)
+
+
+def _json(ent: Entity, row: Any) -> dict[str, Any]:
+    """The stored entity as its spec's JSON (what the audit `before` records)."""
+    return ent.to_spec(row).model_dump(mode="json")
+
+
+def _has_tag(spec: BaseModel | dict[str, Any], tag: str | None) -> bool:
+    if tag is None:
+        return True
+    tags = spec.get("tags") if isinstance(spec, dict) else getattr(spec, "tags", None)
+    return tag in (tags or ())
+
+
+def apply_target(
+    session: Session,
+    target: Mapping[str, Mapping[str, BaseModel]],
+    select_tag: str | None = None,
+) -> list[Change]:
+    """Make the stored entities equal to `target` (kind -> name -> spec).
+
+    With `select_tag`, only stored entities carrying that tag are compared and may
+    be deleted; every target entity must carry it (else `Conflict`).
+    """
+    for kind, specs in target.items():
+        for name, spec in specs.items():
+            if not _has_tag(spec, select_tag):
+                raise Conflict(
+                    f"{kind} {name!r} lacks tag {select_tag!r} selected with --select-tag",
+                    field=f"{ENTITIES[kind].plural}.{name}.tags",
+                )
+    current: dict[str, dict[str, dict[str, Any]]] = {}
+    for kind, ent in ENTITIES.items():
+        rows = session.scalars(select(ent.row).order_by(ent.row.name))  # type: ignore[attr-defined]
+        current[kind] = {
+            row.name: data  # type: ignore[attr-defined]
+            for row in rows
+            if _has_tag(data := _json(ent, row), select_tag)
+        }
+    changes: list[Change] = []
+    for kind, ent in ENTITIES.items():
+        for name, spec in sorted(target.get(kind, {}).items()):
+            stored = current[kind].get(name)
+            if stored is None:
+                if session.get(ent.row, name) is not None:
+                    raise Conflict(
+                        f"{kind} {name!r} exists without tag {select_tag!r}", field="name"
+                    )
+                changes.append(create(session, ent, spec))
+            elif stored != spec.model_dump(mode="json"):
+                changes.append(replace(session, ent, name, spec))
+    for kind, ent in reversed(ENTITIES.items()):
+        for name in sorted(set(current[kind]) - set(target.get(kind, {}))):
+            changes.append(delete(session, ent, name))
+    return changes

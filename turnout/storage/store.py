@@ -1,0 +1,454 @@
+"""The store: the only way the declaration is read or written.
+
+A write is one transaction that locks the revision row, checks the rules that
+span entities (`turnout/storage/references.py`), writes the row, bumps the global revision
+and appends an audit event; either all of it commits or none of it does. After a
+commit the change feed tells every subscriber the new revision.
+
+The store is synchronous (FastAPI runs sync endpoints in its threadpool) and
+knows nothing about HTTP or Envoy.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from turnout.models.declaration import Declaration
+from turnout.models.entities import ENTITIES, Entity, entity
+from turnout.models.errors import Conflict, NotFound, StoreUnavailable
+from turnout.storage import changes, db, revisions
+from turnout.storage.audit import AuditEvent, AuditEventRow
+from turnout.storage.changes import Change
+from turnout.storage.freezes import check_freezes
+from turnout.storage.keystore import KEY_ENTITY, KeyRing
+from turnout.storage.notify import notify_in_transaction
+from turnout.storage.rows import ADMIN_TOKEN_HASH_KEY, REVISION_ROW_ID, RevisionRow, SettingRow
+from turnout.storage.store_records import HistoryMixin
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[int], None]
+
+
+class Store(HistoryMixin):
+    """Services, routes and splits in SQLite or PostgreSQL, with revisions and audit.
+
+    Thread-safe: each call uses its own connection from the engine's pool.
+    """
+
+    def __init__(self, database_url: str, secret_key: str | None = None) -> None:
+        """`secret_key` (TURNOUT_SECRET_KEY) encrypts API keys; without it keys are refused."""
+        self.database_url = database_url
+        self._engine = db.make_engine(database_url)
+        self._writer = self._engine.execution_options(**db.write_options(self._engine))
+        self._reader = self._engine.execution_options(**db.snapshot_options(self._engine))
+        self._subscribers: builtins.list[Subscriber] = []
+        self._notify_lock = threading.RLock()  # a callback may (un)subscribe
+        self._notified = 0
+        self.keys = KeyRing(self, secret_key)
+        """The consumers' API keys (`turnout/storage/keystore.py`)."""
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration."""
+        with _unavailable_on_connect_errors():
+            db.upgrade(engine=self._engine)
+
+    def close(self) -> None:
+        db.dispose(self._engine)
+
+    # -- reads ---------------------------------------------------------------
+
+    def revision(self) -> int:
+        with self._read() as session:
+            return _current_revision(session)
+
+    def get(self, kind: str, name: str) -> BaseModel:
+        ent = entity(kind)
+        with self._read() as session:
+            row = session.get(ent.row, name)
+            if row is None:
+                raise NotFound(kind, name)
+            return ent.to_spec(row)
+
+    def list(self, kind: str) -> builtins.list[BaseModel]:
+        """Every entity of `kind`, sorted by name."""
+        return self.listing(kind)[0]
+
+    def listing(self, kind: str) -> tuple[builtins.list[BaseModel], int]:
+        """Every entity of `kind` sorted by name, and the revision they were read at."""
+        ent = entity(kind)
+        with self._read() as session:
+            return _all(session, ent), _current_revision(session)
+
+    def load(self) -> Declaration:
+        """The whole declaration at one consistent revision."""
+        with self._read() as session:
+            revision = _current_revision(session)
+            specs = {
+                ent.plural: {s.name: s for s in _all(session, ent)}  # type: ignore[attr-defined]
+                for ent in ENTITIES.values()
+            }
+            api_keys = self.keys.load(session, datetime.now(UTC))
+        return Declaration(revision=revision, api_keys=api_keys, **specs)
+
+    def load_since(self, previous: Declaration) -> Declaration:
+        """The declaration now, reading only the entities written after `previous`.
+
+        The audit log names every entity each revision touched; when it does not
+        cover every revision since `previous` (or the kinds differ), this falls
+        back to a full `load()`. Keeps a reload O(changes), not O(declaration).
+        """
+        with self._read() as session:
+            revision = _current_revision(session)
+            if revision == previous.revision:
+                return previous
+            events = session.execute(
+                select(AuditEventRow.revision, AuditEventRow.entity_kind, AuditEventRow.entity_name)
+                .where(AuditEventRow.revision > previous.revision)
+                .where(AuditEventRow.revision <= revision)
+            ).all()
+            if revision < previous.revision or len({e.revision for e in events}) != (
+                revision - previous.revision
+            ):
+                return self.load()
+            touched: dict[str, set[str]] = {}
+            for event in events:
+                if event.entity_kind in ENTITIES:
+                    touched.setdefault(event.entity_kind, set()).add(event.entity_name)
+            api_keys = previous.api_keys
+            # A key written, or a consumer deleted with its keys: read that consumer's
+            # keys again (audit events of keys name their consumer).
+            key_owners = {
+                e.entity_name for e in events if e.entity_kind in (KEY_ENTITY.kind, "consumer")
+            }
+            if key_owners:
+                api_keys = self.keys.reload(session, datetime.now(UTC), api_keys, key_owners)
+            specs = {ent.plural: dict(getattr(previous, ent.plural)) for ent in ENTITIES.values()}
+            for kind, names in touched.items():
+                ent = ENTITIES[kind]
+                rows = session.scalars(select(ent.row).where(ent.row.name.in_(names)))  # type: ignore[attr-defined]
+                found = {row.name: ent.to_spec(row) for row in rows}
+                current = specs[ent.plural]
+                for name in names:
+                    if name in found:
+                        current[name] = found[name]
+                    else:
+                        current.pop(name, None)
+        return Declaration(revision=revision, api_keys=api_keys, **specs)
+
+    def audit(
+        self,
+        limit: int = 100,
+        *,
+        actor: str | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> builtins.list[AuditEvent]:
+        """The newest `limit` audit events matching every filter given, newest first."""
+        stmt = select(AuditEventRow).order_by(AuditEventRow.id.desc()).limit(limit)
+        for column, value in (
+            (AuditEventRow.actor, actor),
+            (AuditEventRow.entity_kind, kind),
+            (AuditEventRow.entity_name, name),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if since is not None:
+            stmt = stmt.where(AuditEventRow.at >= since)
+        if until is not None:
+            stmt = stmt.where(AuditEventRow.at < until)
+        with self._read() as session:
+            return [AuditEvent.model_validate(row) for row in session.scalars(stmt)]
+
+    def admin_token_hash(self) -> str | None:
+        """The sha256 hex of the admin token, if one was ever stored."""
+        with self._read() as session:
+            row = session.get(SettingRow, ADMIN_TOKEN_HASH_KEY)
+            return row.value if row else None
+
+    # -- writes --------------------------------------------------------------
+
+    def create(self, kind: str, spec: BaseModel, actor: str, **how: Any) -> int:
+        """Add a new entity; returns the new revision.
+
+        `how` (every write takes it): `reason` for the audit event,
+        `override_reason` to write through an active freeze (admin override,
+        audited), `freeze_exempt` for a split rollback, which is never frozen.
+        """
+        ent = _checked(kind, spec)
+        with self._write() as session:
+            return self._commit(session, actor, [changes.create(session, ent, spec)], **how)
+
+    def replace(self, kind: str, name: str, spec: BaseModel, actor: str, **how: Any) -> int:
+        """Replace entity `name` with `spec`; returns the new revision.
+
+        Renaming is not supported (references point at names): delete and create
+        instead. The admin API answers a mismatched name with 422 before calling.
+        """
+        ent = _checked(kind, spec)
+        if spec.name != name:  # type: ignore[attr-defined]
+            raise Conflict(
+                f"{kind} {name!r} cannot be renamed to {spec.name!r}",  # type: ignore[attr-defined]
+                field="name",
+            )
+        with self._write() as session:
+            change = changes.replace(session, ent, name, spec)
+            return self._commit(session, actor, [change], **how)
+
+    def modify(
+        self,
+        kind: str,
+        name: str,
+        change: Callable[[BaseModel], BaseModel],
+        actor: str,
+        **how: Any,
+    ) -> tuple[BaseModel, int]:
+        """Replace entity `name` with `change(current)`, read and written in ONE transaction.
+
+        For read-modify-write callers that must not lose a concurrent write (a plan
+        step racing an operator's pause). Returns the new spec and revision.
+        """
+        ent = entity(kind)
+        with self._write() as session:
+            row = session.get(ent.row, name)
+            if row is None:
+                raise NotFound(kind, name)
+            spec = change(ent.to_spec(row))
+            done = changes.replace(session, ent, name, spec)
+            return spec, self._commit(session, actor, [done], **how)
+
+    def delete(self, kind: str, name: str, actor: str, **how: Any) -> int:
+        """Remove entity `name`; returns the new revision."""
+        ent = entity(kind)
+        with self._write() as session:
+            return self._commit(session, actor, [changes.delete(session, ent, name)], **how)
+
+    def apply(
+        self,
+        target: Mapping[str, Mapping[str, BaseModel]],
+        actor: str,
+        *,
+        select_tag: str | None = None,
+        dry_run: bool = False,
+        delete_keys: bool = False,
+        **how: Any,
+    ) -> ApplyResult:
+        """Make the declaration equal to `target` (kind -> name -> spec) in ONE revision.
+
+        All or nothing; no change at all leaves the revision as it is. A dry run
+        makes every check (references, freezes) and then rolls back. Deleting a
+        consumer that has API keys is refused (`KeysWouldBeDeleted`, dry run too)
+        unless `delete_keys`.
+        """
+        try:
+            with self._write() as session:
+                done = changes.apply_target(session, target, select_tag)
+                if not delete_keys and any(c.keys for c in done):
+                    raise changes.KeysWouldBeDeleted(done)
+                revision = _current_revision(session)
+                if done:
+                    revision = self._commit(session, actor, done, **how)
+                if dry_run:
+                    raise _DryRun(ApplyResult(revision=None, changes=done))
+                return ApplyResult(revision=revision, changes=done)
+        except _DryRun as dry:
+            return dry.result
+
+    def restore_revision(self, revision: int, actor: str, **how: Any) -> ApplyResult:
+        """A new revision whose declaration equals the one at `revision`."""
+        with self._read() as session:
+            decl = revisions.declaration_at(session, revision, _current_revision(session))
+        how.setdefault("reason", f"restore revision {revision}")
+        return self.apply(decl.by_kind(), actor, **how)
+
+    def set_admin_token_hash(self, token_hash: str) -> None:
+        """Store the sha256 hex of the admin token (not a declaration change)."""
+        with self._write() as session:
+            row = session.get(SettingRow, ADMIN_TOKEN_HASH_KEY)
+            if row is None:
+                session.add(SettingRow(key=ADMIN_TOKEN_HASH_KEY, value=token_hash))
+            else:
+                row.value = token_hash
+
+    # -- change feed ---------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(revision)` after every commit; returns an unsubscribe function.
+
+        Callbacks run synchronously in the committing thread, so they must be quick
+        and thread-safe (e.g. `loop.call_soon_threadsafe`). Revisions arrive in
+        increasing order; when two writers commit close together a subscriber may
+        see only the later one, which includes the earlier. An exception in a
+        callback is logged and does not affect the write or other subscribers.
+
+        On PostgreSQL `_commit` also runs `pg_notify('turnout', revision)` inside
+        the write transaction, and `turnout.storage.pg_feed.PgChangeFeed` calls
+        `_notify` for revisions committed by other processes.
+        """
+        with self._notify_lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._notify_lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def poll_revision(self) -> None:
+        """Announce the current revision if another process committed it.
+
+        The feed above is in-process; `turnout serve` calls this every second so a
+        `turnout apply` or `import` run against its database reaches its proxies.
+        (A restore with --force to a LOWER revision needs a restart.)
+        """
+        self._notify(self.revision())
+
+    def _notify(self, revision: int) -> None:
+        with self._notify_lock:
+            if revision <= self._notified:
+                return
+            self._notified = revision
+            subscribers = builtins.list(self._subscribers)
+            for callback in subscribers:
+                try:
+                    callback(revision)
+                except Exception:
+                    log.exception("change feed subscriber %r failed", callback)
+
+    # -- transactions --------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with (
+            _unavailable_on_connect_errors(),
+            Session(self._reader) as session,
+            session.begin(),
+        ):
+            yield session
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """One write transaction, serialized against every other writer.
+
+        The revision row is locked before anything is checked, so the checks see
+        every earlier commit and nobody can commit in between.
+        """
+        with _unavailable_on_connect_errors(), Session(self._writer) as session:
+            try:
+                with session.begin():
+                    session.execute(
+                        select(RevisionRow)
+                        .where(RevisionRow.id == REVISION_ROW_ID)
+                        .with_for_update()  # ignored on SQLite, which is IMMEDIATE instead
+                    )
+                    yield session
+            except sa_exc.IntegrityError as exc:
+                # The checks run under the lock, so this means a rule was missed.
+                raise Conflict(f"the database rejected the write: {exc.orig}") from exc
+            revision: int | None = session.info.get("revision")
+        # Only here has the transaction committed.
+        if revision is not None:
+            self._notify(revision)
+
+    def _commit(
+        self,
+        session: Session,
+        actor: str,
+        done: builtins.list[Change],
+        *,
+        reason: str | None = None,
+        override_reason: str | None = None,
+        freeze_exempt: bool = False,
+    ) -> int:
+        """Check freezes, bump the revision once and append one audit event per change.
+
+        The caller's block commits. Freezes are checked here, inside the write
+        transaction and under its lock, so no write slips past a new freeze.
+        """
+        overridden = check_freezes(
+            session, done, override_reason=override_reason, exempt=freeze_exempt
+        )
+        if overridden:
+            ids = ", ".join(str(f.id) for f in overridden)
+            note = f"override of freeze {ids}: {override_reason}"
+            reason = f"{reason}; {note}" if reason else note
+        row = session.get_one(RevisionRow, REVISION_ROW_ID)
+        row.value += 1
+        at = datetime.now(UTC)
+        for change in done:
+            session.add(
+                AuditEventRow(
+                    revision=row.value,
+                    at=at,
+                    actor=actor,
+                    action=change.action.value,
+                    entity_kind=change.kind,
+                    entity_name=change.name,
+                    before=change.before,
+                    after=change.after_json,
+                    reason=reason,
+                )
+            )
+        session.flush()  # surface constraint errors inside the transaction
+        notify_in_transaction(session, row.value)  # other replicas (storage/pg_feed.py)
+        session.info["revision"] = row.value
+        return row.value
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    revision: int | None
+    """The revision the declaration is at after the apply; None for a dry run."""
+    changes: builtins.list[Change]
+
+
+class _DryRun(Exception):
+    """Raised inside a write transaction to roll a dry run back."""
+
+    def __init__(self, result: ApplyResult) -> None:
+        self.result = result
+
+
+def _checked(kind: str, spec: BaseModel) -> Entity:
+    ent = entity(kind)
+    if not isinstance(spec, ent.spec):
+        raise TypeError(f"a {kind} needs a {ent.spec.__name__}, not {type(spec).__name__}")
+    return ent
+
+
+def _current_revision(session: Session) -> int:
+    return session.get_one(RevisionRow, REVISION_ROW_ID).value
+
+
+def _all(session: Session, ent: Entity) -> builtins.list[BaseModel]:
+    rows = session.scalars(select(ent.row).order_by(ent.row.name))  # type: ignore[attr-defined]
+    return [ent.to_spec(row) for row in rows]
+
+
+@contextmanager
+def _unavailable_on_connect_errors() -> Iterator[None]:
+    """Turn "cannot reach the database" errors into `StoreUnavailable`.
+
+    OperationalError covers refused connections, timeouts, a dropped server and a
+    SQLite database still locked after the busy timeout; InterfaceError covers a
+    connection that broke underneath the driver.
+    """
+    try:
+        yield
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        raise StoreUnavailable(f"database unavailable: {exc.orig}") from exc
