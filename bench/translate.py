@@ -393,7 +393,7 @@ def bench_store_load(
         store.upgrade()
         start = time.perf_counter()
         # One transaction, like a bulk import: rows, one revision bump, one audit event.
-        with store._write() as session:
+        with store.write_transaction() as session:
             for kind, specs in (
                 ("service", decl.services),
                 ("route", decl.routes),

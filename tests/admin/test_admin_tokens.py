@@ -67,7 +67,7 @@ def test_tokens_hashed_at_rest(client: TestClient, store: Store) -> None:
     token = _token(client, "ci", "operator")
     info = TokenStore(store).lookup(hash_token(token))
     assert info is not None and info.role is Role.OPERATOR
-    with store._read() as session:
+    with store.read_transaction() as session:
         from turnout.storage.tokens import TokenRow
 
         row = session.get_one(TokenRow, "ci")

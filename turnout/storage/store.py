@@ -71,12 +71,12 @@ class Store(HistoryMixin):
     # -- reads ---------------------------------------------------------------
 
     def revision(self) -> int:
-        with self._read() as session:
+        with self.read_transaction() as session:
             return _current_revision(session)
 
     def get(self, kind: str, name: str) -> BaseModel:
         ent = entity(kind)
-        with self._read() as session:
+        with self.read_transaction() as session:
             row = session.get(ent.row, name)
             if row is None:
                 raise NotFound(kind, name)
@@ -89,12 +89,12 @@ class Store(HistoryMixin):
     def listing(self, kind: str) -> tuple[builtins.list[BaseModel], int]:
         """Every entity of `kind` sorted by name, and the revision they were read at."""
         ent = entity(kind)
-        with self._read() as session:
+        with self.read_transaction() as session:
             return _all(session, ent), _current_revision(session)
 
     def load(self) -> Declaration:
         """The whole declaration at one consistent revision."""
-        with self._read() as session:
+        with self.read_transaction() as session:
             revision = _current_revision(session)
             specs = {
                 ent.plural: {s.name: s for s in _all(session, ent)}  # type: ignore[attr-defined]
@@ -110,7 +110,7 @@ class Store(HistoryMixin):
         cover every revision since `previous` (or the kinds differ), this falls
         back to a full `load()`. Keeps a reload O(changes), not O(declaration).
         """
-        with self._read() as session:
+        with self.read_transaction() as session:
             revision = _current_revision(session)
             if revision == previous.revision:
                 return previous
@@ -171,12 +171,12 @@ class Store(HistoryMixin):
             stmt = stmt.where(AuditEventRow.at >= since)
         if until is not None:
             stmt = stmt.where(AuditEventRow.at < until)
-        with self._read() as session:
+        with self.read_transaction() as session:
             return [AuditEvent.model_validate(row) for row in session.scalars(stmt)]
 
     def admin_token_hash(self) -> str | None:
         """The sha256 hex of the admin token, if one was ever stored."""
-        with self._read() as session:
+        with self.read_transaction() as session:
             row = session.get(SettingRow, ADMIN_TOKEN_HASH_KEY)
             return row.value if row else None
 
@@ -190,8 +190,8 @@ class Store(HistoryMixin):
         audited), `freeze_exempt` for a split rollback, which is never frozen.
         """
         ent = _checked(kind, spec)
-        with self._write() as session:
-            return self._commit(session, actor, [changes.create(session, ent, spec)], **how)
+        with self.write_transaction() as session:
+            return self.commit_changes(session, actor, [changes.create(session, ent, spec)], **how)
 
     def replace(self, kind: str, name: str, spec: BaseModel, actor: str, **how: Any) -> int:
         """Replace entity `name` with `spec`; returns the new revision.
@@ -205,9 +205,9 @@ class Store(HistoryMixin):
                 f"{kind} {name!r} cannot be renamed to {spec.name!r}",  # type: ignore[attr-defined]
                 field="name",
             )
-        with self._write() as session:
+        with self.write_transaction() as session:
             change = changes.replace(session, ent, name, spec)
-            return self._commit(session, actor, [change], **how)
+            return self.commit_changes(session, actor, [change], **how)
 
     def modify(
         self,
@@ -223,19 +223,19 @@ class Store(HistoryMixin):
         step racing an operator's pause). Returns the new spec and revision.
         """
         ent = entity(kind)
-        with self._write() as session:
+        with self.write_transaction() as session:
             row = session.get(ent.row, name)
             if row is None:
                 raise NotFound(kind, name)
             spec = change(ent.to_spec(row))
             done = changes.replace(session, ent, name, spec)
-            return spec, self._commit(session, actor, [done], **how)
+            return spec, self.commit_changes(session, actor, [done], **how)
 
     def delete(self, kind: str, name: str, actor: str, **how: Any) -> int:
         """Remove entity `name`; returns the new revision."""
         ent = entity(kind)
-        with self._write() as session:
-            return self._commit(session, actor, [changes.delete(session, ent, name)], **how)
+        with self.write_transaction() as session:
+            return self.commit_changes(session, actor, [changes.delete(session, ent, name)], **how)
 
     def apply(
         self,
@@ -255,13 +255,13 @@ class Store(HistoryMixin):
         unless `delete_keys`.
         """
         try:
-            with self._write() as session:
+            with self.write_transaction() as session:
                 done = changes.apply_target(session, target, select_tag)
                 if not delete_keys and any(c.keys for c in done):
                     raise changes.KeysWouldBeDeleted(done)
                 revision = _current_revision(session)
                 if done:
-                    revision = self._commit(session, actor, done, **how)
+                    revision = self.commit_changes(session, actor, done, **how)
                 if dry_run:
                     raise _DryRun(ApplyResult(revision=None, changes=done))
                 return ApplyResult(revision=revision, changes=done)
@@ -270,14 +270,14 @@ class Store(HistoryMixin):
 
     def restore_revision(self, revision: int, actor: str, **how: Any) -> ApplyResult:
         """A new revision whose declaration equals the one at `revision`."""
-        with self._read() as session:
+        with self.read_transaction() as session:
             decl = revisions.declaration_at(session, revision, _current_revision(session))
         how.setdefault("reason", f"restore revision {revision}")
         return self.apply(decl.by_kind(), actor, **how)
 
     def set_admin_token_hash(self, token_hash: str) -> None:
         """Store the sha256 hex of the admin token (not a declaration change)."""
-        with self._write() as session:
+        with self.write_transaction() as session:
             row = session.get(SettingRow, ADMIN_TOKEN_HASH_KEY)
             if row is None:
                 session.add(SettingRow(key=ADMIN_TOKEN_HASH_KEY, value=token_hash))
@@ -295,9 +295,9 @@ class Store(HistoryMixin):
         see only the later one, which includes the earlier. An exception in a
         callback is logged and does not affect the write or other subscribers.
 
-        On PostgreSQL `_commit` also runs `pg_notify('turnout', revision)` inside
+        On PostgreSQL `commit_changes` also runs `pg_notify('turnout', revision)` inside
         the write transaction, and `turnout.storage.pg_feed.PgChangeFeed` calls
-        `_notify` for revisions committed by other processes.
+        `publish_revision` for revisions committed by other processes.
         """
         with self._notify_lock:
             self._subscribers.append(callback)
@@ -316,9 +316,9 @@ class Store(HistoryMixin):
         `turnout apply` or `import` run against its database reaches its proxies.
         (A restore with --force to a LOWER revision needs a restart.)
         """
-        self._notify(self.revision())
+        self.publish_revision(self.revision())
 
-    def _notify(self, revision: int) -> None:
+    def publish_revision(self, revision: int) -> None:
         with self._notify_lock:
             if revision <= self._notified:
                 return
@@ -330,10 +330,11 @@ class Store(HistoryMixin):
                 except Exception:
                     log.exception("change feed subscriber %r failed", callback)
 
-    # -- transactions --------------------------------------------------------
+    # -- transactions: the public API of the storage modules beside the store --
 
     @contextmanager
-    def _read(self) -> Iterator[Session]:
+    def read_transaction(self) -> Iterator[Session]:
+        """One read-only transaction on a consistent snapshot of the database."""
         with (
             _unavailable_on_connect_errors(),
             Session(self._reader) as session,
@@ -342,7 +343,7 @@ class Store(HistoryMixin):
             yield session
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
+    def write_transaction(self) -> Iterator[Session]:
         """One write transaction, serialized against every other writer.
 
         The revision row is locked before anything is checked, so the checks see
@@ -363,9 +364,9 @@ class Store(HistoryMixin):
             revision: int | None = session.info.get("revision")
         # Only here has the transaction committed.
         if revision is not None:
-            self._notify(revision)
+            self.publish_revision(revision)
 
-    def _commit(
+    def commit_changes(
         self,
         session: Session,
         actor: str,

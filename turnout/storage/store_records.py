@@ -1,7 +1,8 @@
 """The store's history, backup and freeze methods, split out of `store.py` for size.
 
-`Store` inherits them; they use its transactions (`_read`, `_write`) exactly as
-its own methods do, so every rule in `store.py` applies to them too.
+`Store` inherits them; they use its transactions (`read_transaction`,
+`write_transaction`) exactly as its own methods do, so every rule in `store.py`
+applies to them too.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class HistoryMixin:
 
     def export(self) -> dict[str, Any]:
         """Everything a backup holds, read at one revision (`turnout/storage/backup.py`)."""
-        with self._read() as session:
+        with self.read_transaction() as session:
             return backup.export(session)
 
     def restore(
@@ -52,7 +53,7 @@ class HistoryMixin:
         """
         old = KeyCipher(old_secret) if old_secret else None
         keys = backup.prepare_keys(backup.backed_up_keys(data), self.keys.cipher, old)
-        with self._write() as session:
+        with self.write_transaction() as session:
             revision = backup.restore(session, data, force, keys)
             session.info["revision"] = revision
         self.keys.forget()
@@ -61,29 +62,29 @@ class HistoryMixin:
     # -- history -------------------------------------------------------------
 
     def revisions(self, limit: int = 100, before: int | None = None) -> list[RevisionInfo]:
-        with self._read() as session:
+        with self.read_transaction() as session:
             return revisions.revisions(session, limit, before)
 
     def revision_listing(
         self, limit: int = 100, before: int | None = None
     ) -> tuple[list[RevisionInfo], int]:
         """`revisions(...)` and the current revision, read in one transaction."""
-        with self._read() as session:
+        with self.read_transaction() as session:
             return revisions.revisions(session, limit, before), _current_revision(session)
 
     def declaration_at(self, revision: int) -> Declaration:
-        with self._read() as session:
+        with self.read_transaction() as session:
             return revisions.declaration_at(session, revision, _current_revision(session))
 
     # -- freezes -------------------------------------------------------------
 
     def freezes(self) -> builtins.list[Freeze]:
-        with self._read() as session:
+        with self.read_transaction() as session:
             return [Freeze.model_validate(r) for r in session.scalars(select(FreezeRow))]
 
     def create_freeze(self, body: FreezeCreate, actor: str) -> Freeze:
         at = freeze_now()
-        with self._write() as session:
+        with self.write_transaction() as session:
             check_scope_names(session, body.scope)
             row = FreezeRow(
                 reason=body.reason,
@@ -100,7 +101,7 @@ class HistoryMixin:
             return freeze
 
     def lift_freeze(self, freeze_id: int, actor: str) -> Freeze:
-        with self._write() as session:
+        with self.write_transaction() as session:
             row = session.get(FreezeRow, freeze_id)
             if row is None:
                 raise NotFound("freeze", str(freeze_id))
