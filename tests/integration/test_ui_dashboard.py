@@ -115,7 +115,7 @@ def test_sign_in_and_a_split_changed_through_the_api_moves_its_bar_live(
     _plan_split(admin, [10, 50, 100], 3600, 1)
     page = _sign_in(browser, turnout, turnout_token)
     assert _weight(page, "green") == "0"
-    page.wait_for_timeout(300)  # the event stream is open (the page's script ran)
+    page.wait_for_function("window.turnoutEvents && window.turnoutEvents.readyState === 1")
     admin.write(
         "PUT",
         "/splits/api-move",

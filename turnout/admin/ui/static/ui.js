@@ -57,6 +57,7 @@ document.addEventListener("submit", (ev) => {
 });
 
 const events = new EventSource("/ui/events");
+window.turnoutEvents = events;  // tests wait for readyState 1 (open)
 events.addEventListener("change", refresh);
 // Proxy status and load reports change without a commit: the board and fleet follow ticks.
 events.addEventListener("tick", () => {
