@@ -22,7 +22,7 @@ from ads_load import Fleet, fake_proxy, make_channels
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from results_io import RESULTS, percentile, write_results
 
-from turnout.local import AdminClient, TurnoutProcess
+from turnout.testing.processes import AdminClient, TurnoutProcess
 
 TOKEN = "ui-bench-token"
 PAGES = ["/ui/", "/ui/fleet", "/ui/history", "/ui/consumers"]

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 MAX_CLIENTS = 100
 """Event streams served at once; more are answered 503."""

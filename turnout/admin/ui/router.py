@@ -23,10 +23,10 @@ from turnout.admin.roles import rule_for
 from turnout.admin.ui import views
 from turnout.admin.ui.live import EventHub
 from turnout.admin.ui.sessions import COOKIE, Session, Sessions
-from turnout.models.freeze import FreezeCreate, FreezeScope, now
 from turnout.models.plan import PlanAction
-from turnout.models.plan_steps import step_split
-from turnout.models.tokens import Role
+from turnout.storage.freezes import FreezeCreate, FreezeScope, now
+from turnout.storage.plan_steps import step_split
+from turnout.storage.tokens import Role
 
 CSRF_HEADER = "X-CSRF-Token"
 HERE = Path(__file__).parent

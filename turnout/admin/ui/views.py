@@ -9,13 +9,13 @@ from typing import Any
 
 from turnout.admin.api.plans import SplitView, split_view
 from turnout.admin.api.proxies import redacted_status
-from turnout.models.freeze import Freeze, now
-from turnout.models.history import diff
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.plan import PlanStatus
 from turnout.models.proxy_status import ProxyStatus, ProxyStatusSource
 from turnout.models.split import SplitSpec
-from turnout.models.store import Store
+from turnout.storage.freezes import Freeze, now
+from turnout.storage.revisions import diff
+from turnout.storage.store import Store
 
 
 @dataclass(frozen=True)
