@@ -22,6 +22,7 @@ from turnout.admin.errors import ERROR_RESPONSES, install_error_handlers
 from turnout.admin.guard import AuthGuard
 from turnout.admin.roles import check_rules
 from turnout.admin.token_hash import hash_token
+from turnout.admin.ui.router import mount_ui
 from turnout.admin.write_gate import WriteGate
 from turnout.models.entities import ENTITIES
 from turnout.models.load_stats import LoadStatsSource
@@ -84,6 +85,7 @@ def create_app(
         tokens.router,
     ):
         include(router)
+    mount_ui(app)
     install_error_handlers(app)
     # The last added runs first: a request is authenticated before it may queue as a write.
     app.add_middleware(WriteGate)

@@ -5,6 +5,7 @@ body before dependencies run: a malformed body without a token would get 422
 and tell an anonymous caller about the schema. Here the order is fixed:
 
     public path (roles.PUBLIC_PATHS)  -> served
+    the dashboard (UI_PREFIX)         -> served; it checks its session cookie itself
     no or bad token                   -> 401 (on every other path, known or not)
     role below the route's rule       -> 403 naming the role needed
     override header without admin     -> 403
@@ -27,6 +28,8 @@ from turnout.admin.roles import OVERRIDE_ROLE, PUBLIC_PATHS, needs_override_role
 from turnout.storage.freezes import OVERRIDE_HEADER
 
 PRINCIPAL_STATE = "principal"
+UI_PREFIX = "/ui"
+"""The dashboard (turnout/admin/ui): cookie sessions instead of bearer tokens."""
 
 
 class AuthGuard:
@@ -34,7 +37,8 @@ class AuthGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or _is_ui(path):
             await self.app(scope, receive, send)
             return
         try:
@@ -51,6 +55,10 @@ class AuthGuard:
             return
         scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
         await self.app(scope, receive, send)
+
+
+def _is_ui(path: str) -> bool:
+    return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
 
 
 def _answer(status: int, body: dict[str, Any], headers: Any = None) -> JSONResponse:

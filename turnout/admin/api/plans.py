@@ -57,7 +57,7 @@ class ActionBody(BaseModel):
     reason: Annotated[str, Field(max_length=1024)] = ""
 
 
-def _load_stats(request: Request) -> LoadStatsSource:
+def load_stats_source(request: Request) -> LoadStatsSource:
     return getattr(request.app.state, "load_stats", None) or NoLoadStats()
 
 
@@ -107,7 +107,7 @@ def split_view(
 def get_split(name: NamePath, store: StoreDep, request: Request) -> SplitView:
     split = store.get("split", name)
     assert isinstance(split, SplitSpec)
-    return split_view(split, _load_stats(request), store.freezes())
+    return split_view(split, load_stats_source(request), store.freezes())
 
 
 def _action_endpoint(action: PlanAction) -> None:
@@ -138,7 +138,7 @@ def _action_endpoint(action: PlanAction) -> None:
         reason = (body.reason if body else "") or f"{action.value} by {actor}"
         split, revision = step_split(store, name, action, actor, reason, override_reason=override)
         response.headers[REVISION_HEADER] = str(revision)
-        return split_view(split, _load_stats(request), store.freezes())
+        return split_view(split, load_stats_source(request), store.freezes())
 
 
 for _action in PlanAction:

@@ -17,7 +17,7 @@ from turnout.models.redact import redact
 router = APIRouter(tags=["proxies"])
 
 
-def _redacted(proxy: ProxyStatus) -> ProxyStatus:
+def redacted_status(proxy: ProxyStatus) -> ProxyStatus:
     # Every string, not only `last_nack`: whatever text the xDS side adds later
     # (quarantine reasons quoting Envoy) is covered too.
     return ProxyStatus.model_validate(redact(proxy.model_dump(mode="json")))
@@ -27,7 +27,7 @@ def _redacted(proxy: ProxyStatus) -> ProxyStatus:
 def list_proxies(proxy_status: ProxyStatusDep) -> list[ProxyStatus]:
     """Per proxy: the versions sent and acknowledged per resource type, and the last
     rejection (NACK) with Envoy's message, so a bad change is visible here."""
-    return [_redacted(p) for p in proxy_status.proxies()]
+    return [redacted_status(p) for p in proxy_status.proxies()]
 
 
 @router.get("/proxies/{node_id}", response_model=ProxyStatus, summary="One proxy's status")
@@ -37,7 +37,7 @@ def get_proxy(node_id: str, proxy_status: ProxyStatusDep) -> ProxyStatus:
     matching = [p for p in proxy_status.proxies() if p.node_id == node_id]
     if not matching:
         raise NotFound("proxy", node_id)
-    return _redacted(max(matching, key=lambda p: p.connected_since))
+    return redacted_status(max(matching, key=lambda p: p.connected_since))
 
 
 @router.get("/proxies/{node_id}/config", summary="The resources Turnout last sent a proxy")
