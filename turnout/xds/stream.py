@@ -4,7 +4,7 @@ One `StreamState` per gRPC stream holds one `Subscription` per type URL. The ser
 feeds it every request (`on_request` / `on_delta_request`), asks it what to send
 (`next_response`) whenever a request arrives or the snapshot changes, and records
 what went out (`on_sent`). Rules it enforces (xDS spec,
-docs/root/api-docs/xds_protocol.rst; DESIGN.md "xDS rules"):
+docs/root/api-docs/xds_protocol.rst):
 
 1. Only the first request is sure to carry `node`; it is kept for the stream.
 2. Nonces are unique within the stream (a counter); versions are per type.
