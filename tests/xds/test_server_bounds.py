@@ -32,7 +32,9 @@ BOGUS_TYPE = "type.googleapis.com/bogus.v1.Thing"
 class Server:
     """An in-process ADS server on loopback, with its cache and registry."""
 
-    def __init__(self, cache: SnapshotCache | None = None) -> None:
+    def __init__(self, cache: SnapshotCache | None = None, **options: Any) -> None:
+        """`options`: keyword arguments for `start_server` (the stream bounds)."""
+        self.options = options
         self.source = InMemorySource()
         self.cache = cache or SnapshotCache()
         self.registry = ProxyRegistry()
@@ -40,7 +42,9 @@ class Server:
     async def __aenter__(self) -> "Server":
         self.runner = asyncio.create_task(self.cache.run(self.source))
         await revision_other_than(self.cache, None)
-        self.server, port = await start_server(self.cache, self.registry, "127.0.0.1:0")
+        self.server, port = await start_server(
+            self.cache, self.registry, "127.0.0.1:0", **self.options
+        )
         options = [("grpc.max_send_message_length", 16 * 2**20)]
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
         self.stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)

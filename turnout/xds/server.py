@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,15 @@ from turnout.xds.cache import SnapshotCache
 from turnout.xds.groups import TooManyGroups
 from turnout.xds.identity import IdentityRefused
 from turnout.xds.limits import (
+    FIRST_REQUEST_SECONDS,
     MAX_REQUEST_BYTES,
+    MAX_STREAMS,
+    MAX_STREAMS_PER_IDENTITY,
     WORK_BURST,
     WORK_PER_SECOND,
+    NoFirstRequest,
     TokenBucket,
+    TooManyStreams,
     check_request,
 )
 from turnout.xds.lrs import ADS_WAIT_SECONDS, Authorizer, LoadStats
@@ -52,6 +58,8 @@ _GRPC_STATUS: dict[type[Exception], grpc.StatusCode] = {
     InvalidNode: grpc.StatusCode.INVALID_ARGUMENT,
     IdentityRefused: grpc.StatusCode.PERMISSION_DENIED,
     TooManyGroups: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    TooManyStreams: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    NoFirstRequest: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 Request = DiscoveryRequest | DeltaDiscoveryRequest
@@ -64,7 +72,15 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         registry: ProxyRegistry,
         authorize: Authorizer | None = None,
         live: LiveNodes | None = None,
+        max_streams: int = MAX_STREAMS,
+        max_streams_per_identity: int = MAX_STREAMS_PER_IDENTITY,
+        first_request_seconds: float = FIRST_REQUEST_SECONDS,
     ) -> None:
+        self._max_streams = max_streams
+        self._max_per_identity = max_streams_per_identity
+        self._first_request_seconds = first_request_seconds
+        self._open = 0
+        self._open_by_identity: Counter[str] = Counter()
         self._cache = cache
         self._registry = registry
         self._authorize = authorize
@@ -95,17 +111,18 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         undo: list[Callable[[], None]] = []
         reader: asyncio.Task[None] | None = None
         try:
-            first = await anext(aiter(requests), None)
+            auth = context.auth_context()
+            fingerprint = certificate_fingerprint(auth)
+            undo.append(self._count_stream(fingerprint))
+            first = await self._first_request(requests)
             if first is None:
                 return
             check_request(state, first)
             _receive(state, first)
             assert state.node is not None
             key = node_group(state.node)  # bad metadata: INVALID_ARGUMENT, nothing built
-            auth = context.auth_context()
             if self._authorize is not None:
                 self._authorize(auth, state.node.id, state.node.cluster)
-            fingerprint = certificate_fingerprint(auth)
             self._cache.join(key, fingerprint)
             undo.append(lambda: self._cache.leave(key, fingerprint))
             proxy = ConnectedProxy(stream_id, state.node.id, key, state)
@@ -135,6 +152,39 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             log.info("stream %d closed", stream_id)
             if reader is not None:
                 await asyncio.gather(reader, return_exceptions=True)
+
+    def _count_stream(self, fingerprint: str | None) -> Callable[[], None]:
+        """Count a new stream against the bounds (or raise `TooManyStreams`); returns
+        the undo."""
+        if self._open >= self._max_streams:
+            raise TooManyStreams(f"the server holds {self._open} ADS streams, its limit")
+        if (
+            fingerprint is not None
+            and self._open_by_identity[fingerprint] >= self._max_per_identity
+        ):
+            raise TooManyStreams(
+                f"this client certificate holds {self._max_per_identity} ADS streams, its limit"
+            )
+        self._open += 1
+        if fingerprint is not None:
+            self._open_by_identity[fingerprint] += 1
+
+        def undo() -> None:
+            self._open -= 1
+            if fingerprint is not None:
+                self._open_by_identity[fingerprint] -= 1
+                if not self._open_by_identity[fingerprint]:
+                    del self._open_by_identity[fingerprint]
+
+        return undo
+
+    async def _first_request(self, requests: AsyncIterator[Request]) -> Request | None:
+        try:
+            return await asyncio.wait_for(anext(aiter(requests), None), self._first_request_seconds)
+        except TimeoutError:
+            raise NoFirstRequest(
+                f"no first request within {self._first_request_seconds:g}s of opening the stream"
+            ) from None
 
     async def _read(
         self, requests: AsyncIterator[Request], proxy: ConnectedProxy, wake: asyncio.Event
@@ -286,6 +336,9 @@ async def start_server(
     also: Sequence[Callable[[grpc.aio.Server], None]] = (),
     lrs_wait_seconds: float = ADS_WAIT_SECONDS,
     connected_elsewhere: Callable[[str, str], bool] | None = None,
+    max_streams: int = MAX_STREAMS,
+    max_streams_per_identity: int = MAX_STREAMS_PER_IDENTITY,
+    first_request_seconds: float = FIRST_REQUEST_SECONDS,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving ADS (and LRS, given `load_stats`) on `listen` (host:port, port 0
     picks one), over TLS when given `credentials`; return the server, which the
@@ -294,7 +347,9 @@ async def start_server(
     `lrs_wait_seconds`: how long a load report stream may wait for its node's ADS
     stream to open. `connected_elsewhere(node_id, node_cluster)`: whether another
     replica holds the node's ADS stream (a proxy's LRS stream may reach another
-    replica than its ADS stream); may block."""
+    replica than its ADS stream); may block. `max_streams`,
+    `max_streams_per_identity` and `first_request_seconds`: the stream bounds
+    described in `turnout.xds.limits`."""
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -309,7 +364,16 @@ async def start_server(
     # Which proxies hold ADS streams: who may report load, and for which clusters.
     live = LiveNodes(connected_elsewhere, cache.cluster_names)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-        AggregatedDiscoveryService(cache, registry, authorize, live), server
+        AggregatedDiscoveryService(
+            cache,
+            registry,
+            authorize,
+            live,
+            max_streams,
+            max_streams_per_identity,
+            first_request_seconds,
+        ),
+        server,
     )
     if load_stats is not None:
         add_lrs_to_server(server, load_stats, live, authorize, lrs_wait_seconds)
