@@ -4,7 +4,8 @@ State of the World and Delta share one stream loop. Each stream runs a reader ta
 that feeds requests into its `StreamState` and a watcher that notices new
 revisions in the cache; the handler itself sends whatever the state says is due.
 All protocol decisions live in `turnout.xds.stream`; this module only does I/O,
-metrics, and maps errors to gRPC status codes.
+metrics, and maps errors to gRPC status codes. It reaches the cache only through
+`turnout.xds.watcher.ConfigWatcher`.
 """
 
 import asyncio
@@ -49,8 +50,12 @@ from turnout.xds.node import InvalidNode, node_group
 from turnout.xds.snapshot import CLUSTER_TYPE, Snapshot
 from turnout.xds.status import ConnectedProxy, ProxyRegistry
 from turnout.xds.stream import ProtocolError, RequestOutcome, Response, StreamState
+from turnout.xds.watcher import ConfigWatcher
 
 log = logging.getLogger(__name__)
+
+UNREQUESTED_SECONDS = 300
+"""How long a new stream may wait in gRPC's core for the handler loop to take it."""
 
 # One table from error class to gRPC status (STYLE.md: errors).
 _GRPC_STATUS: dict[type[Exception], grpc.StatusCode] = {
@@ -68,7 +73,7 @@ Request = DiscoveryRequest | DeltaDiscoveryRequest
 class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(
         self,
-        cache: SnapshotCache,
+        cache: ConfigWatcher,
         registry: ProxyRegistry,
         authorize: Authorizer | None = None,
         live: LiveNodes | None = None,
@@ -357,6 +362,13 @@ async def start_server(
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.max_concurrent_streams", 1_000_000),
+            # Streams gRPC's core accepted but the handler loop has not picked up yet.
+            # Its defaults (1,000 soft, 3,000 hard, 30 s) refuse or cancel streams of a
+            # fleet reconnecting at once (5,000 streams: ~1,600 refused, ~400
+            # cancelled) before Turnout sees them; Turnout's own bound is max_streams.
+            ("grpc.server.max_pending_requests", max_streams),
+            ("grpc.server.max_pending_requests_hard_limit", max_streams),
+            ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_SECONDS),
             # xDS requests are small; the bound is enforced in gRPC's core.
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
         ]
