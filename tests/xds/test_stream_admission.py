@@ -13,9 +13,9 @@ from tests.xds.test_cache import InMemorySource, revision_other_than
 from tests.xds.test_server import Requests
 from tests.xds.test_server_bounds import FakeContext, Server, closed_with, gauge, node, until
 from turnout.xds.cache import SnapshotCache
+from turnout.xds.proxy_registry import ProxyRegistry
 from turnout.xds.server import AggregatedDiscoveryService
 from turnout.xds.snapshot import CLUSTER_TYPE
-from turnout.xds.status import ProxyRegistry
 
 
 async def open_stream(ads: Server, node_id: str) -> tuple[object, Requests]:

@@ -9,9 +9,9 @@ from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.core.v3.base_pb2 import Node
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 
+from turnout.xds.proxy_registry import ProxyRegistry
 from turnout.xds.server import AggregatedDiscoveryService
 from turnout.xds.snapshot import CLUSTER_TYPE, Snapshot, build_snapshot, pack
-from turnout.xds.status import ProxyRegistry
 from turnout.xds.translate import ListenerOptions
 
 
