@@ -426,6 +426,7 @@ async def run_async(
         )
     finally:
         result["client_errors"] = dict(fleet.errors)
+        result["stream_errors"] = sum(fleet.errors.values())
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -545,6 +546,7 @@ def main() -> int:
         ("write_ms", "write ms"),
         ("server_cpu_per_fanout_s", "srv cpu/fan s"),
         ("get_proxies_ms", "/proxies ms"),
+        ("stream_errors", "strm errors"),
     ]
     print(" ".join(f"{h:>13}" for _, h in cols))
     for r in results:

@@ -17,7 +17,7 @@ from envoy.service.load_stats.v3 import lrs_pb2_grpc
 from envoy.service.load_stats.v3.lrs_pb2 import LoadStatsRequest
 from prometheus_client import REGISTRY
 
-from tests.xds.test_cache import InMemorySource
+from tests.xds.test_cache import InMemorySource, revision_other_than
 from tests.xds.test_server import Requests
 from tests.xds.test_server_bounds import closed_with, until
 from turnout import certs
@@ -46,7 +46,7 @@ class Server:
 
     async def __aenter__(self) -> "Server":
         self.runner = asyncio.create_task(self.cache.run(self.source))
-        await asyncio.wait_for(self.cache.wait_changed(None), 5)
+        await revision_other_than(self.cache, None)
         kwargs: dict[str, Any] = {}
         if self.tls_dir is not None:
             d = self.tls_dir

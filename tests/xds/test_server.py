@@ -13,7 +13,7 @@ from envoy.service.discovery.v3.discovery_pb2 import (
     DiscoveryResponse,
 )
 
-from tests.xds.test_cache import InMemorySource
+from tests.xds.test_cache import InMemorySource, revision_other_than
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.proxy_registry import ProxyRegistry
 from turnout.xds.server import start_server
@@ -30,7 +30,7 @@ class Ads:
 
     async def __aenter__(self) -> "Ads":
         self.runner = asyncio.create_task(self.cache.run(self.source))
-        await asyncio.wait_for(self.cache.wait_changed(None), 5)
+        await revision_other_than(self.cache, None)
         self.server, port = await start_server(self.cache, self.registry, "127.0.0.1:0")
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)

@@ -18,7 +18,7 @@ from google.protobuf.struct_pb2 import Struct
 from google.rpc.status_pb2 import Status
 from prometheus_client import REGISTRY
 
-from tests.xds.test_cache import InMemorySource
+from tests.xds.test_cache import InMemorySource, revision_other_than
 from tests.xds.test_server import Requests
 from turnout.models.service import ServiceSpec
 from turnout.xds.cache import SnapshotCache
@@ -32,15 +32,19 @@ BOGUS_TYPE = "type.googleapis.com/bogus.v1.Thing"
 class Server:
     """An in-process ADS server on loopback, with its cache and registry."""
 
-    def __init__(self, cache: SnapshotCache | None = None) -> None:
+    def __init__(self, cache: SnapshotCache | None = None, **options: Any) -> None:
+        """`options`: keyword arguments for `start_server` (the stream bounds)."""
+        self.options = options
         self.source = InMemorySource()
         self.cache = cache or SnapshotCache()
         self.registry = ProxyRegistry()
 
     async def __aenter__(self) -> "Server":
         self.runner = asyncio.create_task(self.cache.run(self.source))
-        await asyncio.wait_for(self.cache.wait_changed(None), 5)
-        self.server, port = await start_server(self.cache, self.registry, "127.0.0.1:0")
+        await revision_other_than(self.cache, None)
+        self.server, port = await start_server(
+            self.cache, self.registry, "127.0.0.1:0", **self.options
+        )
         options = [("grpc.max_send_message_length", 16 * 2**20)]
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
         self.stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
@@ -238,7 +242,7 @@ async def test_a_second_cancel_during_teardown_still_decrements_the_gauge() -> N
         await forever.wait()
 
     try:
-        await asyncio.wait_for(cache.wait_changed(None), 5)
+        await revision_other_than(cache, None)
         before = gauge("sotw")
         handler = asyncio.create_task(
             servicer.StreamAggregatedResources(requests(), FakeContext())  # type: ignore[arg-type]
@@ -301,7 +305,7 @@ async def test_a_group_is_evicted_a_grace_period_after_its_last_stream_closed() 
         assert cache.groups() == 0
         # A change no longer translates anything for it.
         await asyncio.to_thread(ads.source.commit_route, 1)
-        await asyncio.wait_for(cache.wait_changed(0), 5)
+        await revision_other_than(cache, 0)
         assert cache.translated() == set()
 
 

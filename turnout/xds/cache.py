@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-# Coalescing (DESIGN.md "Bursts"): a reload starts once the feed has been quiet for
+# Coalescing: a reload starts once the feed has been quiet for
 # QUIET_SECONDS, or at the latest MAX_DELAY_SECONDS after the first change it covers.
 # Istio uses 100 ms / 10 s; Turnout's writes are explicit operator actions, so it
 # favours latency: a single write waits 5 ms, a stream of writes reloads 10 times a
@@ -49,7 +49,7 @@ QUIET_SECONDS = 0.005
 MAX_DELAY_SECONDS = 0.1
 _COMMIT_TIMES_KEPT = 4096
 
-# Node groups (DESIGN.md "The flow of one change", step 4): every change is translated
+# Node groups: every change is translated
 # for every group, so their number bounds the cost of a change. A group whose last
 # stream closed is kept GROUP_GRACE_SECONDS (its proxies usually reconnect at once);
 # at MAX_GROUPS the idle groups go first, and a new group is refused only when every
@@ -143,7 +143,6 @@ class SnapshotCache:
         self._declaration: Declaration | None = None
         self._shared: _Shared | None = None
         self._snapshots: dict[ListenerOptions, Snapshot] = {}
-        self._changed = asyncio.Condition()
         self._watchers: set[asyncio.Event] = set()
         self._dirty = asyncio.Event()
         self._committed_at: dict[int, float] = {}
@@ -253,11 +252,6 @@ class SnapshotCache:
         self._watchers.add(wake)
         return lambda: self._watchers.discard(wake)
 
-    async def wait_changed(self, revision: int | None) -> None:
-        """Return once the cache holds a revision other than `revision`."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.revision != revision)
-
     async def set_declaration(self, decl: Declaration) -> None:
         """Translate `decl` for every known group (off the loop) and wake streams."""
         keys = list(self._snapshots)
@@ -279,8 +273,6 @@ class SnapshotCache:
         )
         for wake in self._watchers:
             wake.set()
-        async with self._changed:
-            self._changed.notify_all()
 
     def committed(self, revision: int) -> None:
         """Called on the loop when the store committed `revision`."""

@@ -16,6 +16,13 @@ hold the event loop, which the admin API shares. These are the bounds:
 - each stream has a budget of work (one unit per request plus one per name it
   carries): past it the stream's requests are read more slowly, which pushes back
   on the client through HTTP/2 flow control rather than dropping anything;
+- a server holds at most MAX_STREAMS ADS streams, and one client certificate (under
+  xDS mTLS) at most MAX_STREAMS_PER_IDENTITY of them: past either, a new stream is
+  closed with RESOURCE_EXHAUSTED naming the bound (`start_server(max_streams=...,
+  max_streams_per_identity=...)` changes them);
+- a new stream must send its first request within FIRST_REQUEST_SECONDS (Envoy sends
+  it at once), else it is closed with DEADLINE_EXCEEDED: a client that opens streams
+  and sends nothing holds no handler for long;
 - NACK log lines are limited per stream by `turnout/xds/nack.py` (`NackLog`); what
   it leaves out is counted (`turnout_xds_nack_logs_suppressed_total`).
 """
@@ -35,7 +42,21 @@ WORK_PER_SECOND = 50_000.0
 sends a handful of requests with at most one name per resource)."""
 WORK_BURST = 100_000.0
 
+MAX_STREAMS = 20_000
+"""Open ADS streams per server (the 5,000-stream benchmark fits four times)."""
+MAX_STREAMS_PER_IDENTITY = 5_000
+"""Open ADS streams per client certificate under xDS mTLS."""
+FIRST_REQUEST_SECONDS = 10.0
+
 KNOWN_TYPES = frozenset(TYPE_ORDER)
+
+
+class TooManyStreams(Exception):
+    """A new stream would pass MAX_STREAMS or MAX_STREAMS_PER_IDENTITY."""
+
+
+class NoFirstRequest(Exception):
+    """A new stream sent nothing within FIRST_REQUEST_SECONDS."""
 
 
 def check_request(state: StreamState, request: DiscoveryRequest | DeltaDiscoveryRequest) -> int:

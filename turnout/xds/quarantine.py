@@ -1,9 +1,9 @@
 """Which entities a NACK rejected: the quarantine entries a stream keeps.
 
 A proxy that rejects one resource keeps its last accepted version of it (or never
-gets one) and every unrelated change keeps flowing (DESIGN.md "The flow of one
-change", step 6). This module decides what a rejection names; `stream.py` keeps
-the entries and leaves their rejected versions out of what it sends. Rules:
+gets one) and every unrelated change keeps flowing. This module decides what a
+rejection names; `stream.py` keeps the entries and leaves their rejected versions
+out of what it sends. Rules:
 
 1. Envoy's message names the rejected resources ("Error adding/updating
    cluster(s) bad: ..."): those of the rejected response are quarantined.

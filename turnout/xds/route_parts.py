@@ -1,7 +1,7 @@
 """A RouteConfiguration kept in its per-route parts, so one route can be left out.
 
 A group's routes all travel in one RouteConfiguration, and Envoy rejects it whole.
-To quarantine one route (DESIGN.md "A rejected resource is quarantined") a stream
+To quarantine one route a stream
 sends the configuration without that route, and without routes that point at a
 cluster the proxy rejected and never held (make before break). The parts are the
 serialized `Route` records the memo already caches (see `memo.py` for why

@@ -4,13 +4,15 @@ State of the World and Delta share one stream loop. Each stream runs a reader ta
 that feeds requests into its `StreamState` and a watcher that notices new
 revisions in the cache; the handler itself sends whatever the state says is due.
 All protocol decisions live in `turnout.xds.stream`; this module only does I/O,
-metrics, and maps errors to gRPC status codes.
+metrics, and maps errors to gRPC status codes. It reaches the cache only through
+`turnout.xds.watcher.ConfigWatcher`.
 """
 
 import asyncio
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,15 @@ from turnout.xds.cache import SnapshotCache
 from turnout.xds.groups import TooManyGroups
 from turnout.xds.identity import IdentityRefused
 from turnout.xds.limits import (
+    FIRST_REQUEST_SECONDS,
     MAX_REQUEST_BYTES,
+    MAX_STREAMS,
+    MAX_STREAMS_PER_IDENTITY,
     WORK_BURST,
     WORK_PER_SECOND,
+    NoFirstRequest,
     TokenBucket,
+    TooManyStreams,
     check_request,
 )
 from turnout.xds.lrs import ADS_WAIT_SECONDS, Authorizer, LoadStats
@@ -43,8 +50,12 @@ from turnout.xds.node import InvalidNode, node_group
 from turnout.xds.proxy_registry import ConnectedProxy, ProxyRegistry
 from turnout.xds.snapshot import CLUSTER_TYPE, Snapshot
 from turnout.xds.stream import ProtocolError, RequestOutcome, Response, StreamState
+from turnout.xds.watcher import ConfigWatcher
 
 log = logging.getLogger(__name__)
+
+UNREQUESTED_SECONDS = 300
+"""How long a new stream may wait in gRPC's core for the handler loop to take it."""
 
 # One table from error class to gRPC status (STYLE.md: errors).
 _GRPC_STATUS: dict[type[Exception], grpc.StatusCode] = {
@@ -52,6 +63,8 @@ _GRPC_STATUS: dict[type[Exception], grpc.StatusCode] = {
     InvalidNode: grpc.StatusCode.INVALID_ARGUMENT,
     IdentityRefused: grpc.StatusCode.PERMISSION_DENIED,
     TooManyGroups: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    TooManyStreams: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    NoFirstRequest: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 Request = DiscoveryRequest | DeltaDiscoveryRequest
@@ -60,11 +73,19 @@ Request = DiscoveryRequest | DeltaDiscoveryRequest
 class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(
         self,
-        cache: SnapshotCache,
+        cache: ConfigWatcher,
         registry: ProxyRegistry,
         authorize: Authorizer | None = None,
         live: LiveNodes | None = None,
+        max_streams: int = MAX_STREAMS,
+        max_streams_per_identity: int = MAX_STREAMS_PER_IDENTITY,
+        first_request_seconds: float = FIRST_REQUEST_SECONDS,
     ) -> None:
+        self._max_streams = max_streams
+        self._max_per_identity = max_streams_per_identity
+        self._first_request_seconds = first_request_seconds
+        self._open = 0
+        self._open_by_identity: Counter[str] = Counter()
         self._cache = cache
         self._registry = registry
         self._authorize = authorize
@@ -95,17 +116,18 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
         undo: list[Callable[[], None]] = []
         reader: asyncio.Task[None] | None = None
         try:
-            first = await anext(aiter(requests), None)
+            auth = context.auth_context()
+            fingerprint = certificate_fingerprint(auth)
+            undo.append(self._count_stream(fingerprint))
+            first = await self._first_request(requests)
             if first is None:
                 return
             check_request(state, first)
             _receive(state, first)
             assert state.node is not None
             key = node_group(state.node)  # bad metadata: INVALID_ARGUMENT, nothing built
-            auth = context.auth_context()
             if self._authorize is not None:
                 self._authorize(auth, state.node.id, state.node.cluster)
-            fingerprint = certificate_fingerprint(auth)
             self._cache.join(key, fingerprint)
             undo.append(lambda: self._cache.leave(key, fingerprint))
             proxy = ConnectedProxy(stream_id, state.node.id, key, state)
@@ -135,6 +157,39 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             log.info("stream %d closed", stream_id)
             if reader is not None:
                 await asyncio.gather(reader, return_exceptions=True)
+
+    def _count_stream(self, fingerprint: str | None) -> Callable[[], None]:
+        """Count a new stream against the bounds (or raise `TooManyStreams`); returns
+        the undo."""
+        if self._open >= self._max_streams:
+            raise TooManyStreams(f"the server holds {self._open} ADS streams, its limit")
+        if (
+            fingerprint is not None
+            and self._open_by_identity[fingerprint] >= self._max_per_identity
+        ):
+            raise TooManyStreams(
+                f"this client certificate holds {self._max_per_identity} ADS streams, its limit"
+            )
+        self._open += 1
+        if fingerprint is not None:
+            self._open_by_identity[fingerprint] += 1
+
+        def undo() -> None:
+            self._open -= 1
+            if fingerprint is not None:
+                self._open_by_identity[fingerprint] -= 1
+                if not self._open_by_identity[fingerprint]:
+                    del self._open_by_identity[fingerprint]
+
+        return undo
+
+    async def _first_request(self, requests: AsyncIterator[Request]) -> Request | None:
+        try:
+            return await asyncio.wait_for(anext(aiter(requests), None), self._first_request_seconds)
+        except TimeoutError:
+            raise NoFirstRequest(
+                f"no first request within {self._first_request_seconds:g}s of opening the stream"
+            ) from None
 
     async def _read(
         self, requests: AsyncIterator[Request], proxy: ConnectedProxy, wake: asyncio.Event
@@ -286,6 +341,9 @@ async def start_server(
     also: Sequence[Callable[[grpc.aio.Server], None]] = (),
     lrs_wait_seconds: float = ADS_WAIT_SECONDS,
     connected_elsewhere: Callable[[str, str], bool] | None = None,
+    max_streams: int = MAX_STREAMS,
+    max_streams_per_identity: int = MAX_STREAMS_PER_IDENTITY,
+    first_request_seconds: float = FIRST_REQUEST_SECONDS,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving ADS (and LRS, given `load_stats`) on `listen` (host:port, port 0
     picks one), over TLS when given `credentials`; return the server, which the
@@ -294,7 +352,9 @@ async def start_server(
     `lrs_wait_seconds`: how long a load report stream may wait for its node's ADS
     stream to open. `connected_elsewhere(node_id, node_cluster)`: whether another
     replica holds the node's ADS stream (a proxy's LRS stream may reach another
-    replica than its ADS stream); may block."""
+    replica than its ADS stream); may block. `max_streams`,
+    `max_streams_per_identity` and `first_request_seconds`: the stream bounds
+    described in `turnout.xds.limits`."""
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 30_000),
@@ -302,6 +362,13 @@ async def start_server(
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.max_concurrent_streams", 1_000_000),
+            # Streams gRPC's core accepted but the handler loop has not picked up yet.
+            # Its defaults (1,000 soft, 3,000 hard, 30 s) refuse or cancel streams of a
+            # fleet reconnecting at once (5,000 streams: ~1,600 refused, ~400
+            # cancelled) before Turnout sees them; Turnout's own bound is max_streams.
+            ("grpc.server.max_pending_requests", max_streams),
+            ("grpc.server.max_pending_requests_hard_limit", max_streams),
+            ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_SECONDS),
             # xDS requests are small; the bound is enforced in gRPC's core.
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
         ]
@@ -309,7 +376,16 @@ async def start_server(
     # Which proxies hold ADS streams: who may report load, and for which clusters.
     live = LiveNodes(connected_elsewhere, cache.cluster_names)
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-        AggregatedDiscoveryService(cache, registry, authorize, live), server
+        AggregatedDiscoveryService(
+            cache,
+            registry,
+            authorize,
+            live,
+            max_streams,
+            max_streams_per_identity,
+            first_request_seconds,
+        ),
+        server,
     )
     if load_stats is not None:
         add_lrs_to_server(server, load_stats, live, authorize, lrs_wait_seconds)

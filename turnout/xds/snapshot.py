@@ -25,8 +25,8 @@ from turnout.xds.translate import (
 if TYPE_CHECKING:
     from turnout.xds.route_parts import RouteParts
 
-# Make-before-break order on ADS (DESIGN.md rule 10); extension configs (ECDS) before
-# the listeners whose filters fetch them.
+# Make-before-break order on ADS (xDS spec, "Eventual consistency considerations");
+# extension configs (ECDS) before the listeners whose filters fetch them.
 TYPE_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE)
 
 __all__ = [

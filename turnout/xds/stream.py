@@ -4,7 +4,7 @@ One `StreamState` per gRPC stream holds one `Subscription` per type URL. The ser
 feeds it every request (`on_request` / `on_delta_request`), asks it what to send
 (`next_response`) whenever a request arrives or the snapshot changes, and records
 what went out (`on_sent`). Rules it enforces (xDS spec,
-docs/root/api-docs/xds_protocol.rst; DESIGN.md "xDS rules"):
+docs/root/api-docs/xds_protocol.rst):
 
 1. Only the first request is sure to carry `node`; it is kept for the stream.
 2. Nonces are unique within the stream (a counter); versions are per type.
@@ -32,13 +32,13 @@ docs/root/api-docs/xds_protocol.rst; DESIGN.md "xDS rules"):
    only once they warmed, which takes their endpoints.
 """
 
-import hashlib
 from dataclasses import dataclass, field
 
 from envoy.config.core.v3.base_pb2 import Node
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
 
 from turnout.xds.nack import nack_text
+from turnout.xds.ordering import held_back, missing_clusters, version_label
 from turnout.xds.quarantine import Quarantined, pin_resources, pin_routes
 from turnout.xds.route_parts import RouteParts
 from turnout.xds.snapshot import (
@@ -205,7 +205,7 @@ class StreamState:
                 sub.clean_basis = basis
                 continue
             self._nonce_counter += 1
-            version = _version_label(snapshot.version(type_url), wanted, snapshot, type_url)
+            version = version_label(snapshot.version(type_url), wanted, snapshot, type_url)
             refs = {}
             if type_url == ROUTE_TYPE:
                 refs = {n: snapshot.route_refs.get(n, frozenset()) for n in resources}
@@ -260,16 +260,8 @@ class StreamState:
         return dict(sorted(wanted.items()))
 
     def _held_back(self, sub: Subscription, snapshot: Snapshot) -> tuple[str, ...]:
-        """Clusters (and their endpoints) gone from the snapshot that the proxy's
-        routes, acknowledged or in flight, still use: kept until they no longer are."""
-        if sub.type_url not in (CLUSTER_TYPE, ENDPOINT_TYPE):
-            return ()
-        used = set().union(*self._route_refs_acked.values(), *self._route_refs_sent.values())
-        if sub.type_url == ENDPOINT_TYPE and not sub.wildcard:
-            used &= sub.names
-        holding = self._resources_sent[sub.type_url]
-        gone = used - snapshot.resources(sub.type_url).keys()
-        return tuple(sorted(n for n in gone if n in holding and n in sub.sent))
+        refs = [*self._route_refs_acked.values(), *self._route_refs_sent.values()]
+        return held_back(sub, snapshot, refs, self._resources_sent.get(sub.type_url, {}))
 
     def _basis(self, sub: Subscription, snapshot: Snapshot) -> tuple[object, ...]:
         """Everything a type's response depends on: the snapshot's content of the type
@@ -352,7 +344,9 @@ class StreamState:
         wanted = sub.wanted(snapshot.resources(sub.type_url))
         if sub.type_url != ROUTE_TYPE or not snapshot.route_parts:
             return wanted
-        missing = self._missing_clusters(snapshot)
+        missing = missing_clusters(
+            self.subscriptions.get(CLUSTER_TYPE), snapshot, self._resources_acked[CLUSTER_TYPE]
+        )
         quarantined = list(sub.quarantined_routes.items())
         for name in list(wanted):
             parts = snapshot.route_parts.get(name)
@@ -382,21 +376,6 @@ class StreamState:
             else:
                 del wanted[name]
         return wanted
-
-    def _missing_clusters(self, snapshot: Snapshot) -> set[str]:
-        """Clusters the client rejected and holds no version of."""
-        cds = self.subscriptions.get(CLUSTER_TYPE)
-        if cds is None or not cds.quarantined:
-            return set()
-        clusters = snapshot.resources(CLUSTER_TYPE)
-        accepted = self._resources_acked[CLUSTER_TYPE]
-        return {
-            name
-            for name, q in list(cds.quarantined.items())
-            if name not in accepted
-            and (cluster := clusters.get(name)) is not None
-            and cluster.hash == q.fingerprint
-        }
 
     def quarantine(self) -> list[Quarantined]:
         """Every entity this client is kept on an old version of (or without)."""
@@ -482,13 +461,3 @@ def _restrict(acked: dict[str, str], sub: Subscription, wanted: dict[str, object
     if sub.type_url in FULL_STATE_TYPES:
         return acked
     return {n: h for n, h in acked.items() if n in wanted}
-
-
-def _version_label(
-    version: str, wanted: dict[str, PackedResource], snapshot: Snapshot, type_url: str
-) -> str:
-    """The type's version, marked when clusters or endpoints are held for old routes."""
-    extra = sorted(wanted.keys() - snapshot.resources(type_url).keys())
-    if not extra:
-        return version
-    return f"{version}+{hashlib.sha256(','.join(extra).encode()).hexdigest()[:8]}"
