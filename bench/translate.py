@@ -48,6 +48,7 @@ from turnout.xds.snapshot import pack
 from turnout.xds.translate import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
+    EXTENSION_CONFIG_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
     ListenerOptions,
@@ -57,6 +58,7 @@ from turnout.xds.translate import (
     build_route_configuration,
     check_consistent,
 )
+from turnout.xds.translate.auth import build_api_key_auth_config
 from turnout.xds.translate.route import (
     CATCH_ALL_VIRTUAL_HOST,
     HOST_VIRTUAL_HOST_PREFIX,
@@ -311,15 +313,17 @@ def bench_translate(
         # What a reload does without memoisation: build, check, pack + hash everything.
         clusters, endpoints = build_clusters(d), build_endpoints(d)
         listener, routes = build_listener(OPTS), build_route_configuration(d, OPTS)
+        keys = build_api_key_auth_config(d)
         check_consistent(
             {
                 CLUSTER_TYPE: clusters,
                 ENDPOINT_TYPE: endpoints,
+                EXTENSION_CONFIG_TYPE: [keys],
                 LISTENER_TYPE: [listener],
                 ROUTE_TYPE: [routes],
             }
         )
-        return [pack(m) for m in (*clusters, *endpoints, listener, routes)]
+        return [pack(m) for m in (*clusters, *endpoints, keys, listener, routes)]
 
     def full() -> object:
         return full_for(decl)
@@ -329,11 +333,13 @@ def bench_translate(
     r["endpoints_ms"], endpoints = timed(lambda: build_endpoints(decl), runs)
     r["routes_build_ms"], routes = timed(lambda: build_route_configuration(decl, OPTS), runs)
     r["listener_ms"], listener = timed(lambda: build_listener(OPTS), runs)
+    keys = build_api_key_auth_config(decl)
     r["check_consistent_ms"], _ = timed(
         lambda: check_consistent(
             {
                 CLUSTER_TYPE: clusters,
                 ENDPOINT_TYPE: endpoints,
+                EXTENSION_CONFIG_TYPE: [keys],
                 LISTENER_TYPE: [listener],
                 ROUTE_TYPE: [routes],
             }
