@@ -17,6 +17,7 @@ from turnout.xds.translate import (
     build_route_configuration,
 )
 from turnout.xds.translate.auth import build_api_key_auth_config
+from turnout.xds.translate.pipeline import translate
 
 CASES = [c for c in golden_cases() if c.expected_error is None]
 
@@ -74,8 +75,8 @@ def test_an_unchanged_spec_object_is_not_translated_again() -> None:
 
 def test_a_reference_to_a_missing_service_is_refused() -> None:
     decl, opts = next(c for c in golden_cases() if c.expected_error).load()
-    with pytest.raises(TranslationError, match="unknown service"):
-        TranslationMemo().route_configuration(decl, opts)
+    with pytest.raises(TranslationError, match="cluster 'ghost', which does not exist"):
+        translate(decl, opts, TranslationMemo())
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ that).
 
 from dataclasses import dataclass, field
 
+from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 from envoy.config.route.v3.route_components_pb2 import VirtualHost
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
@@ -26,13 +27,10 @@ from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
 from turnout.xds.route_parts import VIRTUAL_HOSTS_FIELD, RouteParts
 from turnout.xds.snapshot import ROUTE_TYPE, PackedResource, pack, packed_bytes
-from turnout.xds.translate import (
-    TranslationError,
-    build_cluster,
-    build_cluster_load_assignment,
-)
+from turnout.xds.translate import build_cluster, build_cluster_load_assignment
 from turnout.xds.translate.auth import build_api_key_auth_config
 from turnout.xds.translate.cluster import uses_eds
+from turnout.xds.translate.consistency import route_clusters_of
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 from turnout.xds.translate.route import (
     RouteEntry,
@@ -56,6 +54,19 @@ class _ServiceResult:
     spec: ServiceSpec
     cluster: PackedResource
     endpoints: PackedResource | None
+    eds_name: str | None
+    """The EDS service name the cluster asks endpoints for (None: not EDS)."""
+
+
+@dataclass(frozen=True)
+class SharedResources:
+    """Resources every node group shares at one revision."""
+
+    clusters: list[PackedResource]
+    endpoints: list[PackedResource]
+    eds_cluster_names: frozenset[str]
+    """The EDS service names the clusters ask endpoints for."""
+    extension_configs: list[PackedResource]
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,8 @@ class _EntryResult:
     """`_consumer_basis` the entry was built with, for routes with auth or limits."""
     record: bytes
     """The serialized Routes (pins, then the entry) as `routes` field records."""
+    clusters: frozenset[str]
+    """The clusters those Routes send traffic to."""
 
 
 def _layout_key(route: RouteSpec) -> tuple[object, ...]:
@@ -97,6 +110,8 @@ class _Layout:
     """Route name → (virtual host, position) of each of its entries."""
     records: list[list[bytes]] = field(default_factory=list)
     """Per virtual host, the serialized entries (filled on first use)."""
+    clusters: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Route name → the clusters its entries send traffic to."""
     consumers: object = None
     """`_consumer_basis` the records were built with."""
 
@@ -132,6 +147,21 @@ class TranslationMemo:
         self._layouts: dict[str, _Layout] = {}
         self._api_keys: tuple[object, PackedResource] | None = None
         """The keys the credentials' ECDS resource was built from, and the resource."""
+        self._shared: tuple[Declaration, SharedResources] | None = None
+
+    def shared(self, decl: Declaration) -> SharedResources:
+        """Clusters, endpoints and credentials: built once per declaration."""
+        if self._shared is None or self._shared[0] is not decl:
+            results = self.services(decl)
+            endpoints = [r.endpoints for r in results if r.endpoints is not None]
+            shared = SharedResources(
+                [r.cluster for r in results],
+                endpoints,
+                frozenset(r.eds_name for r in results if r.eds_name is not None),
+                [self.api_key_auth_config(decl)],
+            )
+            self._shared = (decl, shared)
+        return self._shared[1]
 
     def services(self, decl: Declaration) -> list[_ServiceResult]:
         results = []
@@ -142,8 +172,12 @@ class TranslationMemo:
                 cla: ClusterLoadAssignment | None = (
                     build_cluster_load_assignment(spec) if uses_eds(spec) else None
                 )
+                cluster = build_cluster(spec)
+                eds_name = None
+                if cluster.type == Cluster.EDS:
+                    eds_name = cluster.eds_cluster_config.service_name or cluster.name
                 cached = _ServiceResult(
-                    spec, pack(build_cluster(spec)), pack(cla) if cla is not None else None
+                    spec, pack(cluster), pack(cla) if cla is not None else None, eds_name
                 )
                 self._services[name] = cached
             results.append(cached)
@@ -169,16 +203,17 @@ class TranslationMemo:
     def route_parts(self, decl: Declaration, opts: ListenerOptions) -> RouteParts:
         """The group's RouteConfiguration with its per-route parts (`route_parts.py`)."""
         splits = {split.route: split for split in decl.splits.values()}
-        check_references(decl)
         consumers = _consumer_basis(decl)
         layout = self._layouts.get(opts.group)
         if layout is None or not layout.still_fits(decl):
             layout = self._layout(decl, opts.group, splits)
             self._layouts[opts.group] = layout
-            layout.records = [
-                [self._entry(decl, n, i, splits.get(n), consumers) for n, i in entries]
-                for _head, entries in layout.vhosts
-            ]
+            layout.records = []
+            for _head, entries in layout.vhosts:
+                built = [self._entry(decl, n, i, splits.get(n), consumers) for n, i in entries]
+                layout.records.append([e.record for e in built])
+                for (name, _index), e in zip(entries, built, strict=True):
+                    layout.clusters[name] = e.clusters
         else:
             changed = layout.changed_routes(decl, splits)
             if consumers != layout.consumers:
@@ -188,8 +223,9 @@ class TranslationMemo:
             for name in changed:
                 for vhost, position in layout.positions.get(name, ()):
                     index = layout.vhosts[vhost][1][position][1]
-                    record = self._entry(decl, name, index, splits.get(name), consumers)
-                    layout.records[vhost][position] = record
+                    built = self._entry(decl, name, index, splits.get(name), consumers)
+                    layout.records[vhost][position] = built.record
+                    layout.clusters[name] = built.clusters
         vhosts = [
             _record(_VIRTUAL_HOSTS_FIELD, head + b"".join(records))
             for (head, _entries), records in zip(layout.vhosts, layout.records, strict=True)
@@ -202,6 +238,10 @@ class TranslationMemo:
         # those (references only) so the parts stay as they were at this revision.
         records = [list(r) for r in layout.records]
         return RouteParts(config_name, head, layout.vhosts, records, decl.routes, splits, full)
+
+    def route_clusters(self, group: str) -> dict[str, frozenset[str]]:
+        """Route name → the clusters it sends traffic to, in the group's last layout."""
+        return self._layouts[group].clusters
 
     def _layout(self, decl: Declaration, group: str, splits: dict[str, SplitSpec]) -> _Layout:
         vhosts = []
@@ -230,7 +270,7 @@ class TranslationMemo:
         index: int,
         split: SplitSpec | None,
         consumers: object,
-    ) -> bytes:
+    ) -> _EntryResult:
         route = decl.routes[name]
         basis = consumers if _uses_consumers(route) else None
         key = (name, index)
@@ -242,13 +282,14 @@ class TranslationMemo:
             or cached.consumers != basis
         ):
             entry = self._entries_of(route)[index]
+            routes = build_routes(entry, split, decl)
             built = b"".join(
-                _record(_ROUTES_FIELD, r.SerializeToString(deterministic=True))
-                for r in build_routes(entry, split, decl)
+                _record(_ROUTES_FIELD, r.SerializeToString(deterministic=True)) for r in routes
             )
-            cached = _EntryResult(route, split, basis, built)
+            clusters = frozenset(c for r in routes for c in route_clusters_of(r))
+            cached = _EntryResult(route, split, basis, built, clusters)
             self._entries[key] = cached
-        return cached.record
+        return cached
 
     def forget_routes_except(self, decl: Declaration) -> None:
         """Drop entries of deleted routes (memory only; correctness never needs it)."""
@@ -284,19 +325,3 @@ class _ConsumerBasis:
 
 def _consumer_basis(decl: Declaration) -> _ConsumerBasis:
     return _ConsumerBasis(tuple(decl.consumers.values()))
-
-
-def check_references(decl: Declaration) -> None:
-    """Every route and split names services that exist (the store enforces this;
-    this guards the snapshot the way go-control-plane's `Consistent()` does)."""
-    for route in decl.routes.values():
-        if route.service not in decl.services:
-            raise TranslationError(f"route {route.name!r} names unknown service {route.service!r}")
-    for split in decl.splits.values():
-        if split.route not in decl.routes:
-            raise TranslationError(f"split {split.name!r} names unknown route {split.route!r}")
-        for target in split.targets:
-            if target.service not in decl.services:
-                raise TranslationError(
-                    f"split {split.name!r} names unknown service {target.service!r}"
-                )
