@@ -12,6 +12,8 @@ are 2), gives exactly the bytes of the whole message (a unit test holds it to
 that).
 """
 
+import bisect
+from collections import Counter
 from dataclasses import dataclass, field
 
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
@@ -33,12 +35,17 @@ from turnout.xds.translate.cluster import uses_eds
 from turnout.xds.translate.consistency import route_clusters_of
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 from turnout.xds.translate.route import (
+    CATCH_ALL_VIRTUAL_HOST,
+    HOST_VIRTUAL_HOST_PREFIX,
     RouteEntry,
     build_routes,
+    host_covers,
     route_entries,
     virtual_host_layout,
 )
 
+_MAX_PLACED = 64
+"""Routes added or removed at once beyond which a re-sort is cheaper."""
 _ROUTES_FIELD = VirtualHost.DESCRIPTOR.fields_by_name["routes"].number
 _VIRTUAL_HOSTS_FIELD = RouteConfiguration.DESCRIPTOR.fields_by_name["virtual_hosts"].number
 assert _VIRTUAL_HOSTS_FIELD == VIRTUAL_HOSTS_FIELD
@@ -106,14 +113,46 @@ class _Layout:
     vhosts: list[tuple[bytes, list[tuple[str, int]]]]
     """Per virtual host: serialized `VirtualHost(name, domains)` and its entries as
     (route name, path index) in match order."""
-    positions: dict[str, list[tuple[int, int]]]
-    """Route name → (virtual host, position) of each of its entries."""
+    patterns: list[str | None]
+    """Per virtual host, its host pattern (None: the catch-all)."""
+    host_routes: Counter[str]
+    """Host pattern → how many of the group's routes name it."""
+    positions: dict[str, list[tuple[int, int]]] | None
+    """Route name → (virtual host, position) of each of its entries (None: work it
+    out again, after routes were placed or removed)."""
     records: list[list[bytes]] = field(default_factory=list)
     """Per virtual host, the serialized entries (filled on first use)."""
     clusters: dict[str, frozenset[str]] = field(default_factory=dict)
     """Route name → the clusters its entries send traffic to."""
     consumers: object = None
     """`_consumer_basis` the records were built with."""
+
+    def fits(self, name: str, route: RouteSpec) -> bool:
+        """Whether `route` keeps the place of the route it replaces."""
+        placed = self.placed[name]
+        return (
+            route is placed
+            or route is self.routes[name]
+            or _layout_key(route) == _layout_key(placed)
+        )
+
+    def entry_positions(self) -> dict[str, list[tuple[int, int]]]:
+        if self.positions is None:
+            self.positions = {}
+            for vhost, (_head, entries) in enumerate(self.vhosts):
+                for position, (name, _index) in enumerate(entries):
+                    self.positions.setdefault(name, []).append((vhost, position))
+        return self.positions
+
+    def vhosts_of(self, route: RouteSpec) -> list[int]:
+        """The virtual hosts that hold `route` (a route of the group)."""
+        if not route.hosts:
+            return list(range(len(self.vhosts)))
+        return [
+            v
+            for v, pattern in enumerate(self.patterns)
+            if pattern is not None and any(host_covers(h, pattern) for h in route.hosts)
+        ]
 
     def still_fits(self, decl: Declaration) -> bool:
         """True unless a route was added, removed or moved; a change of backend,
@@ -205,6 +244,12 @@ class TranslationMemo:
         splits = {split.route: split for split in decl.splits.values()}
         consumers = _consumer_basis(decl)
         layout = self._layouts.get(opts.group)
+        if (
+            layout is not None
+            and decl.routes.keys() != layout.routes.keys()
+            and not self._place(layout, decl, opts.group, splits, consumers)
+        ):
+            layout = None
         if layout is None or not layout.still_fits(decl):
             layout = self._layout(decl, opts.group, splits)
             self._layouts[opts.group] = layout
@@ -221,7 +266,7 @@ class TranslationMemo:
                 changed |= {n for n, r in decl.routes.items() if _uses_consumers(r)}
                 layout.consumers = consumers
             for name in changed:
-                for vhost, position in layout.positions.get(name, ()):
+                for vhost, position in layout.entry_positions().get(name, ()):
                     index = layout.vhosts[vhost][1][position][1]
                     built = self._entry(decl, name, index, splits.get(name), consumers)
                     layout.records[vhost][position] = built.record
@@ -245,16 +290,91 @@ class TranslationMemo:
 
     def _layout(self, decl: Declaration, group: str, splits: dict[str, SplitSpec]) -> _Layout:
         vhosts = []
-        positions: dict[str, list[tuple[int, int]]] = {}
-        layout = virtual_host_layout(decl, group, self._entries_of)
-        for vhost, (name, domains, entries) in enumerate(layout):
+        patterns: list[str | None] = []
+        for name, domains, entries in virtual_host_layout(decl, group, self._entries_of):
             head = VirtualHost(name=name, domains=domains).SerializeToString(deterministic=True)
             vhosts.append((head, [(e.route.name, e.index) for e in entries]))
-            for position, e in enumerate(entries):
-                positions.setdefault(e.route.name, []).append((vhost, position))
-        layout = _Layout(dict(decl.routes), dict(decl.routes), dict(splits), vhosts, positions)
+            patterns.append(
+                None if name == CATCH_ALL_VIRTUAL_HOST else name[len(HOST_VIRTUAL_HOST_PREFIX) :]
+            )
+        hosts = Counter(h for r in decl.routes.values() if group in r.groups for h in r.hosts)
+        layout = _Layout(
+            dict(decl.routes), dict(decl.routes), dict(splits), vhosts, patterns, hosts, None
+        )
         layout.consumers = _consumer_basis(decl)
         return layout
+
+    def _place(
+        self,
+        layout: _Layout,
+        decl: Declaration,
+        group: str,
+        splits: dict[str, SplitSpec],
+        consumers: object,
+    ) -> bool:
+        """Insert added routes' entries and drop removed ones in place of a re-sort
+        (entry order is a total order, so a binary search finds each place). False,
+        with the layout untouched, when the virtual hosts themselves would change (a
+        host pattern appears or goes), a kept route moved, or many routes changed."""
+        added = sorted(decl.routes.keys() - layout.routes.keys())
+        removed = sorted(layout.routes.keys() - decl.routes.keys())
+        if len(added) + len(removed) > _MAX_PLACED:
+            return False
+        hosts = Counter[str]()
+        for name in removed:
+            if group in (old := layout.placed[name]).groups:
+                hosts.subtract(old.hosts)
+        for name in added:
+            if group in (new := decl.routes[name]).groups:
+                hosts.update(new.hosts)
+        if any(
+            (layout.host_routes[h] > 0) != (layout.host_routes[h] + c > 0) for h, c in hosts.items()
+        ):
+            return False
+        if not all(layout.fits(n, r) for n, r in decl.routes.items() if n in layout.placed):
+            return False
+
+        def key(entry: tuple[str, int]) -> tuple[object, ...]:
+            route = decl.routes.get(entry[0]) or layout.placed[entry[0]]
+            return self._entries_of(route)[entry[1]].sort_key
+
+        copied: set[int] = set()
+
+        def writable(vhost: int) -> tuple[list[tuple[str, int]], list[bytes]]:
+            # RouteParts of earlier revisions share the entry lists: copy on write.
+            if vhost not in copied:
+                head, entries = layout.vhosts[vhost]
+                layout.vhosts[vhost] = (head, list(entries))
+                copied.add(vhost)
+            return layout.vhosts[vhost][1], layout.records[vhost]
+
+        for name in removed:
+            old = layout.placed[name]
+            if group not in old.groups:
+                continue
+            for vhost in layout.vhosts_of(old):
+                entries, records = writable(vhost)
+                for index in range(len(old.paths) or 1):
+                    at = bisect.bisect_left(entries, key((name, index)), key=key)
+                    del entries[at], records[at]
+        for name in removed:
+            del layout.placed[name], layout.routes[name]
+            layout.clusters.pop(name, None)
+        for name in added:
+            new = layout.placed[name] = layout.routes[name] = decl.routes[name]
+            if group not in new.groups:
+                continue
+            for vhost in layout.vhosts_of(new):
+                entries, records = writable(vhost)
+                for entry in self._entries_of(new):
+                    at = bisect.bisect_left(entries, entry.sort_key, key=key)
+                    built = self._entry(decl, name, entry.index, splits.get(name), consumers)
+                    entries.insert(at, (name, entry.index))
+                    records.insert(at, built.record)
+                    layout.clusters[name] = built.clusters
+        layout.host_routes.update(hosts)
+        layout.positions = None
+        return True
 
     def _entries_of(self, route: RouteSpec) -> list[RouteEntry]:
         cached = self._route_entries.get(route.name)
