@@ -72,6 +72,8 @@ class SharedResources:
     clusters: list[PackedResource]
     endpoints: list[PackedResource]
     eds_cluster_names: frozenset[str]
+    """The clusters whose endpoints come over EDS (their ClusterLoadAssignments)."""
+    eds_services: frozenset[str]
     """The EDS service names the clusters ask endpoints for."""
     extension_configs: list[PackedResource]
 
@@ -159,12 +161,7 @@ class _Layout:
         split or rewrite leaves the layout as it is (the usual migration step)."""
         if decl.routes.keys() != self.routes.keys():
             return False
-        return all(
-            route is self.placed[name]
-            or route is self.routes[name]
-            or _layout_key(route) == _layout_key(self.placed[name])
-            for name, route in decl.routes.items()
-        )
+        return all(self.fits(name, route) for name, route in decl.routes.items())
 
     def changed_routes(self, decl: Declaration, splits: dict[str, SplitSpec]) -> set[str]:
         """Routes whose spec or split is not the one their records were built from."""
@@ -196,6 +193,7 @@ class TranslationMemo:
             shared = SharedResources(
                 [r.cluster for r in results],
                 endpoints,
+                frozenset(e.name for e in endpoints),
                 frozenset(r.eds_name for r in results if r.eds_name is not None),
                 [self.api_key_auth_config(decl)],
             )

@@ -50,7 +50,7 @@ def translate(decl: Declaration, group: ListenerOptions, previous: TranslationMe
     check_references(
         References(
             clusters=frozenset(c.name for c in shared.clusters),
-            eds_clusters=shared.eds_cluster_names,
+            eds_clusters=shared.eds_services,
             endpoints=frozenset(e.name for e in shared.endpoints),
             route_configs=frozenset((parts.name,)),
             extension_configs=frozenset(e.name for e in shared.extension_configs),
