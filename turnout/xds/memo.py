@@ -30,7 +30,7 @@ from turnout.models.split import SplitSpec
 from turnout.xds.route_parts import VIRTUAL_HOSTS_FIELD, RouteParts
 from turnout.xds.snapshot import ROUTE_TYPE, PackedResource, pack, packed_bytes
 from turnout.xds.translate import build_cluster, build_cluster_load_assignment
-from turnout.xds.translate.auth import build_api_key_auth_config
+from turnout.xds.translate.api_key_auth import build_api_key_auth_config
 from turnout.xds.translate.cluster import uses_eds
 from turnout.xds.translate.consistency import route_clusters_of
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
