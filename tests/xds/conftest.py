@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from turnout.models.consumer import ApiKey, ConsumerSpec
+from turnout.admin.declarative import FORMAT_KEY, FORMAT_VERSION, parse_document
+from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
-from turnout.models.route import RouteSpec
-from turnout.models.service import ServiceSpec
-from turnout.models.split import SplitSpec
+from turnout.models.entities import ENTITIES
 from turnout.xds.translate import ListenerOptions
 
 TESTDATA = Path(__file__).parent / "testdata"
@@ -31,6 +30,9 @@ EXPECTED_ERRORS: dict[str, str] = {
     "route-to-missing-service": "sends traffic to cluster 'ghost', which does not exist",
 }
 """Golden cases whose `check_consistent` must fail, with part of the message."""
+
+_NOT_ENTITIES = ("api_keys", "revision", "listener")
+"""Input keys that are not the declarative document's (keys never travel in it)."""
 
 
 @dataclass(frozen=True)
@@ -43,21 +45,18 @@ class GoldenCase:
     """The input file."""
 
     def load(self) -> tuple[Declaration, ListenerOptions]:
+        """The entities through the declarative-config loader (what `turnout apply`
+        and `POST /config` read); keys, revision and listener are the test's own."""
         raw = yaml.safe_load(self.path.read_text()) or {}
-        services = [ServiceSpec.model_validate(s) for s in raw.get("services") or []]
-        routes = [RouteSpec.model_validate(r) for r in raw.get("routes") or []]
-        splits = [SplitSpec.model_validate(s) for s in raw.get("splits") or []]
-        consumers = [ConsumerSpec.model_validate(c) for c in raw.get("consumers") or []]
-        keys = sorted((ApiKey(**k) for k in raw.get("api_keys") or []), key=lambda k: k.id)
+        extras = {k: raw.pop(k) for k in _NOT_ENTITIES if k in raw}
+        target = parse_document({FORMAT_KEY: FORMAT_VERSION, **raw})
+        keys = sorted((ApiKey(**k) for k in extras.get("api_keys") or []), key=lambda k: k.id)
         decl = Declaration(
-            revision=raw.get("revision", 1),
-            services={s.name: s for s in services},
-            routes={r.name: r for r in routes},
-            splits={s.name: s for s in splits},
-            consumers={c.name: c for c in consumers},
+            revision=extras.get("revision", 1),
             api_keys=tuple(keys),
+            **{ent.plural: target.get(kind, {}) for kind, ent in ENTITIES.items()},  # type: ignore[arg-type]
         )
-        return decl, ListenerOptions(**(raw.get("listener") or {}))
+        return decl, ListenerOptions(**(extras.get("listener") or {}))
 
     @property
     def expected_error(self) -> str | None:

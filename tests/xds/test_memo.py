@@ -17,6 +17,7 @@ from turnout.xds.translate import (
     build_route_configuration,
 )
 from turnout.xds.translate.api_key_auth import build_api_key_auth_config
+from turnout.xds.translate.pipeline import translate
 
 CASES = [c for c in golden_cases() if c.expected_error is None]
 
@@ -74,8 +75,8 @@ def test_an_unchanged_spec_object_is_not_translated_again() -> None:
 
 def test_a_reference_to_a_missing_service_is_refused() -> None:
     decl, opts = next(c for c in golden_cases() if c.expected_error).load()
-    with pytest.raises(TranslationError, match="unknown service"):
-        TranslationMemo().route_configuration(decl, opts)
+    with pytest.raises(TranslationError, match="cluster 'ghost', which does not exist"):
+        translate(decl, opts, TranslationMemo())
 
 
 @pytest.mark.parametrize(
@@ -106,4 +107,33 @@ def test_a_changed_route_gives_the_bytes_of_a_fresh_translation(
     )
     assert memo.route_configuration(smaller, opts).any.value == (
         pack(build_route_configuration(smaller, opts)).any.value
+    )
+
+
+@pytest.mark.parametrize("hosts", [[], ["*.example.com"]], ids=["host-less", "known-wildcard"])
+def test_adding_and_removing_a_route_keeps_the_layout(hosts: list[str]) -> None:
+    """No host pattern appears or goes: the entries are placed in the layout, not
+    re-sorted, and no other route is translated again."""
+    decl, opts = next(c for c in CASES if c.name == "virtual-hosts").load()
+    assert not hosts or any(h in r.hosts for r in decl.routes.values() for h in hosts)
+    memo = TranslationMemo()
+    memo.route_configuration(decl, opts)
+    layout, before = memo._layouts[opts.group], dict(memo._entries)
+    service = next(iter(decl.services))
+    added = RouteSpec(name="zz-added", hosts=hosts, paths=["/added", "/b"], service=service)
+    grown = replace(decl, revision=decl.revision + 1, routes=decl.routes | {added.name: added})
+    assert memo.route_configuration(grown, opts).any.value == (
+        pack(build_route_configuration(grown, opts)).any.value
+    )
+    assert memo._layouts[opts.group] is layout
+    assert {k[0] for k, v in memo._entries.items() if before.get(k) is not v} == {added.name}
+    gone = sorted(decl.routes)[0]
+    shrunk = replace(
+        grown,
+        revision=grown.revision + 1,
+        routes={n: r for n, r in grown.routes.items() if n != gone},
+        splits={n: s for n, s in grown.splits.items() if s.route != gone},
+    )
+    assert memo.route_configuration(shrunk, opts).any.value == (
+        pack(build_route_configuration(shrunk, opts)).any.value
     )

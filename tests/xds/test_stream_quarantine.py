@@ -17,7 +17,7 @@ from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
-from turnout.xds.cache import _build_group, _build_shared
+from turnout.xds.cache import _build_group
 from turnout.xds.memo import TranslationMemo
 from turnout.xds.nack import NACK_MESSAGE_LIMIT, NackLog, nack_text, pinned_names
 from turnout.xds.proxy_registry import ConnectedProxy, ProxyRegistry
@@ -77,8 +77,7 @@ class Group:
             routes={r.name: r for r in routes},
             splits={s.name: s for s in splits},
         )
-        shared = _build_shared(decl, self.memo)
-        snap = _build_group(decl, shared, ListenerOptions(), self.previous, self.memo)
+        snap = _build_group(decl, ListenerOptions(), self.previous, self.memo)
         self.previous = snap
         return snap
 

@@ -1,5 +1,8 @@
 """Golden-file tests of `turnout.xds.translate`: one case per `testdata/in/<case>.yaml`.
 
+Each case runs through `translate` (what proxies are served), and its bytes must
+equal `build_resources`' (the translation from scratch).
+
 Run with `--update-golden` to rewrite `testdata/out/` and delete stale files;
 review the YAML diff like code. The cases and the flag live in `conftest.py`.
 """
@@ -10,9 +13,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+from envoy.config.cluster.v3.cluster_pb2 import Cluster
+from envoy.config.core.v3.extension_pb2 import TypedExtensionConfig
+from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
+from envoy.config.listener.v3.listener_pb2 import Listener
+from envoy.config.route.v3.route_pb2 import RouteConfiguration
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from turnout.xds.memo import TranslationMemo
+from turnout.xds.snapshot import pack
 from turnout.xds.translate import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -23,6 +33,7 @@ from turnout.xds.translate import (
     build_resources,
     check_consistent,
 )
+from turnout.xds.translate.pipeline import Translation, translate
 
 if TYPE_CHECKING:
     from conftest import GoldenCase
@@ -51,15 +62,48 @@ def to_yaml(messages: list[Message]) -> str:
     return yaml.safe_dump(dicts, sort_keys=False, default_flow_style=False)
 
 
+MESSAGE_CLASSES: dict[str, type[Message]] = {
+    CLUSTER_TYPE: Cluster,
+    ENDPOINT_TYPE: ClusterLoadAssignment,
+    EXTENSION_CONFIG_TYPE: TypedExtensionConfig,
+    LISTENER_TYPE: Listener,
+    ROUTE_TYPE: RouteConfiguration,
+}
+
+
+def served_messages(served: Translation) -> dict[str, list[Message]]:
+    """The served, packed resources as messages."""
+    out: dict[str, list[Message]] = {}
+    for type_url, packed in served.packed.items():
+        out[type_url] = []
+        for p in packed:
+            message = MESSAGE_CLASSES[type_url]()
+            assert p.any.Unpack(message)
+            out[type_url].append(message)
+    return out
+
+
 def test_golden(golden_case: "GoldenCase", update_golden: bool) -> None:
     decl, opts = golden_case.load()
-    resources = build_resources(decl, opts)
+    from_scratch = build_resources(decl, opts)
 
     if golden_case.expected_error is None:
-        check_consistent(resources)
+        served = translate(decl, opts, TranslationMemo())
+        check_consistent(from_scratch)
+        resources = served_messages(served)
+        # Served bytes are the from-scratch translation's, resource by resource.
+        for type_url, messages in from_scratch.items():
+            expected = [pack(m) for m in messages]
+            assert [(p.name, p.any.value) for p in served.packed[type_url]] == [
+                (p.name, p.any.value) for p in expected
+            ], type_url
     else:
+        # Nothing is served: the same check refuses it on both paths.
         with pytest.raises(TranslationError, match=re.escape(golden_case.expected_error)):
-            check_consistent(resources)
+            translate(decl, opts, TranslationMemo())
+        with pytest.raises(TranslationError, match=re.escape(golden_case.expected_error)):
+            check_consistent(from_scratch)
+        resources = from_scratch
 
     for type_url, kind in OUTPUTS.items():
         path = golden_case.out_path(kind)

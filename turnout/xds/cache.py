@@ -16,25 +16,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from turnout.models.declaration import Declaration
 from turnout.xds.groups import GroupBook, TooManyGroups
-from turnout.xds.memo import TranslationMemo
+from turnout.xds.memo import SharedResources, TranslationMemo
 from turnout.xds.metrics import GROUPS, GROUPS_REFUSED, RELOADS
-from turnout.xds.snapshot import (
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    EXTENSION_CONFIG_TYPE,
-    LISTENER_TYPE,
-    ROUTE_TYPE,
-    PackedResource,
-    Snapshot,
-    build_snapshot,
-    pack,
-)
-from turnout.xds.translate import ListenerOptions, build_listener
+from turnout.xds.snapshot import Snapshot, build_snapshot
+from turnout.xds.translate import ListenerOptions
+from turnout.xds.translate.pipeline import translate
 
 log = logging.getLogger(__name__)
 
@@ -70,63 +60,12 @@ class DeclarationSource(Protocol):
     def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]: ...
 
 
-@dataclass(frozen=True)
-class _Shared:
-    """Resources every group shares at one revision."""
-
-    clusters: list[PackedResource]
-    endpoints: list[PackedResource]
-    eds_cluster_names: frozenset[str]
-    extension_configs: list[PackedResource]
-
-
-def _build_shared(decl: Declaration, memo: TranslationMemo) -> _Shared:
-    results = memo.services(decl)
-    endpoints = [r.endpoints for r in results if r.endpoints is not None]
-    return _Shared(
-        [r.cluster for r in results],
-        endpoints,
-        frozenset(e.name for e in endpoints),
-        [memo.api_key_auth_config(decl)],
-    )
-
-
 def _build_group(
-    decl: Declaration,
-    shared: _Shared,
-    key: ListenerOptions,
-    previous: Snapshot | None,
-    memo: TranslationMemo,
+    decl: Declaration, key: ListenerOptions, previous: Snapshot | None, memo: TranslationMemo
 ) -> Snapshot:
-    parts = memo.route_parts(decl, key)
-    routes = parts.full
-    packed = {
-        CLUSTER_TYPE: shared.clusters,
-        ENDPOINT_TYPE: shared.endpoints,
-        EXTENSION_CONFIG_TYPE: shared.extension_configs,
-        LISTENER_TYPE: [pack(build_listener(key))],
-        ROUTE_TYPE: [routes],
-    }
-    refs = {routes.name: referenced_services(decl, key.group)}
-    return build_snapshot(
-        decl.revision, packed, shared.eds_cluster_names, refs, previous, {routes.name: parts}
-    )
-
-
-def referenced_services(decl: Declaration, group: str) -> frozenset[str]:
-    """The clusters a group's route configuration sends traffic to."""
-    splits = {split.route: split for split in decl.splits.values()}
-    names: set[str] = set()
-    for route in decl.routes.values():
-        if group not in route.groups:
-            continue
-        split = splits.get(route.name)
-        if split is None:
-            names.add(route.service)
-        else:
-            names.update(t.service for t in split.targets if t.weight > 0)
-            names.update(pin.service for pin in split.pins)
-    return frozenset(names)
+    t = translate(decl, key, memo)
+    refs, parts = t.route_refs, t.route_parts
+    return build_snapshot(t.revision, t.packed, t.shared.eds_cluster_names, refs, previous, parts)
 
 
 class SnapshotCache:
@@ -141,7 +80,7 @@ class SnapshotCache:
         self._groups = GroupBook(max_groups, max_groups_per_identity, group_grace_seconds)
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._declaration: Declaration | None = None
-        self._shared: _Shared | None = None
+        self._shared: SharedResources | None = None
         self._snapshots: dict[ListenerOptions, Snapshot] = {}
         self._watchers: set[asyncio.Event] = set()
         self._dirty = asyncio.Event()
@@ -164,14 +103,12 @@ class SnapshotCache:
         if snap is not None and snap.revision == decl.revision:
             return snap
         if key not in self._building:
-            self._building[key] = asyncio.create_task(self._build_new_group(key, decl, shared))
+            self._building[key] = asyncio.create_task(self._build_new_group(key, decl))
         return None
 
-    async def _build_new_group(
-        self, key: ListenerOptions, decl: Declaration, shared: _Shared
-    ) -> None:
+    async def _build_new_group(self, key: ListenerOptions, decl: Declaration) -> None:
         def build(memo: TranslationMemo) -> Snapshot:
-            snap = _build_group(decl, shared, key, None, memo)
+            snap = _build_group(decl, key, None, memo)
             memo.forget_layouts_except(groups)
             return snap
 
@@ -258,9 +195,11 @@ class SnapshotCache:
         previous = dict(self._snapshots)
         groups = self._groups_in_use()
 
-        def build(memo: TranslationMemo) -> tuple[_Shared, dict[ListenerOptions, Snapshot]]:
-            shared = _build_shared(decl, memo)
-            snaps = {k: _build_group(decl, shared, k, previous.get(k), memo) for k in keys}
+        def build(
+            memo: TranslationMemo,
+        ) -> tuple[SharedResources, dict[ListenerOptions, Snapshot]]:
+            shared = memo.shared(decl)
+            snaps = {k: _build_group(decl, k, previous.get(k), memo) for k in keys}
             memo.forget_routes_except(decl)
             memo.forget_layouts_except(groups)
             return shared, snaps

@@ -12,8 +12,11 @@ are 2), gives exactly the bytes of the whole message (a unit test holds it to
 that).
 """
 
+import bisect
+from collections import Counter
 from dataclasses import dataclass, field
 
+from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 from envoy.config.route.v3.route_components_pb2 import VirtualHost
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
@@ -26,21 +29,23 @@ from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
 from turnout.xds.route_parts import VIRTUAL_HOSTS_FIELD, RouteParts
 from turnout.xds.snapshot import ROUTE_TYPE, PackedResource, pack, packed_bytes
-from turnout.xds.translate import (
-    TranslationError,
-    build_cluster,
-    build_cluster_load_assignment,
-)
+from turnout.xds.translate import build_cluster, build_cluster_load_assignment
 from turnout.xds.translate.api_key_auth import build_api_key_auth_config
 from turnout.xds.translate.cluster import uses_eds
+from turnout.xds.translate.consistency import route_clusters_of
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 from turnout.xds.translate.route import (
+    CATCH_ALL_VIRTUAL_HOST,
+    HOST_VIRTUAL_HOST_PREFIX,
     RouteEntry,
     build_routes,
+    host_covers,
     route_entries,
     virtual_host_layout,
 )
 
+_MAX_PLACED = 64
+"""Routes added or removed at once beyond which a re-sort is cheaper."""
 _ROUTES_FIELD = VirtualHost.DESCRIPTOR.fields_by_name["routes"].number
 _VIRTUAL_HOSTS_FIELD = RouteConfiguration.DESCRIPTOR.fields_by_name["virtual_hosts"].number
 assert _VIRTUAL_HOSTS_FIELD == VIRTUAL_HOSTS_FIELD
@@ -56,6 +61,21 @@ class _ServiceResult:
     spec: ServiceSpec
     cluster: PackedResource
     endpoints: PackedResource | None
+    eds_name: str | None
+    """The EDS service name the cluster asks endpoints for (None: not EDS)."""
+
+
+@dataclass(frozen=True)
+class SharedResources:
+    """Resources every node group shares at one revision."""
+
+    clusters: list[PackedResource]
+    endpoints: list[PackedResource]
+    eds_cluster_names: frozenset[str]
+    """The clusters whose endpoints come over EDS (their ClusterLoadAssignments)."""
+    eds_services: frozenset[str]
+    """The EDS service names the clusters ask endpoints for."""
+    extension_configs: list[PackedResource]
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,8 @@ class _EntryResult:
     """`_consumer_basis` the entry was built with, for routes with auth or limits."""
     record: bytes
     """The serialized Routes (pins, then the entry) as `routes` field records."""
+    clusters: frozenset[str]
+    """The clusters those Routes send traffic to."""
 
 
 def _layout_key(route: RouteSpec) -> tuple[object, ...]:
@@ -93,24 +115,53 @@ class _Layout:
     vhosts: list[tuple[bytes, list[tuple[str, int]]]]
     """Per virtual host: serialized `VirtualHost(name, domains)` and its entries as
     (route name, path index) in match order."""
-    positions: dict[str, list[tuple[int, int]]]
-    """Route name → (virtual host, position) of each of its entries."""
+    patterns: list[str | None]
+    """Per virtual host, its host pattern (None: the catch-all)."""
+    host_routes: Counter[str]
+    """Host pattern → how many of the group's routes name it."""
+    positions: dict[str, list[tuple[int, int]]] | None
+    """Route name → (virtual host, position) of each of its entries (None: work it
+    out again, after routes were placed or removed)."""
     records: list[list[bytes]] = field(default_factory=list)
     """Per virtual host, the serialized entries (filled on first use)."""
+    clusters: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Route name → the clusters its entries send traffic to."""
     consumers: object = None
     """`_consumer_basis` the records were built with."""
+
+    def fits(self, name: str, route: RouteSpec) -> bool:
+        """Whether `route` keeps the place of the route it replaces."""
+        placed = self.placed[name]
+        return (
+            route is placed
+            or route is self.routes[name]
+            or _layout_key(route) == _layout_key(placed)
+        )
+
+    def entry_positions(self) -> dict[str, list[tuple[int, int]]]:
+        if self.positions is None:
+            self.positions = {}
+            for vhost, (_head, entries) in enumerate(self.vhosts):
+                for position, (name, _index) in enumerate(entries):
+                    self.positions.setdefault(name, []).append((vhost, position))
+        return self.positions
+
+    def vhosts_of(self, route: RouteSpec) -> list[int]:
+        """The virtual hosts that hold `route` (a route of the group)."""
+        if not route.hosts:
+            return list(range(len(self.vhosts)))
+        return [
+            v
+            for v, pattern in enumerate(self.patterns)
+            if pattern is not None and any(host_covers(h, pattern) for h in route.hosts)
+        ]
 
     def still_fits(self, decl: Declaration) -> bool:
         """True unless a route was added, removed or moved; a change of backend,
         split or rewrite leaves the layout as it is (the usual migration step)."""
         if decl.routes.keys() != self.routes.keys():
             return False
-        return all(
-            route is self.placed[name]
-            or route is self.routes[name]
-            or _layout_key(route) == _layout_key(self.placed[name])
-            for name, route in decl.routes.items()
-        )
+        return all(self.fits(name, route) for name, route in decl.routes.items())
 
     def changed_routes(self, decl: Declaration, splits: dict[str, SplitSpec]) -> set[str]:
         """Routes whose spec or split is not the one their records were built from."""
@@ -132,6 +183,22 @@ class TranslationMemo:
         self._layouts: dict[str, _Layout] = {}
         self._api_keys: tuple[object, PackedResource] | None = None
         """The keys the credentials' ECDS resource was built from, and the resource."""
+        self._shared: tuple[Declaration, SharedResources] | None = None
+
+    def shared(self, decl: Declaration) -> SharedResources:
+        """Clusters, endpoints and credentials: built once per declaration."""
+        if self._shared is None or self._shared[0] is not decl:
+            results = self.services(decl)
+            endpoints = [r.endpoints for r in results if r.endpoints is not None]
+            shared = SharedResources(
+                [r.cluster for r in results],
+                endpoints,
+                frozenset(e.name for e in endpoints),
+                frozenset(r.eds_name for r in results if r.eds_name is not None),
+                [self.api_key_auth_config(decl)],
+            )
+            self._shared = (decl, shared)
+        return self._shared[1]
 
     def services(self, decl: Declaration) -> list[_ServiceResult]:
         results = []
@@ -142,8 +209,12 @@ class TranslationMemo:
                 cla: ClusterLoadAssignment | None = (
                     build_cluster_load_assignment(spec) if uses_eds(spec) else None
                 )
+                cluster = build_cluster(spec)
+                eds_name = None
+                if cluster.type == Cluster.EDS:
+                    eds_name = cluster.eds_cluster_config.service_name or cluster.name
                 cached = _ServiceResult(
-                    spec, pack(build_cluster(spec)), pack(cla) if cla is not None else None
+                    spec, pack(cluster), pack(cla) if cla is not None else None, eds_name
                 )
                 self._services[name] = cached
             results.append(cached)
@@ -169,16 +240,23 @@ class TranslationMemo:
     def route_parts(self, decl: Declaration, opts: ListenerOptions) -> RouteParts:
         """The group's RouteConfiguration with its per-route parts (`route_parts.py`)."""
         splits = {split.route: split for split in decl.splits.values()}
-        check_references(decl)
         consumers = _consumer_basis(decl)
         layout = self._layouts.get(opts.group)
+        if (
+            layout is not None
+            and decl.routes.keys() != layout.routes.keys()
+            and not self._place(layout, decl, opts.group, splits, consumers)
+        ):
+            layout = None
         if layout is None or not layout.still_fits(decl):
             layout = self._layout(decl, opts.group, splits)
             self._layouts[opts.group] = layout
-            layout.records = [
-                [self._entry(decl, n, i, splits.get(n), consumers) for n, i in entries]
-                for _head, entries in layout.vhosts
-            ]
+            layout.records = []
+            for _head, entries in layout.vhosts:
+                built = [self._entry(decl, n, i, splits.get(n), consumers) for n, i in entries]
+                layout.records.append([e.record for e in built])
+                for (name, _index), e in zip(entries, built, strict=True):
+                    layout.clusters[name] = e.clusters
         else:
             changed = layout.changed_routes(decl, splits)
             if consumers != layout.consumers:
@@ -186,10 +264,11 @@ class TranslationMemo:
                 changed |= {n for n, r in decl.routes.items() if _uses_consumers(r)}
                 layout.consumers = consumers
             for name in changed:
-                for vhost, position in layout.positions.get(name, ()):
+                for vhost, position in layout.entry_positions().get(name, ()):
                     index = layout.vhosts[vhost][1][position][1]
-                    record = self._entry(decl, name, index, splits.get(name), consumers)
-                    layout.records[vhost][position] = record
+                    built = self._entry(decl, name, index, splits.get(name), consumers)
+                    layout.records[vhost][position] = built.record
+                    layout.clusters[name] = built.clusters
         vhosts = [
             _record(_VIRTUAL_HOSTS_FIELD, head + b"".join(records))
             for (head, _entries), records in zip(layout.vhosts, layout.records, strict=True)
@@ -203,18 +282,97 @@ class TranslationMemo:
         records = [list(r) for r in layout.records]
         return RouteParts(config_name, head, layout.vhosts, records, decl.routes, splits, full)
 
+    def route_clusters(self, group: str) -> dict[str, frozenset[str]]:
+        """Route name → the clusters it sends traffic to, in the group's last layout."""
+        return self._layouts[group].clusters
+
     def _layout(self, decl: Declaration, group: str, splits: dict[str, SplitSpec]) -> _Layout:
         vhosts = []
-        positions: dict[str, list[tuple[int, int]]] = {}
-        layout = virtual_host_layout(decl, group, self._entries_of)
-        for vhost, (name, domains, entries) in enumerate(layout):
+        patterns: list[str | None] = []
+        for name, domains, entries in virtual_host_layout(decl, group, self._entries_of):
             head = VirtualHost(name=name, domains=domains).SerializeToString(deterministic=True)
             vhosts.append((head, [(e.route.name, e.index) for e in entries]))
-            for position, e in enumerate(entries):
-                positions.setdefault(e.route.name, []).append((vhost, position))
-        layout = _Layout(dict(decl.routes), dict(decl.routes), dict(splits), vhosts, positions)
+            patterns.append(
+                None if name == CATCH_ALL_VIRTUAL_HOST else name[len(HOST_VIRTUAL_HOST_PREFIX) :]
+            )
+        hosts = Counter(h for r in decl.routes.values() if group in r.groups for h in r.hosts)
+        layout = _Layout(
+            dict(decl.routes), dict(decl.routes), dict(splits), vhosts, patterns, hosts, None
+        )
         layout.consumers = _consumer_basis(decl)
         return layout
+
+    def _place(
+        self,
+        layout: _Layout,
+        decl: Declaration,
+        group: str,
+        splits: dict[str, SplitSpec],
+        consumers: object,
+    ) -> bool:
+        """Insert added routes' entries and drop removed ones in place of a re-sort
+        (entry order is a total order, so a binary search finds each place). False,
+        with the layout untouched, when the virtual hosts themselves would change (a
+        host pattern appears or goes), a kept route moved, or many routes changed."""
+        added = sorted(decl.routes.keys() - layout.routes.keys())
+        removed = sorted(layout.routes.keys() - decl.routes.keys())
+        if len(added) + len(removed) > _MAX_PLACED:
+            return False
+        hosts = Counter[str]()
+        for name in removed:
+            if group in (old := layout.placed[name]).groups:
+                hosts.subtract(old.hosts)
+        for name in added:
+            if group in (new := decl.routes[name]).groups:
+                hosts.update(new.hosts)
+        if any(
+            (layout.host_routes[h] > 0) != (layout.host_routes[h] + c > 0) for h, c in hosts.items()
+        ):
+            return False
+        if not all(layout.fits(n, r) for n, r in decl.routes.items() if n in layout.placed):
+            return False
+
+        def key(entry: tuple[str, int]) -> tuple[object, ...]:
+            route = decl.routes.get(entry[0]) or layout.placed[entry[0]]
+            return self._entries_of(route)[entry[1]].sort_key
+
+        copied: set[int] = set()
+
+        def writable(vhost: int) -> tuple[list[tuple[str, int]], list[bytes]]:
+            # RouteParts of earlier revisions share the entry lists: copy on write.
+            if vhost not in copied:
+                head, entries = layout.vhosts[vhost]
+                layout.vhosts[vhost] = (head, list(entries))
+                copied.add(vhost)
+            return layout.vhosts[vhost][1], layout.records[vhost]
+
+        for name in removed:
+            old = layout.placed[name]
+            if group not in old.groups:
+                continue
+            for vhost in layout.vhosts_of(old):
+                entries, records = writable(vhost)
+                for index in range(len(old.paths) or 1):
+                    at = bisect.bisect_left(entries, key((name, index)), key=key)
+                    del entries[at], records[at]
+        for name in removed:
+            del layout.placed[name], layout.routes[name]
+            layout.clusters.pop(name, None)
+        for name in added:
+            new = layout.placed[name] = layout.routes[name] = decl.routes[name]
+            if group not in new.groups:
+                continue
+            for vhost in layout.vhosts_of(new):
+                entries, records = writable(vhost)
+                for entry in self._entries_of(new):
+                    at = bisect.bisect_left(entries, entry.sort_key, key=key)
+                    built = self._entry(decl, name, entry.index, splits.get(name), consumers)
+                    entries.insert(at, (name, entry.index))
+                    records.insert(at, built.record)
+                    layout.clusters[name] = built.clusters
+        layout.host_routes.update(hosts)
+        layout.positions = None
+        return True
 
     def _entries_of(self, route: RouteSpec) -> list[RouteEntry]:
         cached = self._route_entries.get(route.name)
@@ -230,7 +388,7 @@ class TranslationMemo:
         index: int,
         split: SplitSpec | None,
         consumers: object,
-    ) -> bytes:
+    ) -> _EntryResult:
         route = decl.routes[name]
         basis = consumers if _uses_consumers(route) else None
         key = (name, index)
@@ -242,13 +400,14 @@ class TranslationMemo:
             or cached.consumers != basis
         ):
             entry = self._entries_of(route)[index]
+            routes = build_routes(entry, split, decl)
             built = b"".join(
-                _record(_ROUTES_FIELD, r.SerializeToString(deterministic=True))
-                for r in build_routes(entry, split, decl)
+                _record(_ROUTES_FIELD, r.SerializeToString(deterministic=True)) for r in routes
             )
-            cached = _EntryResult(route, split, basis, built)
+            clusters = frozenset(c for r in routes for c in route_clusters_of(r))
+            cached = _EntryResult(route, split, basis, built, clusters)
             self._entries[key] = cached
-        return cached.record
+        return cached
 
     def forget_routes_except(self, decl: Declaration) -> None:
         """Drop entries of deleted routes (memory only; correctness never needs it)."""
@@ -284,19 +443,3 @@ class _ConsumerBasis:
 
 def _consumer_basis(decl: Declaration) -> _ConsumerBasis:
     return _ConsumerBasis(tuple(decl.consumers.values()))
-
-
-def check_references(decl: Declaration) -> None:
-    """Every route and split names services that exist (the store enforces this;
-    this guards the snapshot the way go-control-plane's `Consistent()` does)."""
-    for route in decl.routes.values():
-        if route.service not in decl.services:
-            raise TranslationError(f"route {route.name!r} names unknown service {route.service!r}")
-    for split in decl.splits.values():
-        if split.route not in decl.routes:
-            raise TranslationError(f"split {split.name!r} names unknown route {split.route!r}")
-        for target in split.targets:
-            if target.service not in decl.services:
-                raise TranslationError(
-                    f"split {split.name!r} names unknown service {target.service!r}"
-                )

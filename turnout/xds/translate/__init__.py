@@ -7,10 +7,12 @@
     listener.py     ListenerOptions → Listener (HTTP connection manager over RDS)
     api_key_auth.py route auth → api_key_auth (credentials over ECDS) and path keys
     resources.py    everything by type URL
-    consistency.py  cross-reference checks before publishing
+    consistency.py  the one reference check before publishing
+    pipeline.py     translate(): incremental, what the cache serves (via xds/memo.py)
     errors.py       TranslationError
 
 Takes validated specs, never ORM rows; uses no database, clock, randomness or I/O.
+`pipeline` is not imported here: it builds on `turnout.xds.memo`, which imports this.
 """
 
 from turnout.xds.translate.cluster import build_cluster, build_clusters

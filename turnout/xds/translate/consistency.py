@@ -7,6 +7,7 @@ only.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_pb2 import Listener
@@ -29,58 +30,96 @@ from turnout.xds.translate.resources import (
 _KNOWN_TYPES = (CLUSTER_TYPE, ENDPOINT_TYPE, EXTENSION_CONFIG_TYPE, LISTENER_TYPE, ROUTE_TYPE)
 
 
-def check_consistent(resources: Mapping[str, Sequence[Message]]) -> None:
+@dataclass(frozen=True)
+class References:
+    """What a snapshot provides and what it refers to, by name: the input of the one
+    consistency check. `check_consistent` reads it off messages; the served path
+    (`translate.pipeline`) keeps it as it translates, without unpacking anything."""
+
+    clusters: frozenset[str]
+    eds_clusters: frozenset[str]
+    """The EDS service names of the EDS clusters."""
+    endpoints: frozenset[str]
+    """The ClusterLoadAssignments' names."""
+    route_configs: frozenset[str]
+    extension_configs: frozenset[str]
+    listeners: Mapping[str, tuple[Sequence[str], Sequence[str]]]
+    """Listener name → (RDS names it asks for, filter configs it discovers)."""
+    route_clusters: Mapping[str, Iterable[str]]
+    """Route entry name → the clusters it sends traffic to."""
+
+
+def check_references(refs: References) -> None:
     """Raise `TranslationError` naming the first broken reference.
 
-    - no duplicate names within a type, and every message matches its type URL;
     - every EDS cluster has a ClusterLoadAssignment, and every one belongs to one;
     - every RDS name a listener asks for exists as a RouteConfiguration;
     - every filter config a listener discovers (ECDS) exists;
     - every cluster a route sends traffic to exists.
     """
+    for name in sorted(refs.eds_clusters - refs.endpoints):
+        raise TranslationError(f"EDS cluster {name!r} has no ClusterLoadAssignment")
+    for name in sorted(refs.endpoints - refs.eds_clusters):
+        raise TranslationError(f"ClusterLoadAssignment {name!r} belongs to no EDS cluster")
+    for listener, (rds_names, filter_names) in refs.listeners.items():
+        for rds in rds_names:
+            if rds not in refs.route_configs:
+                raise TranslationError(
+                    f"listener {listener!r} uses RouteConfiguration {rds!r}, which does not exist"
+                )
+        for filter_name in filter_names:
+            if filter_name not in refs.extension_configs:
+                raise TranslationError(
+                    f"listener {listener!r} discovers filter config "
+                    f"{filter_name!r}, which does not exist"
+                )
+    for route, clusters in refs.route_clusters.items():
+        for cluster in clusters:
+            if cluster not in refs.clusters:
+                raise TranslationError(
+                    f"route {route!r} sends traffic to cluster {cluster!r}, which does not exist"
+                )
+
+
+def check_consistent(resources: Mapping[str, Sequence[Message]]) -> None:
+    """Raise `TranslationError` naming the first broken reference or duplicate name:
+    every message matches its type URL, names are unique within a type, then
+    `check_references`."""
     for type_url, messages in resources.items():
         if type_url not in _KNOWN_TYPES:
             raise TranslationError(f"unknown resource type {type_url!r}")
         _check_types_and_names(type_url, messages)
+    check_references(references_of(resources))
 
+
+def references_of(resources: Mapping[str, Sequence[Message]]) -> References:
+    """The `References` of translated messages."""
     clusters = [m for m in resources.get(CLUSTER_TYPE, ()) if isinstance(m, Cluster)]
-    cluster_names = {c.name for c in clusters}
-    eds_names = {_eds_name(c) for c in clusters if c.type == Cluster.EDS}
-    cla_names = {resource_name(m) for m in resources.get(ENDPOINT_TYPE, ())}
-    for name in sorted(eds_names - cla_names):
-        raise TranslationError(f"EDS cluster {name!r} has no ClusterLoadAssignment")
-    for name in sorted(cla_names - eds_names):
-        raise TranslationError(f"ClusterLoadAssignment {name!r} belongs to no EDS cluster")
-
     route_configs = [m for m in resources.get(ROUTE_TYPE, ()) if isinstance(m, RouteConfiguration)]
-    route_config_names = {r.name for r in route_configs}
-    extension_names = {resource_name(m) for m in resources.get(EXTENSION_CONFIG_TYPE, ())}
+    listeners: dict[str, tuple[list[str], list[str]]] = {}
     for listener in resources.get(LISTENER_TYPE, ()):
         assert isinstance(listener, Listener)
+        rds_names, filter_names = listeners.setdefault(listener.name, ([], []))
         for hcm in _http_connection_managers(listener):
-            if hcm.HasField("rds") and hcm.rds.route_config_name not in route_config_names:
-                raise TranslationError(
-                    f"listener {listener.name!r} uses RouteConfiguration "
-                    f"{hcm.rds.route_config_name!r}, which does not exist"
-                )
-            for http_filter in hcm.http_filters:
-                if http_filter.HasField("config_discovery") and (
-                    http_filter.name not in extension_names
-                ):
-                    raise TranslationError(
-                        f"listener {listener.name!r} discovers filter config "
-                        f"{http_filter.name!r}, which does not exist"
-                    )
-
+            if hcm.HasField("rds"):
+                rds_names.append(hcm.rds.route_config_name)
+            filter_names.extend(f.name for f in hcm.http_filters if f.HasField("config_discovery"))
+    route_clusters: dict[str, list[str]] = {}
     for config in route_configs:
         for vhost in config.virtual_hosts:
             for route in vhost.routes:
-                for cluster in _route_clusters(route):
-                    if cluster not in cluster_names:
-                        raise TranslationError(
-                            f"route {route.name!r} in virtual host {vhost.name!r} sends "
-                            f"traffic to cluster {cluster!r}, which does not exist"
-                        )
+                route_clusters.setdefault(route.name, []).extend(route_clusters_of(route))
+    return References(
+        clusters=frozenset(c.name for c in clusters),
+        eds_clusters=frozenset(_eds_name(c) for c in clusters if c.type == Cluster.EDS),
+        endpoints=frozenset(resource_name(m) for m in resources.get(ENDPOINT_TYPE, ())),
+        route_configs=frozenset(r.name for r in route_configs),
+        extension_configs=frozenset(
+            resource_name(m) for m in resources.get(EXTENSION_CONFIG_TYPE, ())
+        ),
+        listeners=listeners,
+        route_clusters=route_clusters,
+    )
 
 
 def _check_types_and_names(type_url: str, messages: Sequence[Message]) -> None:
@@ -112,7 +151,8 @@ def _http_connection_managers(listener: Listener) -> Iterable[HttpConnectionMana
                 yield hcm
 
 
-def _route_clusters(route: Message) -> Iterable[str]:
+def route_clusters_of(route: Message) -> Iterable[str]:
+    """The clusters one Envoy `Route` sends traffic to."""
     action = route.route  # type: ignore[attr-defined]
     if action.cluster:
         yield action.cluster
