@@ -31,3 +31,10 @@ def test_version_prints_the_package_version() -> None:
     done = _turnout("--version")
     assert done.returncode == 0
     assert done.stdout.startswith("turnout ")
+
+
+def test_help_documents_the_exit_codes() -> None:
+    done = _turnout("--help")
+    assert done.returncode == 0
+    assert "exit codes:" in done.stdout
+    assert "2  a usage or configuration error" in done.stdout

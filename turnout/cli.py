@@ -20,6 +20,16 @@ from turnout.cli_ops import (
 
 DEFAULT_DATABASE_URL = "sqlite:///turnout.db"
 
+EPILOG = """example:
+  turnout serve --database-url sqlite:///turnout.db --admin-listen 127.0.0.1:8001
+
+exit codes:
+  0  success
+  1  the operation failed (a conflict, a refused or unreadable backup, a demo that did not start)
+  2  a usage or configuration error (bad option or value, invalid settings,
+     a declarative file that does not parse)
+"""
+
 
 def database_url(arg: str | None) -> str:
     return arg or os.environ.get("TURNOUT_DATABASE_URL") or DEFAULT_DATABASE_URL
@@ -272,7 +282,10 @@ def _version() -> str:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
-        prog="turnout", description="Envoy xDS control plane for zero-downtime API migrations."
+        prog="turnout",
+        description="Envoy xDS control plane for zero-downtime API migrations.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     root.add_argument(
         "--log-level",
