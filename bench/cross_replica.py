@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, make_url, text
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
 
 RESULTS = Path(__file__).parent / "results"
 TOKEN = "bench-token"

@@ -47,8 +47,8 @@ from envoy.extensions.common.ratelimit.v3.ratelimit_pb2 import RateLimitDescript
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitResponse
 
-from turnout.local import free_port, wait_for
 from turnout.ratelimit.service import SHOULD_RATE_LIMIT
+from turnout.testing.processes import free_port, wait_for
 
 RESULTS = Path(__file__).parent / "results"
 SERVICE_CPU = 0

@@ -22,8 +22,8 @@ from typing import Any
 
 from turnout.admin.declarative import dump_yaml, parse_document
 from turnout.models.plan import PlanAction
-from turnout.models.plan_steps import step_split
-from turnout.models.store import Store
+from turnout.storage.plan_steps import step_split
+from turnout.storage.store import Store
 
 RESULTS = Path(__file__).parent / "results"
 
