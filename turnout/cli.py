@@ -2,9 +2,11 @@
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,16 @@ from turnout.cli_ops import (
 )
 
 DEFAULT_DATABASE_URL = "sqlite:///turnout.db"
+
+EPILOG = """example:
+  turnout serve --database-url sqlite:///turnout.db --admin-listen 127.0.0.1:8001
+
+exit codes:
+  0  success
+  1  the operation failed (a conflict, a refused or unreadable backup, a demo that did not start)
+  2  a usage or configuration error (bad option or value, invalid settings,
+     a declarative file that does not parse)
+"""
 
 
 def database_url(arg: str | None) -> str:
@@ -261,11 +273,32 @@ def _add_declarative(sub: Any, db_help: str) -> None:
             )
 
 
+def _version() -> str:
+    try:
+        return metadata.version("turnout")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
-        prog="turnout", description="Envoy xDS control plane for zero-downtime API migrations."
+        prog="turnout",
+        description="Envoy xDS control plane for zero-downtime API migrations.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    root.add_argument("--log-level", default=os.environ.get("TURNOUT_LOG_LEVEL", "INFO"))
+    root.add_argument(
+        "--log-level",
+        default=os.environ.get("TURNOUT_LOG_LEVEL", "INFO"),
+        help="log level (default: $TURNOUT_LOG_LEVEL or INFO)",
+    )
+    root.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show the migration tool's (alembic) INFO lines",
+    )
+    root.add_argument("--version", action="version", version=f"turnout {_version()}")
     add_log_format_argument(root)
     sub = root.add_subparsers(dest="command", required=True)
     db_help = "database URL (default: $TURNOUT_DATABASE_URL or sqlite:///turnout.db)"
@@ -383,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "worker_argv"):  # `ratelimit --workers` starts itself again
         args.worker_argv = list(sys.argv[1:] if argv is None else argv)
     configure_logging(args.log_level, args.log_format)
+    if not args.verbose:
+        # Alembic logs every plugin and migration step at INFO: noise for `db upgrade`, `serve`.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     return int(args.func(args))
 
 

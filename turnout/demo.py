@@ -49,11 +49,18 @@ def apply_demo_declaration(admin: AdminClient) -> None:
 
 def run_demo(database_url: str) -> int:
     token = os.environ.get("TURNOUT_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    # Without a secret key the demo could not create consumer keys (the README's key examples).
+    secret_key = os.environ.get("TURNOUT_SECRET_KEY") or secrets.token_urlsafe(32)
     logs = Path(".run")
     logs.mkdir(exist_ok=True)
     upstreams = [EchoUpstream("legacy", 8081), EchoUpstream("modern", 8082)]
     turnout = TurnoutProcess(
-        database_url, token, ADMIN_PORT, XDS_PORT, log_path=logs / "turnout.log"
+        database_url,
+        token,
+        ADMIN_PORT,
+        XDS_PORT,
+        log_path=logs / "turnout.log",
+        env={"TURNOUT_SECRET_KEY": secret_key},
     )
     envoy = EnvoyProcess(
         "demo-envoy",
