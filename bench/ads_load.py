@@ -54,7 +54,7 @@ from google.protobuf.struct_pb2 import Struct
 from google.rpc.status_pb2 import Status
 from results_io import RESULTS, write_results
 
-from turnout.local import AdminClient, AdminError, TurnoutProcess
+from turnout.testing.processes import AdminClient, AdminError, TurnoutProcess
 
 PREFIX = "type.googleapis.com/"
 CDS = PREFIX + "envoy.config.cluster.v3.Cluster"

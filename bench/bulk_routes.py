@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from results_io import RESULTS, write_results
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
 
 
 def document(upstream_url: str, batch: int, routes: int) -> dict[str, object]:

@@ -22,7 +22,7 @@ import httpx
 from results_io import RESULTS, write_results
 from sqlalchemy import create_engine, make_url, text
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
 
 TOKEN = "bench-token"
 

@@ -47,7 +47,7 @@ from envoy.service.load_stats.v3.lrs_pb2 import LoadStatsRequest
 from google.rpc.status_pb2 import Status
 from results_io import RESULTS, percentile, write_results
 
-from turnout.local import AdminClient, TurnoutProcess
+from turnout.testing.processes import AdminClient, TurnoutProcess
 
 PREFIX = "type.googleapis.com/"
 CDS = PREFIX + "envoy.config.cluster.v3.Cluster"

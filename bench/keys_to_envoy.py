@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 from results_io import RESULTS, write_results
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
 from turnout.models.consumer import ConsumerSpec
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
-from turnout.models.store import Store
+from turnout.storage.store import Store
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
 
 SECRET = "bench-secret-key-0123456789"
 TOKEN = "bench-token"

@@ -27,7 +27,7 @@ from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.xds.translate import ListenerOptions, build_route_configuration
-from turnout.xds.translate import auth as auth_translate
+from turnout.xds.translate import api_key_auth as auth_translate
 
 
 def declaration(keys: int, consumers: int, routes: int) -> Declaration:

@@ -48,8 +48,8 @@ from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitResponse
 from results_io import RESULTS, write_results
 
-from turnout.local import free_port, wait_for
 from turnout.ratelimit.service import SHOULD_RATE_LIMIT
+from turnout.testing.processes import free_port, wait_for
 
 SERVICE_CPU = 0
 

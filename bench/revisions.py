@@ -22,8 +22,8 @@ from results_io import RESULTS, write_results
 
 from turnout.admin.declarative import dump_yaml, parse_document
 from turnout.models.plan import PlanAction
-from turnout.models.plan_steps import step_split
-from turnout.models.store import Store
+from turnout.storage.plan_steps import step_split
+from turnout.storage.store import Store
 
 
 def document(services: int) -> dict[str, Any]:

@@ -36,14 +36,14 @@ from envoy.config.route.v3.route_pb2 import RouteConfiguration
 from google.protobuf.any_pb2 import Any
 from results_io import RESULTS, write_results
 
-from turnout.models.audit import Action, AuditEventRow
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
 from turnout.models.route import RouteSpec
-from turnout.models.rows import REVISION_ROW_ID, RevisionRow
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
-from turnout.models.store import Store
+from turnout.storage.audit import Action, AuditEventRow
+from turnout.storage.rows import REVISION_ROW_ID, RevisionRow
+from turnout.storage.store import Store
 from turnout.xds.snapshot import pack
 from turnout.xds.translate import (
     CLUSTER_TYPE,
@@ -393,7 +393,7 @@ def bench_store_load(
         store.upgrade()
         start = time.perf_counter()
         # One transaction, like a bulk import: rows, one revision bump, one audit event.
-        with store._write() as session:
+        with store.write_transaction() as session:
             for kind, specs in (
                 ("service", decl.services),
                 ("route", decl.routes),

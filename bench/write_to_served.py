@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from results_io import RESULTS, percentile, write_results
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
 
 
 def run(changes: int, envoys: int, database_url: str | None) -> dict[str, object]:

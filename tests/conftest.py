@@ -26,8 +26,8 @@ import pytest
 import redis
 from sqlalchemy import Engine, create_engine, make_url, text
 
-from turnout.models import db
-from turnout.models.store import Store
+from turnout.storage import db
+from turnout.storage.store import Store
 
 # Turnout's own suite uses the plugin it ships (fixtures turnout, admin, envoy,
 # start_envoy); installed, it is also loaded by its pytest11 entry point.

@@ -15,10 +15,10 @@ import pytest
 from turnout.cli import main
 from turnout.models.consumer import ConsumerSpec, KeyCreate
 from turnout.models.errors import Conflict
-from turnout.models.freeze import FreezeCreate, FreezeScope
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
-from turnout.models.store import Store
+from turnout.storage.freezes import FreezeCreate, FreezeScope
+from turnout.storage.store import Store
 from turnout.xds.translate import EXTENSION_CONFIG_TYPE
 
 SECRET = "backup-test-secret-0123456789"

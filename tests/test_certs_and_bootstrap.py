@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from turnout import certs
 from turnout.cli import main
-from turnout.local import envoy_binary
+from turnout.testing.processes import envoy_binary
 
 
 def test_certs_init(tmp_path: Path) -> None:

@@ -2,10 +2,10 @@
 
 import pytest
 
-from turnout.admin.auth import hash_token
+from turnout.admin.token_hash import hash_token
 from turnout.cli import main
-from turnout.models.store import Store
-from turnout.models.tokens import Role, TokenStore
+from turnout.storage.store import Store
+from turnout.storage.tokens import Role, TokenStore
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -8,7 +8,7 @@ import yaml
 
 from turnout.cli import main
 from turnout.models.consumer import ConsumerSpec
-from turnout.models.store import Store
+from turnout.storage.store import Store
 from turnout.xds.translate import ListenerOptions, build_resources
 
 DECLARATION: dict[str, list[dict[str, Any]]] = {

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from turnout.cli import main, parser
-from turnout.production import options_from_args
+from turnout.serve_production import options_from_args
 
 
 def _opts(*args: str) -> object:

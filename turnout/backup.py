@@ -23,15 +23,15 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel, ValidationError
 
-from turnout.models import backup as model_backup
 from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import TurnoutError
-from turnout.models.history import diff
-from turnout.models.keycrypt import KeyCipher
 from turnout.models.route import DEFAULT_GROUP
-from turnout.models.store import Store
+from turnout.storage import backup as model_backup
+from turnout.storage.keycrypt import KeyCipher
+from turnout.storage.revisions import diff
+from turnout.storage.store import Store
 from turnout.xds.translate import ListenerOptions, build_resources, resource_name
 
 FORMAT_VERSION = "2"

@@ -24,10 +24,10 @@ def database_url(arg: str | None) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from turnout.production import options_from_args
     from turnout.ratelimit.counters import DEFAULT_PREFIX
     from turnout.ratelimit.service import FailureMode
     from turnout.serve import ConfigError, ServeOptions, serve
+    from turnout.serve_production import options_from_args
 
     try:
         production = options_from_args(args)
@@ -134,7 +134,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from turnout.models.store import Store
+    from turnout.storage.store import Store
 
     store = Store(database_url(args.database_url))
     try:
@@ -152,7 +152,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _with_store(args: argparse.Namespace, run: Callable[..., int], *extra: Any, **kw: Any) -> int:
-    from turnout.models.store import Store
+    from turnout.storage.store import Store
 
     store = Store(
         database_url(args.database_url), secret_key=os.environ.get("TURNOUT_SECRET_KEY") or None

@@ -85,7 +85,7 @@ def add_bootstrap_arguments(boot: argparse.ArgumentParser) -> None:
 
 def bootstrap_extras(args: argparse.Namespace) -> dict[str, Any]:
     """BootstrapOptions fields from the production options; ValueError if incomplete."""
-    from turnout.bootstrap_extras import XdsTlsFiles
+    from turnout.bootstrap_replicas import XdsTlsFiles
 
     out: dict[str, Any] = {
         "more_xds_addresses": tuple((args.xds_address or [])[1:]),
@@ -146,10 +146,10 @@ def add_commands(sub: Any, db_help: str) -> None:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from turnout.admin.auth import generate_token, hash_token
+    from turnout.admin.token_hash import generate_token, hash_token
     from turnout.models.errors import Conflict
-    from turnout.models.store import Store
-    from turnout.models.tokens import Role, TokenStore, parse_duration
+    from turnout.storage.store import Store
+    from turnout.storage.tokens import Role, TokenStore, parse_duration
 
     try:
         expires_in = parse_duration(args.expires_in) if args.expires_in else None
@@ -177,8 +177,8 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _token_list(args: argparse.Namespace) -> int:
-    from turnout.models.store import Store
-    from turnout.models.tokens import TokenStore
+    from turnout.storage.store import Store
+    from turnout.storage.tokens import TokenStore
 
     store = Store(_database_url(args.database_url))
     try:
@@ -193,8 +193,8 @@ def _token_list(args: argparse.Namespace) -> int:
 
 def _token_delete(args: argparse.Namespace) -> int:
     from turnout.models.errors import NotFound
-    from turnout.models.store import Store
-    from turnout.models.tokens import TokenStore
+    from turnout.storage.store import Store
+    from turnout.storage.tokens import TokenStore
 
     store = Store(_database_url(args.database_url))
     try:
@@ -223,7 +223,7 @@ def _certs_init(args: argparse.Namespace) -> int:
 
 def _export_static(args: argparse.Namespace) -> int:
     from turnout.export_static import render, write_atomically
-    from turnout.models.store import Store
+    from turnout.storage.store import Store
     from turnout.xds.translate import ListenerOptions
 
     store = Store(_database_url(args.database_url))

@@ -13,12 +13,12 @@ from typing import TextIO
 import yaml
 
 from turnout.admin.declarative import DocumentError, dump_yaml, load_yaml
-from turnout.models.changes import KeysWouldBeDeleted
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import TurnoutError
-from turnout.models.history import diff
-from turnout.models.store import Store
+from turnout.storage.changes import KeysWouldBeDeleted
+from turnout.storage.revisions import diff
+from turnout.storage.store import Store
 
 CLI_ACTOR = "cli"
 

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from turnout.local import (
+from turnout.testing.processes import (
     AdminClient,
     AdminError,
     EchoUpstream,

@@ -5,7 +5,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from turnout.bootstrap_extras import XdsTlsFiles, extend
+from turnout.bootstrap_replicas import XdsTlsFiles, extend
 from turnout.models.service import is_ip
 
 TEMPLATE = "ads.yaml"
@@ -34,7 +34,7 @@ class BootstrapOptions:
     more_xds_addresses: tuple[str, ...] = field(default_factory=tuple)
     """Further replicas (HOST:PORT) besides `xds_address`."""
     xds_tls: XdsTlsFiles | None = None
-    """mTLS to Turnout (turnout/bootstrap_extras.py)."""
+    """mTLS to Turnout (turnout/bootstrap_replicas.py)."""
     admin_address: str = "127.0.0.1"
     """Where Envoy's admin listener binds."""
     ratelimit_address: str | None = None

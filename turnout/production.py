@@ -10,8 +10,8 @@ source for the admin API, and background tasks, and stops it at shutdown.
   CA secure `--ratelimit-listen`: Envoy calls the rate limit service with the
   client certificate and trust it uses for xDS.
 - Replicas on PostgreSQL: the LISTEN/NOTIFY change feed
-  (turnout/models/pg_feed.py) and proxy status shared through the database
-  (turnout/models/replicas.py).
+  (turnout/storage/pg_feed.py) and proxy status shared through the database
+  (turnout/storage/replicas.py).
 - `--export-static-dir/--export-static-interval`: a static Envoy configuration
   per node cluster, rewritten whenever the revision changed.
 """
@@ -32,14 +32,14 @@ from sqlalchemy import make_url
 from turnout.envoy_bootstrap import split_host_port
 from turnout.export_static import render, write_atomically
 from turnout.models.errors import StoreUnavailable
-from turnout.models.leader import Leader
 from turnout.models.load_stats import LoadStatsSource
-from turnout.models.pg_feed import PgChangeFeed
 from turnout.models.proxy_status import ProxyStatusSource
-from turnout.models.replicas import SharedLoadStats, SharedProxyStatus
-from turnout.models.store import Store
+from turnout.storage.leader import Leader
+from turnout.storage.pg_feed import PgChangeFeed
+from turnout.storage.replicas import SharedLoadStats, SharedProxyStatus
+from turnout.storage.store import Store
 from turnout.xds.lrs import LoadStats
-from turnout.xds.status import ProxyRegistry
+from turnout.xds.proxy_registry import ProxyRegistry
 from turnout.xds.translate import ListenerOptions
 
 log = logging.getLogger("turnout")

@@ -17,21 +17,21 @@ from datetime import UTC, datetime
 import uvicorn
 
 from turnout.admin.app import create_app
-from turnout.admin.auth import generate_token, hash_token
+from turnout.admin.token_hash import generate_token, hash_token
 from turnout.controller import PlanController
 from turnout.envoy_bootstrap import split_host_port
 from turnout.models.errors import TurnoutError
-from turnout.models.keycrypt import SECRET_KEY_ENV
-from turnout.models.store import Store
-from turnout.production import Production, ProductionOptions
 from turnout.ratelimit.batch import BatchedCounters
 from turnout.ratelimit.counters import DEFAULT_PREFIX, RedisCounters
 from turnout.ratelimit.server import RateLimitServer
 from turnout.ratelimit.service import FailureMode, RateLimitService, add_rate_limit_service
+from turnout.serve_production import Production, ProductionOptions
+from turnout.storage.keycrypt import SECRET_KEY_ENV
+from turnout.storage.store import Store
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.lrs import LoadStats
+from turnout.xds.proxy_registry import ProxyRegistry
 from turnout.xds.server import start_server
-from turnout.xds.status import ProxyRegistry
 
 log = logging.getLogger("turnout")
 
@@ -46,7 +46,7 @@ class ServeOptions:
     admin_token: str | None = None
     """From TURNOUT_ADMIN_TOKEN; when unset the hash stored in the database is used."""
     production: ProductionOptions = field(default_factory=ProductionOptions)
-    """TLS, replicas, static exports (turnout/production.py)."""
+    """TLS, replicas, static exports (turnout/serve_production.py)."""
     secret_key: str | None = None
     """From TURNOUT_SECRET_KEY: encrypts API keys at rest. Required once keys exist."""
     redis_url: str | None = None

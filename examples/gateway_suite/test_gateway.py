@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from turnout.local import AdminClient, EchoUpstream, wait_status
+from turnout.testing.processes import AdminClient, EchoUpstream, wait_status
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from turnout.admin.app import create_app
 from turnout.models.proxy_status import ProxyStatus, TypeStatus
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 TOKEN = "test-admin-token"
 

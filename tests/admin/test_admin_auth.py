@@ -4,9 +4,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from turnout.admin.app import create_app
-from turnout.admin.auth import generate_token, hash_token, token_matches
+from turnout.admin.token_hash import generate_token, hash_token, token_matches
 from turnout.models.proxy_status import ProxyStatusSource
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 PROTECTED = [
     ("GET", "/services"),

@@ -12,7 +12,7 @@ from turnout.admin.app import create_app
 from turnout.models.consumer import ConsumerKeyRow
 from turnout.models.errors import Conflict
 from turnout.models.proxy_status import ProxyStatus
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 TOKEN = "test-admin-token"
 
@@ -79,7 +79,7 @@ def test_generated_key_is_shown_once_then_only_id_and_prefix(
     assert key not in api.get("/consumers/alice/keys").text
     assert key not in api.get("/audit").text
     # At rest: encrypted, never in clear.
-    with keyed_store._read() as session:
+    with keyed_store.read_transaction() as session:
         row = session.scalars(select(ConsumerKeyRow)).one()
         assert key not in row.ciphertext and key not in row.lookup_hash
     decl = keyed_store.load()

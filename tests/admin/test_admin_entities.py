@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 REV = "X-Turnout-Revision"
 

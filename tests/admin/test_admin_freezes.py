@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from turnout.local import wait_for
+from turnout.testing.processes import wait_for
 
 OVERRIDE = {"X-Turnout-Override-Reason": "hotfix INC-42"}
 

@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import status_code_conformance
 
 from tests.admin.conftest import PROXY, TOKEN, FixedProxies
 from turnout.admin.app import create_app
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 EXAMPLES = 20

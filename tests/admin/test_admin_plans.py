@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.admin.conftest import TOKEN, FixedProxies
 from turnout.admin.app import create_app
-from turnout.models.store import Store
+from turnout.storage.store import Store
 from turnout.xds.lrs import LoadStats
 
 

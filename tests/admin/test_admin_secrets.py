@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 from google.protobuf.json_format import MessageToDict
 
 from turnout.admin.app import create_app
-from turnout.local import turnout_command
 from turnout.models.proxy_status import ProxyStatus, TypeStatus
-from turnout.models.store import Store
+from turnout.storage.store import Store
+from turnout.testing.processes import turnout_command
 from turnout.xds.snapshot import EXTENSION_CONFIG_TYPE, pack
-from turnout.xds.translate.auth import build_api_key_auth_config
+from turnout.xds.translate.api_key_auth import build_api_key_auth_config
 
 TOKEN = "test-admin-token"
 SECRET = "secrets-test-secret-key"

@@ -7,7 +7,7 @@ from turnout.admin.app import create_app
 from turnout.admin.errors import ERROR_STATUS
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
 from turnout.models.proxy_status import ProxyStatusSource
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 
 def test_proxies(client: TestClient) -> None:

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from turnout.admin.auth import hash_token
-from turnout.models.store import Store
-from turnout.models.tokens import Role, TokenStore, parse_duration
+from turnout.admin.token_hash import hash_token
+from turnout.storage.store import Store
+from turnout.storage.tokens import Role, TokenStore, parse_duration
 
 
 def _token(client: TestClient, name: str, role: str, **extra: object) -> str:
@@ -67,8 +67,8 @@ def test_tokens_hashed_at_rest(client: TestClient, store: Store) -> None:
     token = _token(client, "ci", "operator")
     info = TokenStore(store).lookup(hash_token(token))
     assert info is not None and info.role is Role.OPERATOR
-    with store._read() as session:
-        from turnout.models.tokens import TokenRow
+    with store.read_transaction() as session:
+        from turnout.storage.tokens import TokenRow
 
         row = session.get_one(TokenRow, "ci")
         assert row.token_sha256 == hash_token(token) and token not in row.token_sha256

@@ -11,7 +11,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from turnout.cli import main
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 PLAN = {"target": "orders-v2", "baseline": "orders", "steps": [1, 10, 50, 100], "hold_seconds": 60}
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from dockercli import ROOT
 
-from turnout.local import AdminClient, RequestLoop, http_ok, wait_for
+from turnout.testing.processes import AdminClient, RequestLoop, http_ok, wait_for
 
 TOKEN = "compose-test-admin-token"
 SERVICES = [

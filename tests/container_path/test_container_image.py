@@ -5,7 +5,7 @@ import uuid
 import httpx
 from dockercli import docker
 
-from turnout.local import free_port, http_ok, wait_for
+from turnout.testing.processes import free_port, http_ok, wait_for
 
 
 def test_image_runs_the_cli_as_a_non_root_user(turnout_image: str) -> None:

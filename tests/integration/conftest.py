@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import make_url
 from tcp_proxy import TcpProxy
 
-from turnout.local import EchoUpstream, envoy_binary
+from turnout.testing.processes import EchoUpstream, envoy_binary
 
 # httpx logs every request at INFO. Request loops in background threads still run while
 # a test's log capture is torn down, and their records would hit a closed stream.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from turnout.local import (
+from turnout.testing.processes import (
     AdminClient,
     AdminError,
     TurnoutProcess,

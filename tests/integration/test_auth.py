@@ -9,7 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess, wait_status
+from turnout.testing.processes import (
+    AdminClient,
+    EchoUpstream,
+    EnvoyProcess,
+    TurnoutProcess,
+    wait_status,
+)
 
 TOKEN = "integration-test-token"  # as in conftest.py
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess
 
 KINDS = ("path", "header", "query")
 ORDERS = [

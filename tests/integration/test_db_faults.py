@@ -24,8 +24,8 @@ from sqlalchemy import make_url
 from tcp_proxy import TcpProxy
 
 from turnout.admin.write_gate import WAIT_S
-from turnout.local import AdminClient, TurnoutProcess, wait_for, wait_status
-from turnout.models.db import POOL_TIMEOUT_S, SQLITE_BUSY_TIMEOUT_MS, STATEMENT_DEADLINE_S
+from turnout.storage.db import POOL_TIMEOUT_S, SQLITE_BUSY_TIMEOUT_MS, STATEMENT_DEADLINE_S
+from turnout.testing.processes import AdminClient, TurnoutProcess, wait_for, wait_status
 
 TOKEN = "integration-test-token"
 WRITES = 80

@@ -5,7 +5,7 @@ from collections import Counter
 import httpx
 
 from turnout.demo import DECLARATION, apply_demo_declaration
-from turnout.local import AdminClient, EnvoyProcess
+from turnout.testing.processes import AdminClient, EnvoyProcess
 
 
 def test_the_demo_declaration_applies_twice_and_reaches_envoy(

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from turnout.local import (
+from turnout.testing.processes import (
     AdminClient,
     AdminError,
     EchoUpstream,

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from turnout.local import (
+from turnout.testing.processes import (
     AdminClient,
     EchoUpstream,
     EnvoyProcess,

@@ -17,7 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess, wait_for
+from turnout.testing.processes import (
+    AdminClient,
+    EchoUpstream,
+    EnvoyProcess,
+    TurnoutProcess,
+    wait_for,
+)
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 

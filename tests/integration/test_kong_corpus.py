@@ -16,7 +16,13 @@ import httpx
 import pytest
 
 from turnout.cli import main
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess, wait_for
+from turnout.testing.processes import (
+    AdminClient,
+    EchoUpstream,
+    EnvoyProcess,
+    TurnoutProcess,
+    wait_for,
+)
 
 CORPUS = Path(__file__).parent / "kong"
 

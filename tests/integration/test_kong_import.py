@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from turnout.cli import main
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
 
 SECRET = "kong-secret-key-do-not-print"
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, wait_for
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, wait_for
 
 SECRET_KEY = "integration-test-secret-key"  # as in conftest.py
 HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")

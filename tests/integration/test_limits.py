@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from turnout.local import (
+from turnout.testing.processes import (
     AdminClient,
     EchoUpstream,
     EnvoyProcess,

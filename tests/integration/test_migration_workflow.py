@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from turnout.local import AdminClient, AdminError, EchoUpstream, EnvoyProcess, wait_for
+from turnout.testing.processes import AdminClient, AdminError, EchoUpstream, EnvoyProcess, wait_for
 
 
 def _declare(admin: AdminClient, upstreams: dict[str, EchoUpstream], **split: Any) -> int:

@@ -17,8 +17,8 @@ from tests.integration.test_limits import (
     listening,
     ratelimit_service,
 )
-from turnout.bootstrap_extras import XdsTlsFiles
-from turnout.local import (
+from turnout.bootstrap_replicas import XdsTlsFiles
+from turnout.testing.processes import (
     AdminClient,
     EchoUpstream,
     EnvoyProcess,

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from tcp_proxy import TcpProxy
 
-from turnout.local import (
+from turnout.testing.processes import (
     AdminClient,
     EchoUpstream,
     EnvoyProcess,

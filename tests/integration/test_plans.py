@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, wait_for
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, wait_for
 
 HOLD = 2.0
 REPORT_INTERVAL = 1.0  # turnout.xds.lrs.DEFAULT_INTERVAL_SECONDS

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, free_port, wait_for
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, free_port, wait_for
 
 
 class _FlakyHandler(BaseHTTPRequestHandler):

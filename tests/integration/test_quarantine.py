@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from turnout.local import (
+from turnout.testing.processes import (
     AdminClient,
     EchoUpstream,
     EnvoyProcess,

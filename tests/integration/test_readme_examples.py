@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from turnout.local import TurnoutProcess
+from turnout.testing.processes import TurnoutProcess
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTIONS = ("Migration workflow", "Declarative configuration, backup and restore")

@@ -8,7 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess, wait_status
+from turnout.testing.processes import (
+    AdminClient,
+    EchoUpstream,
+    EnvoyProcess,
+    TurnoutProcess,
+    wait_status,
+)
 from turnout.xds.translate.resources import EXTENSION_CONFIG_TYPE
 
 IMPORTED = "Imported.Key-0123456789abcdef"

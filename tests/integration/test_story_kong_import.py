@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from turnout.cli import main
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
 
 CUSTOMERS = 10_000
 SECRET_KEY = "integration-test-secret-key"  # as in conftest.py

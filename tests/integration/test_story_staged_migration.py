@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, wait_for
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, wait_for
 
 DOMAINS = ("orders", "payments", "users", "search", "billing")
 FROZEN = "payments"

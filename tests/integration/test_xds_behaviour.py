@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from turnout.local import AdminClient, EchoUpstream, EnvoyProcess, wait_for, wait_status
+from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, wait_for, wait_status
 
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 

@@ -7,7 +7,7 @@ import pytest
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 
 class Make:

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from turnout.models.errors import Conflict
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 
 def test_called_after_commit_with_new_revision(store: Store, make: Any) -> None:

@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
-from turnout.local import wait_for
-from turnout.models.freeze import FreezeCreate, FreezeScope, Frozen, covers
 from turnout.models.split import SplitSpec
-from turnout.models.store import Store
+from turnout.storage.freezes import FreezeCreate, FreezeScope, Frozen, covers
+from turnout.storage.store import Store
+from turnout.testing.processes import wait_for
 
 
 def test_covers() -> None:

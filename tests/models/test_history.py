@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 
 def test_replay_equals_load_after_every_write(store: Store, make: Any) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from turnout.models.keycrypt import KeyCipher, KeyCipherError
+from turnout.storage.keycrypt import KeyCipher, KeyCipherError
 
 SECRET = "a-secret-of-sufficient-length"
 

@@ -6,13 +6,13 @@ import time
 
 import pytest
 
-from turnout.models.leader import Leader
+from turnout.storage.leader import Leader
 
 PG = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 _HOLDER = """
 import sys, time
-from turnout.models.leader import Leader
+from turnout.storage.leader import Leader
 leader = Leader(sys.argv[1], "plan-controller", interval=0.2).start()
 if leader.wait_leader(30):
     print("LEADER", flush=True)

@@ -5,9 +5,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from turnout.models import db
-from turnout.models.db import Base
-from turnout.models.store import Store
+from turnout.models.schema import Base
+from turnout.storage import db
+from turnout.storage.store import Store
 
 
 def test_upgrade_empty_database_matches_rows(empty_database_url: str) -> None:

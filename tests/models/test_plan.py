@@ -7,7 +7,6 @@ import pytest
 from pydantic import ValidationError
 
 from turnout.controller import PlanController
-from turnout.models.freeze import FreezeCreate, FreezeScope
 from turnout.models.load_stats import Load
 from turnout.models.plan import (
     PlanAction,
@@ -21,9 +20,10 @@ from turnout.models.plan import (
     transition,
     waiting,
 )
-from turnout.models.plan_steps import step_split
 from turnout.models.split import SplitSpec
-from turnout.models.store import Store
+from turnout.storage.freezes import FreezeCreate, FreezeScope
+from turnout.storage.plan_steps import step_split
+from turnout.storage.store import Store
 from turnout.xds.lrs import LoadStats
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -2,8 +2,8 @@
 
 import json
 
-from turnout.models.keystore import generate_key
 from turnout.models.redact import REDACTED, redact, redact_text
+from turnout.storage.keystore import generate_key
 
 PEM = (
     "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n"

@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from turnout.models.pg_feed import PgChangeFeed
 from turnout.models.proxy_status import ProxyStatus
-from turnout.models.replicas import SharedLoadStats, SharedProxyStatus
 from turnout.models.service import ServiceSpec
-from turnout.models.store import Store
+from turnout.storage.pg_feed import PgChangeFeed
+from turnout.storage.replicas import SharedLoadStats, SharedProxyStatus
+from turnout.storage.store import Store
 from turnout.xds.lrs import LoadStats
 
 PG = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from turnout.models.audit import Action
 from turnout.models.errors import Conflict, NotFound
-from turnout.models.store import Store
+from turnout.storage.audit import Action
+from turnout.storage.store import Store
 
 
 def _unchanged(store: Store, revision: int, events: int) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from turnout.models.errors import StoreUnavailable
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from pydantic import BaseModel, ValidationError
 
 from turnout.certs import make_ca
-from turnout.models.auth import KeySource
 from turnout.models.regex import (
     MAX_REGEX_PROGRAM_SIZE,
     check_substitution,
@@ -23,9 +22,10 @@ from turnout.models.regex import (
     path_key_strip_regex,
 )
 from turnout.models.route import RouteSpec
+from turnout.models.route_auth import KeySource
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
-from turnout.xds.translate import auth as translate_auth
+from turnout.xds.translate import api_key_auth as translate_auth
 
 BAD_PEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"
 

@@ -30,8 +30,8 @@ from envoy.extensions.common.ratelimit.v3.ratelimit_pb2 import RateLimitDescript
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitResponse
 from envoy.service.ratelimit.v3.rls_pb2_grpc import RateLimitServiceStub
 
-from turnout.local import free_port, turnout_command, wait_for
 from turnout.ratelimit.service import SHOULD_RATE_LIMIT
+from turnout.testing.processes import free_port, turnout_command, wait_for
 
 RSS_LIMIT = 40 * 2**20
 """Growth of the service's resident memory an attack may cause."""

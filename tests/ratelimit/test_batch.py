@@ -9,9 +9,9 @@ import time
 import pytest
 import redis
 
-from turnout.local import wait_for
 from turnout.ratelimit.batch import BatchedCounters, BatchFull
 from turnout.ratelimit.counters import window_for
+from turnout.testing.processes import wait_for
 
 
 def test_waiting_calls_are_capped_and_time_out() -> None:

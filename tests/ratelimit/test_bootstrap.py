@@ -11,7 +11,7 @@ import yaml
 
 from turnout import certs
 from turnout.cli import main
-from turnout.local import envoy_binary
+from turnout.testing.processes import envoy_binary
 
 
 def ratelimit_cluster(tmp_path: Path, *args: str) -> tuple[Path, dict[str, Any]]:

@@ -17,7 +17,7 @@ from envoy.extensions.common.ratelimit.v3.ratelimit_pb2 import RateLimitDescript
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitResponse
 from envoy.service.ratelimit.v3.rls_pb2_grpc import RateLimitServiceStub
 
-from turnout.local import free_port, turnout_command, wait_for
+from turnout.testing.processes import free_port, turnout_command, wait_for
 
 DEADLINE = 5.0
 

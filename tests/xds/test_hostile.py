@@ -27,7 +27,7 @@ from envoy.service.load_stats.v3 import lrs_pb2_grpc
 from envoy.service.load_stats.v3.lrs_pb2 import LoadStatsRequest
 from google.rpc.status_pb2 import Status
 
-from turnout.local import AdminClient, EchoUpstream, wait_for, wait_status
+from turnout.testing.processes import AdminClient, EchoUpstream, wait_for, wait_status
 
 CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"

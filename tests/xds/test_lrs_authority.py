@@ -24,9 +24,9 @@ from turnout import certs
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.identity import AllowList, cert_names
 from turnout.xds.lrs import LoadStats
+from turnout.xds.proxy_registry import ProxyRegistry
 from turnout.xds.server import start_server, tls_credentials
 from turnout.xds.snapshot import CLUSTER_TYPE
-from turnout.xds.status import ProxyRegistry
 
 EPOCH = datetime.now(UTC) - timedelta(minutes=1)
 LRS_WAIT = 0.5

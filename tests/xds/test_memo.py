@@ -16,7 +16,7 @@ from turnout.xds.translate import (
     build_endpoints,
     build_route_configuration,
 )
-from turnout.xds.translate.auth import build_api_key_auth_config
+from turnout.xds.translate.api_key_auth import build_api_key_auth_config
 
 CASES = [c for c in golden_cases() if c.expected_error is None]
 

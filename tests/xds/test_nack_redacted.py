@@ -6,7 +6,7 @@ from envoy.config.core.v3.base_pb2 import Node
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 from google.rpc.status_pb2 import Status
 
-from turnout.models.keystore import generate_key
+from turnout.storage.keystore import generate_key
 from turnout.xds.snapshot import CLUSTER_TYPE, build_snapshot, pack
 from turnout.xds.stream import StreamState
 

@@ -15,9 +15,9 @@ from envoy.service.discovery.v3.discovery_pb2 import (
 
 from tests.xds.test_cache import InMemorySource
 from turnout.xds.cache import SnapshotCache
+from turnout.xds.proxy_registry import ProxyRegistry
 from turnout.xds.server import start_server
 from turnout.xds.snapshot import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
-from turnout.xds.status import ProxyRegistry
 
 
 class Ads:

@@ -22,9 +22,9 @@ from tests.xds.test_cache import InMemorySource
 from tests.xds.test_server import Requests
 from turnout.models.service import ServiceSpec
 from turnout.xds.cache import SnapshotCache
+from turnout.xds.proxy_registry import ProxyRegistry
 from turnout.xds.server import AggregatedDiscoveryService, start_server
 from turnout.xds.snapshot import CLUSTER_TYPE, ENDPOINT_TYPE
-from turnout.xds.status import ProxyRegistry
 
 BOGUS_TYPE = "type.googleapis.com/bogus.v1.Thing"
 

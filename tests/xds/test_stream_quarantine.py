@@ -20,6 +20,7 @@ from turnout.models.split import SplitSpec
 from turnout.xds.cache import _build_group, _build_shared
 from turnout.xds.memo import TranslationMemo
 from turnout.xds.nack import NACK_MESSAGE_LIMIT, NackLog, nack_text, pinned_names
+from turnout.xds.proxy_registry import ConnectedProxy, ProxyRegistry
 from turnout.xds.snapshot import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -27,7 +28,6 @@ from turnout.xds.snapshot import (
     ROUTE_TYPE,
     Snapshot,
 )
-from turnout.xds.status import ConnectedProxy, ProxyRegistry
 from turnout.xds.stream import Response, StreamState, TypeState
 from turnout.xds.translate import ListenerOptions
 

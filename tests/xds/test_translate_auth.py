@@ -6,12 +6,12 @@ from envoy.extensions.filters.http.api_key_auth.v3.api_key_auth_pb2 import (
     Credential,
 )
 
-from turnout.models.auth import KeySource, RouteAuth
 from turnout.models.consumer import ApiKey, ConsumerSpec
 from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
+from turnout.models.route_auth import KeySource, RouteAuth
 from turnout.models.service import ServiceSpec
-from turnout.xds.translate.auth import (
+from turnout.xds.translate.api_key_auth import (
     NOBODY,
     allowed_clients,
     build_api_key_auth_config,

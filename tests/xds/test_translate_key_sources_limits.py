@@ -9,7 +9,7 @@ from turnout.models.consumer import ConsumerSpec
 from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
-from turnout.xds.translate.auth import HEADER_MUTATION_FILTER, PATH_KEY_HEADER
+from turnout.xds.translate.api_key_auth import HEADER_MUTATION_FILTER, PATH_KEY_HEADER
 from turnout.xds.translate.ratelimit import LOCAL_RATELIMIT_FILTER, RATELIMIT_HEADERS
 from turnout.xds.translate.route import build_virtual_hosts
 

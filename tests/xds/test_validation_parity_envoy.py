@@ -36,7 +36,7 @@ from turnout.models.consumer import KeyCreate
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import TurnoutError
-from turnout.models.store import Store
+from turnout.storage.store import Store
 from turnout.xds.translate import ListenerOptions
 
 ENVOY = Path(sys.executable).parent / "envoy"

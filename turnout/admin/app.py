@@ -17,16 +17,16 @@ from turnout.admin.api import (
     tokens,
 )
 from turnout.admin.api.entities import entity_router
-from turnout.admin.auth import hash_token
 from turnout.admin.deps import get_principal
 from turnout.admin.errors import ERROR_RESPONSES, install_error_handlers
 from turnout.admin.guard import AuthGuard
 from turnout.admin.roles import check_rules
+from turnout.admin.token_hash import hash_token
 from turnout.admin.write_gate import WriteGate
 from turnout.models.entities import ENTITIES
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
-from turnout.models.store import Store
+from turnout.storage.store import Store
 
 DESCRIPTION = """\
 Declare services, routes, splits and consumers (with their API keys); Turnout turns

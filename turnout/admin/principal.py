@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, status
 
-from turnout.admin.auth import hash_token, token_matches
-from turnout.models.store import Store
-from turnout.models.tokens import Role, TokenStore
+from turnout.admin.token_hash import hash_token, token_matches
+from turnout.storage.store import Store
+from turnout.storage.tokens import Role, TokenStore
 
 BOOTSTRAP_ACTOR = "admin"
 

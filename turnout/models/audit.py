@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column
 
-from turnout.models.db import Base
+from turnout.models.schema import Base
 
 
 class Action(StrEnum):

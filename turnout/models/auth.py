@@ -1,6 +1,6 @@
 """`auth` on a route: which API keys it accepts, where they are read, who may pass.
 
-Envoy's `api_key_auth` filter enforces it (see `turnout/xds/translate/auth.py`).
+Envoy's `api_key_auth` filter enforces it (see `turnout/xds/translate/api_key_auth.py`).
 A key is looked for in the header and query sources in order, and the first one
 present is used; the path source is read only when none of them carries a key,
 wherever it is listed (every path that matches the template has a segment where

@@ -3,7 +3,7 @@
 A backup holds the declaration (entities), the consumers' API keys (still
 encrypted under TURNOUT_SECRET_KEY, ids kept: each ciphertext is bound to its
 row id), the revision number, the audit trail (from which every past revision
-is rebuilt, `turnout/models/history.py`) and the freezes (ids kept: operators
+is rebuilt, `turnout/storage/revisions.py`) and the freezes (ids kept: operators
 and audit events name them). Restoring writes them back unchanged, in one
 transaction, and sets the revision counter to the source's, so a restored
 database reports the same revisions, the same history, the same keys and,
@@ -27,14 +27,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from turnout.models import changes
-from turnout.models.audit import AuditEvent, AuditEventRow
 from turnout.models.consumer import ApiKey, ConsumerKeyRow
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import Conflict, NotConfigured
-from turnout.models.freeze import Freeze, FreezeRow
-from turnout.models.keycrypt import SECRET_KEY_ENV, KeyCipher, KeyCipherError
-from turnout.models.rows import REVISION_ROW_ID, RevisionRow
+from turnout.storage import changes
+from turnout.storage.audit import AuditEvent, AuditEventRow
+from turnout.storage.freezes import Freeze, FreezeRow
+from turnout.storage.keycrypt import SECRET_KEY_ENV, KeyCipher, KeyCipherError
+from turnout.storage.rows import REVISION_ROW_ID, RevisionRow
 
 OLD_SECRET_KEY_ENV = "TURNOUT_OLD_SECRET_KEY"
 """Where `turnout restore --old-secret-key` reads the secret a backup's keys are under."""

@@ -19,11 +19,11 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from turnout.models.audit import Action
 from turnout.models.consumer import ConsumerKeyRow
 from turnout.models.entities import ENTITIES, Entity
 from turnout.models.errors import Conflict, NotFound
-from turnout.models.references import check_delete, check_write, delete_dependents
+from turnout.storage.audit import Action
+from turnout.storage.references import check_delete, check_write, delete_dependents
 
 
 @dataclass(frozen=True)

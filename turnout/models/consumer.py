@@ -3,7 +3,7 @@
 A consumer is who calls the public API: a name, tags and groups (labels a route's
 `auth.allow_groups` refers to). Its keys are not part of the spec: they are
 generated (or imported) through `POST /consumers/{name}/keys`, stored encrypted
-(`turnout/models/keycrypt.py`) and never shown again after creation; only an id and
+(`turnout/storage/keycrypt.py`) and never shown again after creation; only an id and
 a short prefix are. Keys live in their own table so adding or revoking one writes
 one row, and the declaration carries them decrypted as `ApiKey` for translation.
 """
@@ -16,9 +16,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from turnout.models.audit import UtcDateTime
-from turnout.models.db import Base
 from turnout.models.limits import Limits
+from turnout.models.schema import Base, UtcDateTime
 from turnout.models.types import Name, Tags
 
 KEY_PATTERN = r"^[A-Za-z0-9._~+=-]{16,256}$"

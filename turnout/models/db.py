@@ -23,7 +23,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.orm import DeclarativeBase
 
-from turnout.models.watchdog import StatementWatchdog
+from turnout.storage.watchdog import StatementWatchdog
 
 DATABASE_URL_ENV = "TURNOUT_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///turnout.db"
@@ -55,7 +55,7 @@ PG_KEEPALIVES = {
 POOL_TIMEOUT_S = 5
 """How long a request waits for a free pooled connection (SQLAlchemy's default: 30)."""
 STATEMENT_DEADLINE_S = PG_STATEMENT_TIMEOUT_MS / 1000 + 2
-"""The client-side bound on one statement, commit or ping (`turnout/models/watchdog.py`):
+"""The client-side bound on one statement, commit or ping (`turnout/storage/watchdog.py`):
 the server's own timeout plus a margin, for a server that does not answer at all."""
 NO_DEADLINE = "turnout_no_deadline"
 """Execution option that exempts a connection's statements from the watchdog (migrations)."""

@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from turnout.models.consumer import ConsumerRow, ConsumerSpec
-from turnout.models.db import Base
 from turnout.models.route import RouteRow, RouteSpec
+from turnout.models.schema import Base
 from turnout.models.service import ServiceRow, ServiceSpec
 from turnout.models.split import SplitRow, SplitSpec
 

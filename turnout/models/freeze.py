@@ -2,7 +2,7 @@
 
 Owns the freeze schema, its row, and the one rule that decides whether a freeze
 covers a write (`covers`). The store applies that rule inside its write
-transaction (`turnout/models/store.py`), under the same lock as every writer, so
+transaction (`turnout/storage/store.py`), under the same lock as every writer, so
 no write can slip past a freeze committed just before it. Time is evaluated at
 write time: a scheduled freeze starts and ends by itself, no job runs.
 
@@ -24,13 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import JSON, BigInteger, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from turnout.models.audit import UtcDateTime
-from turnout.models.changes import Change
-from turnout.models.db import Base
 from turnout.models.errors import Conflict, TurnoutError
 from turnout.models.route import RouteRow
+from turnout.models.schema import Base, UtcDateTime
 from turnout.models.service import ServiceRow
 from turnout.models.types import Name, Tag
+from turnout.storage.changes import Change
 
 OVERRIDE_HEADER = "X-Turnout-Override-Reason"
 

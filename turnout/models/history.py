@@ -4,7 +4,7 @@ Why replay rather than a snapshot per revision: every write appends, in the SAME
 transaction that changes the rows, one audit event per entity with the whole spec
 after the write (`after`, null on delete). The events up to revision n therefore
 determine the rows at n exactly, by construction rather than by a second copy that
-could drift; `tests/models/test_history.py` holds replay equal to `Store.load()`
+could drift; `tests/storage/test_history.py` holds replay equal to `Store.load()`
 after every write. Storage stays one event per changed entity, where a snapshot
 per revision would copy the whole declaration on each of the many small writes a
 staged plan makes (one per step, per split, for 50+ services). Replaying is
@@ -23,10 +23,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from turnout.models.audit import AuditEventRow
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import NotFound
+from turnout.storage.audit import AuditEventRow
 
 SUMMARY_MAX = 512
 

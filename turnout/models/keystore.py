@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from turnout.models.audit import Action
-from turnout.models.changes import Change
 from turnout.models.consumer import (
     KEY_PREFIX_LENGTH,
     ApiKey,
@@ -29,10 +27,12 @@ from turnout.models.consumer import (
 )
 from turnout.models.entities import Entity
 from turnout.models.errors import Conflict, NotConfigured, NotFound
-from turnout.models.keycrypt import SECRET_KEY_ENV, KeyCipher
+from turnout.storage.audit import Action
+from turnout.storage.changes import Change
+from turnout.storage.keycrypt import SECRET_KEY_ENV, KeyCipher
 
 if TYPE_CHECKING:
-    from turnout.models.store import Store
+    from turnout.storage.store import Store
 
 KEY_ENTITY = Entity("consumer_key", "keys", KeyInfo, ConsumerKeyRow)
 """How key changes appear in the audit trail (`entity_name` is the consumer)."""
@@ -88,11 +88,11 @@ class KeyRing:
         return self._cipher
 
     def count(self) -> int:
-        with self._store._read() as session:
+        with self._store.read_transaction() as session:
             return int(session.scalar(select(func.count()).select_from(ConsumerKeyRow)) or 0)
 
     def list(self, consumer: str) -> list[KeyInfo]:
-        with self._store._read() as session:
+        with self._store.read_transaction() as session:
             if session.get(ConsumerRow, consumer) is None:
                 raise NotFound("consumer", consumer)
             rows = session.scalars(
@@ -108,7 +108,7 @@ class KeyRing:
         key = body.key or generate_key()
         key_id = secrets.token_hex(6)
         lookup = cipher.lookup_hash(key)
-        with self._store._write() as session:
+        with self._store.write_transaction() as session:
             if session.get(ConsumerRow, consumer) is None:
                 raise NotFound("consumer", consumer)
             if session.scalar(
@@ -126,7 +126,7 @@ class KeyRing:
             )
             session.add(row)
             info = _info(row)
-            revision = self._store._commit(
+            revision = self._store.commit_changes(
                 session, actor, [Change(Action.CREATE, KEY_ENTITY.kind, consumer, None, info)]
             )
         with self._lock:
@@ -165,7 +165,7 @@ class KeyRing:
         hashes = [r["lookup_hash"] for r in rows]
         if len(set(hashes)) != len(hashes):
             raise Conflict("the keys to import repeat", field="keys")
-        with self._store._write() as session:
+        with self._store.write_transaction() as session:
             if session.get(ConsumerRow, consumer) is None:
                 raise NotFound("consumer", consumer)
             for start in range(0, len(hashes), 1000):
@@ -176,7 +176,7 @@ class KeyRing:
                     raise Conflict("a key to import is already in use", field="keys")
             session.execute(insert(ConsumerKeyRow), rows)
             summary = KeyInfo(id=f"{len(rows)} keys", consumer=consumer, prefix="", created_at=now)
-            revision = self._store._commit(
+            revision = self._store.commit_changes(
                 session, actor, [Change(Action.CREATE, KEY_ENTITY.kind, consumer, None, summary)]
             )
         with self._lock:
@@ -199,7 +199,7 @@ class KeyRing:
         """
         cipher = self._require_cipher()
         hashes = {cipher.lookup_hash(key): key for key in keys}
-        with self._store._read() as session:
+        with self._store.read_transaction() as session:
             rows = session.execute(
                 select(ConsumerKeyRow.lookup_hash, ConsumerKeyRow.consumer).where(
                     ConsumerKeyRow.lookup_hash.in_(builtins.list(hashes))
@@ -232,7 +232,7 @@ class KeyRing:
             raise Conflict("the keys to import repeat", field="keys")
         now = datetime.now(UTC).replace(microsecond=0)
         hashes = builtins.list(wanted)
-        with self._store._write() as session:
+        with self._store.write_transaction() as session:
             names = builtins.list(keys)
             for start in range(0, len(names), 1000):
                 chunk = names[start : start + 1000]
@@ -284,7 +284,7 @@ class KeyRing:
                 )
                 for consumer, n in sorted(per_consumer.items())
             ]
-            self._store._commit(session, actor, done)
+            self._store.commit_changes(session, actor, done)
         with self._lock:
             for row in rows:
                 self._known[row["id"]] = ApiKey(
@@ -293,13 +293,13 @@ class KeyRing:
         return len(rows)
 
     def revoke(self, consumer: str, key_id: str, actor: str) -> int:
-        with self._store._write() as session:
+        with self._store.write_transaction() as session:
             row = session.get(ConsumerKeyRow, key_id)
             if row is None or row.consumer != consumer:
                 raise NotFound("key", f"{consumer}/{key_id}")
             before = _info(row).model_dump(mode="json")
             session.delete(row)
-            revision = self._store._commit(
+            revision = self._store.commit_changes(
                 session, actor, [Change(Action.DELETE, KEY_ENTITY.kind, consumer, before, None)]
             )
         with self._lock:
@@ -308,12 +308,12 @@ class KeyRing:
 
     def next_expiry(self) -> datetime | None:
         """When the next key expires, if any key has an expiry."""
-        with self._store._read() as session:
+        with self._store.read_transaction() as session:
             return session.scalar(select(func.min(ConsumerKeyRow.expires_at)))
 
     def expire(self, now: datetime) -> int | None:
         """Delete every key expired at `now` in one write; the revision, or None."""
-        with self._store._write() as session:
+        with self._store.write_transaction() as session:
             rows = list(
                 session.scalars(
                     select(ConsumerKeyRow)
@@ -329,7 +329,7 @@ class KeyRing:
                 before = _info(row).model_dump(mode="json")
                 session.delete(row)
                 done.append(Change(Action.DELETE, KEY_ENTITY.kind, row.consumer, before, None))
-            revision = self._store._commit(session, EXPIRY_ACTOR, done, freeze_exempt=True)
+            revision = self._store.commit_changes(session, EXPIRY_ACTOR, done, freeze_exempt=True)
         with self._lock:
             for key_id in expired:
                 self._known.pop(key_id, None)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy import make_url
 
-from turnout.models.pg_feed import libpq_url
+from turnout.storage.pg_feed import libpq_url
 
 log = logging.getLogger(__name__)
 

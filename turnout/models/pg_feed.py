@@ -2,7 +2,7 @@
 
 Several `turnout serve` replicas share one PostgreSQL database. A write through
 any of them runs `pg_notify('turnout', <revision>)` inside its transaction
-(`turnout.models.notify`, called by the store), which PostgreSQL delivers to every
+(`turnout.storage.notify`, called by the store), which PostgreSQL delivers to every
 listener only when the transaction commits. `PgChangeFeed` listens on its own
 connection in a thread and hands each revision to `Store._notify`, the same
 path a local commit takes, so caches on every replica reload within
@@ -21,8 +21,8 @@ import psycopg
 from sqlalchemy import make_url
 
 from turnout.models.errors import StoreUnavailable
-from turnout.models.notify import CHANNEL
-from turnout.models.store import Store
+from turnout.storage.notify import CHANNEL
+from turnout.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class PgChangeFeed:
             # check_interval whether or not notifications arrive.
             for notify in conn.notifies(timeout=WAIT_S):
                 try:
-                    self._store._notify(int(notify.payload))
+                    self._store.publish_revision(int(notify.payload))
                 except ValueError:
                     log.warning("change feed: ignoring payload %r", notify.payload)
             if time.monotonic() - last_check >= self._check_interval:
@@ -92,6 +92,6 @@ class PgChangeFeed:
 
     def _check(self) -> None:
         try:
-            self._store._notify(self._store.revision())
+            self._store.publish_revision(self._store.revision())
         except StoreUnavailable as exc:
             log.debug("change feed revision check: %s", exc)

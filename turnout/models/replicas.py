@@ -23,12 +23,11 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, delete, func, s
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from turnout.models.audit import UtcDateTime
-from turnout.models.db import Base
 from turnout.models.errors import StoreUnavailable
 from turnout.models.load_stats import Load, LocalLoadStats
 from turnout.models.proxy_status import ProxyStatus, ProxyStatusSource
-from turnout.models.store import Store
+from turnout.models.schema import Base, UtcDateTime
+from turnout.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class SharedProxyStatus:
         now = self._clock()
         if not force and proxies == self._last:
             return False
-        with self._store._write() as session:
+        with self._store.write_transaction() as session:
             row = session.get(ReplicaProxiesRow, self.replica)
             if row is None:
                 session.add(
@@ -89,7 +88,7 @@ class SharedProxyStatus:
 
     def withdraw(self) -> None:
         """Remove this replica's row (on a clean shutdown)."""
-        with self._store._write() as session:
+        with self._store.write_transaction() as session:
             session.execute(
                 delete(ReplicaProxiesRow).where(ReplicaProxiesRow.replica == self.replica)
             )
@@ -112,7 +111,7 @@ class SharedProxyStatus:
 
     def _others(self) -> builtins.list[ProxyStatus]:
         fresh_since = self._clock() - self._stale_after
-        with self._store._read() as session:
+        with self._store.read_transaction() as session:
             rows = session.scalars(
                 select(ReplicaProxiesRow).where(
                     ReplicaProxiesRow.replica != self.replica,
@@ -166,7 +165,7 @@ class SharedLoadStats:
         replicas (this one still counts them), never written twice.
         """
         samples = self._local.take_unpublished()
-        with self._store._write() as session:
+        with self._store.write_transaction() as session:
             session.add_all(
                 LoadReportRow(
                     replica=self.replica,
@@ -185,7 +184,7 @@ class SharedLoadStats:
     def window(self, cluster: str, since: datetime) -> Load:
         own = self._local.window(cluster, since)
         try:
-            with self._store._read() as session:
+            with self._store.read_transaction() as session:
                 requests, errors = session.execute(
                     select(
                         func.coalesce(func.sum(LoadReportRow.requests), 0),

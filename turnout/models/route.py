@@ -11,8 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from turnout.models.auth import RouteAuth
-from turnout.models.db import Base
 from turnout.models.limits import Limits
 from turnout.models.policies import RoutePolicies
 from turnout.models.regex import (
@@ -24,6 +22,8 @@ from turnout.models.regex import (
     path_key_strip_regex,
     strip_prefix_regex,
 )
+from turnout.models.route_auth import RouteAuth
+from turnout.models.schema import Base
 from turnout.models.types import (
     HeaderName,
     HeaderValue,
@@ -139,7 +139,7 @@ class RouteSpec(BaseModel):
     ] = [DEFAULT_GROUP]
     auth: Annotated[
         RouteAuth | None,
-        Field(description="API key authentication (`turnout/models/auth.py`). Absent: open."),
+        Field(description="API key authentication (`turnout/models/route_auth.py`). Absent: open."),
     ] = None
     limits: Annotated[
         Limits | None,

@@ -1,13 +1,13 @@
 """Rows that belong to no entity: the global revision counter and settings.
 
 Entity rows live beside their specs (`turnout/models/service.py` ...); the audit row lives
-in `turnout/models/audit.py`.
+in `turnout/storage/audit.py`.
 """
 
 from sqlalchemy import BigInteger, CheckConstraint, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from turnout.models.db import Base
+from turnout.models.schema import Base
 
 REVISION_ROW_ID = 1
 ADMIN_TOKEN_HASH_KEY = "admin_token_sha256"

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import JSON, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from turnout.models.db import Base
 from turnout.models.policies import ServicePolicies
+from turnout.models.schema import Base
 from turnout.models.types import Name, Port, Tags, check_host, is_ip
 
 __all__ = ["Endpoint", "ParsedUrl", "ServiceRow", "ServiceSpec", "check_host", "is_ip", "parse_url"]

@@ -6,9 +6,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from turnout.models.db import Base
 from turnout.models.plan import PlanState, SplitPlan
 from turnout.models.regex import compile_checked, cookie_pair_regex
+from turnout.models.schema import Base
 from turnout.models.types import (
     CookieName,
     HeaderName,

@@ -1,7 +1,7 @@
 """The store: the only way the declaration is read or written.
 
 A write is one transaction that locks the revision row, checks the rules that
-span entities (`turnout/models/references.py`), writes the row, bumps the global revision
+span entities (`turnout/storage/references.py`), writes the row, bumps the global revision
 and appends an audit event; either all of it commits or none of it does. After a
 commit the change feed tells every subscriber the new revision.
 
@@ -25,17 +25,17 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from turnout.models import changes, db, history
-from turnout.models.audit import AuditEvent, AuditEventRow
-from turnout.models.changes import Change
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES, Entity, entity
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
-from turnout.models.freeze import check_freezes
-from turnout.models.keystore import KEY_ENTITY, KeyRing
-from turnout.models.notify import notify_in_transaction
-from turnout.models.rows import ADMIN_TOKEN_HASH_KEY, REVISION_ROW_ID, RevisionRow, SettingRow
-from turnout.models.store_history import HistoryMixin
+from turnout.storage import changes, db, revisions
+from turnout.storage.audit import AuditEvent, AuditEventRow
+from turnout.storage.changes import Change
+from turnout.storage.freezes import check_freezes
+from turnout.storage.keystore import KEY_ENTITY, KeyRing
+from turnout.storage.notify import notify_in_transaction
+from turnout.storage.rows import ADMIN_TOKEN_HASH_KEY, REVISION_ROW_ID, RevisionRow, SettingRow
+from turnout.storage.store_records import HistoryMixin
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Store(HistoryMixin):
         self._notify_lock = threading.RLock()  # a callback may (un)subscribe
         self._notified = 0
         self.keys = KeyRing(self, secret_key)
-        """The consumers' API keys (`turnout/models/keystore.py`)."""
+        """The consumers' API keys (`turnout/storage/keystore.py`)."""
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration."""
@@ -271,7 +271,7 @@ class Store(HistoryMixin):
     def restore_revision(self, revision: int, actor: str, **how: Any) -> ApplyResult:
         """A new revision whose declaration equals the one at `revision`."""
         with self._read() as session:
-            decl = history.declaration_at(session, revision, _current_revision(session))
+            decl = revisions.declaration_at(session, revision, _current_revision(session))
         how.setdefault("reason", f"restore revision {revision}")
         return self.apply(decl.by_kind(), actor, **how)
 
@@ -296,7 +296,7 @@ class Store(HistoryMixin):
         callback is logged and does not affect the write or other subscribers.
 
         On PostgreSQL `_commit` also runs `pg_notify('turnout', revision)` inside
-        the write transaction, and `turnout.models.pg_feed.PgChangeFeed` calls
+        the write transaction, and `turnout.storage.pg_feed.PgChangeFeed` calls
         `_notify` for revisions committed by other processes.
         """
         with self._notify_lock:
@@ -405,7 +405,7 @@ class Store(HistoryMixin):
                 )
             )
         session.flush()  # surface constraint errors inside the transaction
-        notify_in_transaction(session, row.value)  # other replicas (models/pg_feed.py)
+        notify_in_transaction(session, row.value)  # other replicas (storage/pg_feed.py)
         session.info["revision"] = row.value
         return row.value
 

@@ -14,16 +14,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from turnout.models import backup, history
-from turnout.models.audit import Action, AuditEventRow
 from turnout.models.declaration import Declaration
 from turnout.models.errors import NotFound
-from turnout.models.freeze import Freeze, FreezeCreate, FreezeRow, check_scope_names
-from turnout.models.freeze import now as freeze_now
-from turnout.models.history import RevisionInfo
-from turnout.models.keycrypt import KeyCipher
-from turnout.models.keystore import KeyRing
-from turnout.models.rows import REVISION_ROW_ID, RevisionRow
+from turnout.storage import backup, revisions
+from turnout.storage.audit import Action, AuditEventRow
+from turnout.storage.freezes import Freeze, FreezeCreate, FreezeRow, check_scope_names
+from turnout.storage.freezes import now as freeze_now
+from turnout.storage.keycrypt import KeyCipher
+from turnout.storage.keystore import KeyRing
+from turnout.storage.revisions import RevisionInfo
+from turnout.storage.rows import REVISION_ROW_ID, RevisionRow
 
 
 def _current_revision(session: Session) -> int:
@@ -38,7 +38,7 @@ class HistoryMixin:
     # -- backup --------------------------------------------------------------
 
     def export(self) -> dict[str, Any]:
-        """Everything a backup holds, read at one revision (`turnout/models/backup.py`)."""
+        """Everything a backup holds, read at one revision (`turnout/storage/backup.py`)."""
         with self._read() as session:
             return backup.export(session)
 
@@ -62,18 +62,18 @@ class HistoryMixin:
 
     def revisions(self, limit: int = 100, before: int | None = None) -> list[RevisionInfo]:
         with self._read() as session:
-            return history.revisions(session, limit, before)
+            return revisions.revisions(session, limit, before)
 
     def revision_listing(
         self, limit: int = 100, before: int | None = None
     ) -> tuple[list[RevisionInfo], int]:
         """`revisions(...)` and the current revision, read in one transaction."""
         with self._read() as session:
-            return history.revisions(session, limit, before), _current_revision(session)
+            return revisions.revisions(session, limit, before), _current_revision(session)
 
     def declaration_at(self, revision: int) -> Declaration:
         with self._read() as session:
-            return history.declaration_at(session, revision, _current_revision(session))
+            return revisions.declaration_at(session, revision, _current_revision(session))
 
     # -- freezes -------------------------------------------------------------
 

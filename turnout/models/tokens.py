@@ -20,12 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from turnout.models.audit import Action, AuditEventRow, UtcDateTime
-from turnout.models.db import Base
 from turnout.models.errors import Conflict, NotFound
-from turnout.models.rows import REVISION_ROW_ID, RevisionRow
-from turnout.models.store import Store
+from turnout.models.schema import Base
 from turnout.models.types import Name
+from turnout.storage.audit import Action, AuditEventRow, UtcDateTime
+from turnout.storage.rows import REVISION_ROW_ID, RevisionRow
+from turnout.storage.store import Store
 
 
 class Role(StrEnum):
@@ -106,7 +106,7 @@ class TokenStore:
     ) -> TokenInfo:
         now = datetime.now(UTC)
         expires_at = now + expires_in if expires_in is not None else None
-        with self._store._write() as session:
+        with self._store.write_transaction() as session:
             if session.get(TokenRow, name) is not None:
                 raise Conflict(f"token {name!r} already exists", field="name")
             row = TokenRow(
@@ -123,12 +123,12 @@ class TokenStore:
         return info
 
     def list(self) -> builtins.list[TokenInfo]:
-        with self._store._read() as session:
+        with self._store.read_transaction() as session:
             rows = session.scalars(select(TokenRow).order_by(TokenRow.name))
             return [TokenInfo.model_validate(row) for row in rows]
 
     def delete(self, name: str, actor: str) -> None:
-        with self._store._write() as session:
+        with self._store.write_transaction() as session:
             row = session.get(TokenRow, name)
             if row is None:
                 raise NotFound("token", name)
@@ -138,7 +138,7 @@ class TokenStore:
 
     def lookup(self, token_sha256: str) -> TokenInfo | None:
         """The token with this hash, expired or not (the caller decides)."""
-        with self._store._read() as session:
+        with self._store.read_transaction() as session:
             row = session.scalars(
                 select(TokenRow).where(TokenRow.token_sha256 == token_sha256.lower())
             ).first()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from turnout.envoy_bootstrap import BootstrapOptions, render_bootstrap
-from turnout.local import free_port, http_ok, wait_for
+from turnout.testing.processes import free_port, http_ok, wait_for
 
 ENVOY_IMAGE = "envoyproxy/envoy:v1.40-latest"
 

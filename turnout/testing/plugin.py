@@ -34,8 +34,8 @@ from typing import Any
 
 import pytest
 
-from turnout.local import AdminClient, EnvoyProcess, TurnoutProcess, envoy_binary
 from turnout.testing import containers
+from turnout.testing.processes import AdminClient, EnvoyProcess, TurnoutProcess, envoy_binary
 
 DEFAULT_TOKEN = "turnout-test-token"
 

@@ -61,7 +61,7 @@ GROUP_GRACE_SECONDS = 60.0
 
 
 class DeclarationSource(Protocol):
-    """What the cache needs from the store (`turnout.models.store.Store` is one)."""
+    """What the cache needs from the store (`turnout.storage.store.Store` is one)."""
 
     def load(self) -> Declaration: ...
 

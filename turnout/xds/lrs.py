@@ -9,7 +9,7 @@ deltas, timestamped on arrival, for `RETENTION` and answers "how many requests
 and errors did cluster X serve since T" for the plan controller
 (`turnout/models/load_stats.py`). With several replicas, each also keeps the
 samples it has not yet published (`keep_unpublished`), which
-`turnout.models.replicas.SharedLoadStats` writes to the database so the leader's
+`turnout.storage.replicas.SharedLoadStats` writes to the database so the leader's
 controller sees the reports every replica received.
 
 Only a proxy with a live ADS stream may report, and only for its own clusters:

@@ -31,7 +31,7 @@ from turnout.xds.translate import (
     build_cluster,
     build_cluster_load_assignment,
 )
-from turnout.xds.translate.auth import build_api_key_auth_config
+from turnout.xds.translate.api_key_auth import build_api_key_auth_config
 from turnout.xds.translate.cluster import uses_eds
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 from turnout.xds.translate.route import (

@@ -40,8 +40,8 @@ from turnout.xds.limits import (
 from turnout.xds.lrs import ADS_WAIT_SECONDS, Authorizer, LoadStats
 from turnout.xds.lrs import add_to_server as add_lrs_to_server
 from turnout.xds.node import InvalidNode, node_group
+from turnout.xds.proxy_registry import ConnectedProxy, ProxyRegistry
 from turnout.xds.snapshot import CLUSTER_TYPE, Snapshot
-from turnout.xds.status import ConnectedProxy, ProxyRegistry
 from turnout.xds.stream import ProtocolError, RequestOutcome, Response, StreamState
 
 log = logging.getLogger(__name__)

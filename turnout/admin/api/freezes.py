@@ -1,7 +1,7 @@
 """`/freezes`: declare, list and lift freezes.
 
 Enforcement is not here: the store checks freezes inside every write
-transaction (`turnout/models/freeze.py`), so every write path obeys them.
+transaction (`turnout/storage/freezes.py`), so every write path obeys them.
 """
 
 from typing import Annotated
@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from turnout.admin.deps import ActorDep, StoreDep
 from turnout.admin.params import DB_INT_MAX
-from turnout.models.freeze import Freeze, FreezeCreate, FreezeView, now
+from turnout.storage.freezes import Freeze, FreezeCreate, FreezeView, now
 
 router = APIRouter(prefix="/freezes", tags=["freezes"])
 

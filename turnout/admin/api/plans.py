@@ -15,11 +15,11 @@ from pydantic import BaseModel, Field
 from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
 from turnout.admin.errors import documented
-from turnout.models.freeze import Freeze, now
 from turnout.models.load_stats import Load, LoadStatsSource, NoLoadStats
 from turnout.models.plan import PlanAction, PlanState, next_due, percent, waiting
-from turnout.models.plan_steps import holding_freezes, step_split
 from turnout.models.split import SplitSpec
+from turnout.storage.freezes import Freeze, now
+from turnout.storage.plan_steps import holding_freezes, step_split
 
 router = APIRouter(prefix="/splits", tags=["splits"])
 

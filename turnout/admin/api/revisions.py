@@ -10,7 +10,7 @@ from turnout.admin.declarative import to_document
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
 from turnout.admin.errors import documented
 from turnout.admin.params import DB_INT_MAX
-from turnout.models.history import EntityDiff, RevisionInfo, diff
+from turnout.storage.revisions import EntityDiff, RevisionInfo, diff
 
 router = APIRouter(prefix="/revisions", tags=["revisions"])
 

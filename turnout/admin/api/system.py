@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from turnout.admin.deps import StoreDep
 from turnout.admin.errors import documented
-from turnout.models.audit import AuditEvent
+from turnout.storage.audit import AuditEvent
 
 health_router = APIRouter(tags=["system"])
 """Mounted without auth, for load balancers and orchestrators."""

@@ -13,10 +13,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 from pydantic import Field
 
-from turnout.admin.auth import generate_token, hash_token
 from turnout.admin.deps import ActorDep, StoreDep
 from turnout.admin.errors import documented
-from turnout.models.tokens import TokenCreate, TokenInfo, TokenStore
+from turnout.admin.token_hash import generate_token, hash_token
+from turnout.storage.tokens import TokenCreate, TokenInfo, TokenStore
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 

@@ -1,6 +1,6 @@
 """Alembic environment for Turnout's hand-written migrations.
 
-`turnout.models.db.upgrade` builds the Alembic config in code and passes an open
+`turnout.storage.db.upgrade` builds the Alembic config in code and passes an open
 connection in `config.attributes["connection"]`, inside a transaction that it
 owns. Run from the `alembic` command line instead, the URL comes from
 `TURNOUT_DATABASE_URL`.
@@ -9,13 +9,13 @@ owns. Run from the `alembic` command line instead, the URL comes from
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import turnout.models.audit
 import turnout.models.entities
-import turnout.models.freeze
-import turnout.models.replicas
-import turnout.models.rows
-import turnout.models.tokens  # noqa: F401  (registers every table on Base.metadata)
-from turnout.models.db import Base, database_url_from_env, make_engine
+import turnout.storage.audit
+import turnout.storage.freezes
+import turnout.storage.replicas
+import turnout.storage.rows
+import turnout.storage.tokens  # noqa: F401  (registers every table on Base.metadata)
+from turnout.storage.db import Base, database_url_from_env, make_engine
 
 target_metadata = Base.metadata
 """Only for `alembic check`/autogenerate comparisons; migrations stay hand-written."""

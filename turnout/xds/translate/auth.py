@@ -93,10 +93,10 @@ from envoy.type.matcher.v3.regex_pb2 import RegexMatchAndSubstitute, RegexMatche
 from google.protobuf.any_pb2 import Any
 from google.protobuf.message import Message
 
-from turnout.models.auth import KeySource as KeySourceSpec
-from turnout.models.auth import RouteAuth
 from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
+from turnout.models.route_auth import KeySource as KeySourceSpec
+from turnout.models.route_auth import RouteAuth
 from turnout.xds.translate.cluster import ads_config_source
 
 API_KEY_AUTH_FILTER = "envoy.filters.http.api_key_auth"

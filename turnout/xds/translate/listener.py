@@ -20,7 +20,7 @@ from google.protobuf.any_pb2 import Any
 from google.protobuf.message import Message
 from google.protobuf.wrappers_pb2 import BoolValue
 
-from turnout.xds.translate.auth import build_auth_http_filters
+from turnout.xds.translate.api_key_auth import build_auth_http_filters
 from turnout.xds.translate.cluster import ads_config_source
 from turnout.xds.translate.options import ListenerOptions, listener_name, route_configuration_name
 from turnout.xds.translate.policies import build_cors_http_filter, build_rbac_http_filter

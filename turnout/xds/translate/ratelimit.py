@@ -91,7 +91,7 @@ from xds.type.matcher.v3.string_pb2 import StringMatcher as XdsStringMatcher
 from turnout.models.declaration import Declaration
 from turnout.models.limits import WINDOW_SECONDS, Limit, Window
 from turnout.models.route import RouteSpec
-from turnout.xds.translate.auth import HEADER_MUTATION_FILTER
+from turnout.xds.translate.api_key_auth import HEADER_MUTATION_FILTER
 
 LOCAL_RATELIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 RATELIMIT_FILTER = "envoy.filters.http.ratelimit"

@@ -8,7 +8,7 @@ byte-identical messages (`SerializeToString(deterministic=True)`).
 from google.protobuf.message import Message
 
 from turnout.models.declaration import Declaration
-from turnout.xds.translate.auth import build_api_key_auth_config
+from turnout.xds.translate.api_key_auth import build_api_key_auth_config
 from turnout.xds.translate.cluster import build_clusters
 from turnout.xds.translate.endpoint import build_endpoints
 from turnout.xds.translate.listener import build_listener

@@ -76,7 +76,7 @@ from turnout.models.declaration import Declaration
 from turnout.models.regex import methods_regex, strip_prefix_regex
 from turnout.models.route import DEFAULT_GROUP, PathKind, PathMatch, RouteSpec
 from turnout.models.split import SplitSpec
-from turnout.xds.translate.auth import build_auth_routes
+from turnout.xds.translate.api_key_auth import build_auth_routes
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
 from turnout.xds.translate.policies import apply_route_policies
 from turnout.xds.translate.ratelimit import apply_route_limits

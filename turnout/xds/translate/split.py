@@ -44,8 +44,8 @@ from envoy.type.matcher.v3.regex_pb2 import RegexMatcher
 from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.any_pb2 import Any
 
-from turnout.models.auth import RouteAuth
 from turnout.models.regex import cookie_pair_regex
+from turnout.models.route_auth import RouteAuth
 from turnout.models.split import SplitPin, SplitSpec
 
 REMATCH_FILTER = "envoy.filters.http.lua"

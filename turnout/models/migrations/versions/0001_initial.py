@@ -1,7 +1,7 @@
 """Initial schema: services, routes, splits, the revision counter, audit, settings.
 
 Hand-written (as Kong's are): this file is the schema's history, and must not
-change once released. `tests/models/test_migrations.py` checks that it produces
+change once released. `tests/storage/test_migrations.py` checks that it produces
 exactly what the row classes declare.
 
 Revision ID: 0001
