@@ -11,7 +11,6 @@ in-process feed) gives the baseline, so the difference is what LISTEN/NOTIFY add
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -20,11 +19,11 @@ import uuid
 from pathlib import Path
 
 import httpx
+from results_io import RESULTS, write_results
 from sqlalchemy import create_engine, make_url, text
 
 from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
 
-RESULTS = Path(__file__).parent / "results"
 TOKEN = "bench-token"
 
 
@@ -110,10 +109,7 @@ def main() -> int:
             f"{r['write_through']!s:<20} {r['changes']:>7} {r['p50_ms']:>8} {r['p90_ms']:>8} "
             f"{r['p99_ms']:>8} {r['max_ms']:>8}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "cross_replica.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_results(results, RESULTS / "cross_replica.json")
     return 0
 
 

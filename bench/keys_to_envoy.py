@@ -11,7 +11,6 @@ checks that the listener was never modified (no drain) during the run.
 """
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
+from results_io import RESULTS, write_results
 
 from turnout.models.consumer import ConsumerSpec
 from turnout.models.route import RouteSpec
@@ -26,7 +26,6 @@ from turnout.models.service import ServiceSpec
 from turnout.storage.store import Store
 from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, TurnoutProcess
 
-RESULTS = Path(__file__).parent / "results"
 SECRET = "bench-secret-key-0123456789"
 TOKEN = "bench-token"
 
@@ -122,10 +121,7 @@ def main() -> int:
             f"{r['existing_keys']:>7} {r['new_keys']:>4} {r['p50_ms']:>8} {r['p90_ms']:>8} "
             f"{r['p99_ms']:>8} {r['max_ms']:>8} {r['envoy_memory_allocated_mb']:>8}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "keys_to_envoy.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_results(results, RESULTS / "keys_to_envoy.json")
     return 0
 
 

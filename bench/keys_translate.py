@@ -14,13 +14,13 @@ running server's memo rebuilds only the ECDS resource then).
 
 import argparse
 import dataclasses
-import json
 import resource
 import statistics
 import sys
 import time
 import tracemalloc
-from pathlib import Path
+
+from results_io import RESULTS, write_results
 
 from turnout.models.consumer import ApiKey, ConsumerSpec
 from turnout.models.declaration import Declaration
@@ -28,8 +28,6 @@ from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.xds.translate import ListenerOptions, build_route_configuration
 from turnout.xds.translate import api_key_auth as auth_translate
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def declaration(keys: int, consumers: int, routes: int) -> Declaration:
@@ -121,10 +119,7 @@ def main() -> int:
             f"{r['route_config_bytes'] / 2**20:>7.2f} {r['api_keys_config_bytes'] / 2**20:>8.1f} "
             f"{r['python_peak_mb']:>10}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "keys_translate.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_results(results, RESULTS / "keys_translate.json")
     return 0
 
 

@@ -46,11 +46,11 @@ import redis
 from envoy.extensions.common.ratelimit.v3.ratelimit_pb2 import RateLimitDescriptor
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitResponse
+from results_io import RESULTS, write_results
 
 from turnout.ratelimit.service import SHOULD_RATE_LIMIT
 from turnout.testing.processes import free_port, wait_for
 
-RESULTS = Path(__file__).parent / "results"
 SERVICE_CPU = 0
 
 
@@ -282,7 +282,6 @@ def main() -> int:
                 base["decisions_per_server_cpu_s"] or 1  # type: ignore[arg-type]
             )
             print(f"grpcio / compared, 1 worker: {wall:.2f} (decisions/s), {cpu:.2f} (per CPU-s)")
-    RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "ratelimit_rps.json"
     # One entry per (client kind, server, workers): the last run of each.
     earlier = json.loads(out.read_text()) if out.exists() else []
@@ -295,8 +294,7 @@ def main() -> int:
         if (r.get("client"), r.get("server", "grpcio"), r.get("workers", 1)) not in fresh
         and "server" in r
     ]
-    out.write_text(json.dumps([*kept, *results], indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    write_results([*kept, *results], out)
     status = 0
     for r in results:
         # Counters count every call, the warm-up and the check included.

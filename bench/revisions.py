@@ -13,19 +13,17 @@ controller makes them), and times:
 """
 
 import argparse
-import json
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
+
+from results_io import RESULTS, write_results
 
 from turnout.admin.declarative import dump_yaml, parse_document
 from turnout.models.plan import PlanAction
 from turnout.storage.plan_steps import step_split
 from turnout.storage.store import Store
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def document(services: int) -> dict[str, Any]:
@@ -97,8 +95,7 @@ def main() -> int:
     width = max(map(len, result))
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "revisions.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_results(result, RESULTS / "revisions.json")
     return 0
 
 

@@ -1,0 +1,94 @@
+"""Every benchmark under bench/ runs at a tiny size, so none of them rots unnoticed.
+
+These assert that a benchmark runs to the end and that its figures are plausible
+(samples taken, paths distinct), never how fast anything was: timing belongs to the
+benchmarks themselves, on a quiet machine. Results go to a temporary folder
+(`TURNOUT_BENCH_RESULTS`), never over the committed figures in bench/results/.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+PG_URL = os.environ.get("TURNOUT_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("TURNOUT_TEST_REDIS_URL")
+
+# (script, tiny arguments, what it needs)
+CASES: list[tuple[str, list[str], str | None]] = [
+    ("write_to_served.py", ["--changes", "5", "--envoys", "1"], None),
+    ("translate.py", ["--sizes", "50", "--runs", "1", "--skip-store"], None),
+    ("bulk_routes.py", ["--routes", "20", "--repeat", "1"], None),
+    ("ads_load.py", ["--streams", "20", "--streams-per-channel", "10", "--changes", "1"], None),
+    ("cross_replica.py", ["--changes", "3", "--server-url", PG_URL or ""], "postgresql"),
+    (
+        "hostile.py",
+        [
+            *("--unknown", "50", "--flood-requests", "5", "--flood-names", "10"),
+            *("--nack-streams", "2", "--nack-writes", "1", "--nack-bytes", "256"),
+            *("--churn", "20", "--churn-concurrency", "5"),
+            *("--lrs-reports", "5", "--lrs-clusters", "5"),
+        ],
+        None,
+    ),
+    (
+        "keys_translate.py",
+        ["--keys", "100", "--consumers", "10", "--routes", "1", "--repeat", "1"],
+        None,
+    ),
+    ("keys_to_envoy.py", ["--keys", "100", "--new", "3"], None),
+    (
+        "ratelimit_rps.py",
+        ["--seconds", "1", "--concurrency", "2", "--connections", "1", "--workers", "1"],
+        "redis",
+    ),
+    ("revisions.py", ["--services", "5", "--steps", "10"], None),
+]
+
+
+def numbers(value: Any) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [float(value)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in numbers(v)]
+    return []
+
+
+@pytest.mark.parametrize(("script", "args", "needs"), CASES, ids=[c[0] for c in CASES])
+def test_benchmark_runs_at_a_tiny_size(
+    script: str, args: list[str], needs: str | None, tmp_path: Path
+) -> None:
+    if needs == "postgresql" and not PG_URL:
+        pytest.skip("needs PostgreSQL: set TURNOUT_TEST_DATABASE_URL")
+    if needs == "redis" and not REDIS_URL:
+        pytest.skip("needs Redis: set TURNOUT_TEST_REDIS_URL")
+    env = {**os.environ, "TURNOUT_BENCH_RESULTS": str(tmp_path)}
+    if REDIS_URL:
+        env.setdefault("TURNOUT_REDIS_URL", REDIS_URL)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        cwd=BENCH.parent,
+        env={**env, "PYTHONPATH": str(BENCH.parent)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    written = sorted(tmp_path.glob("*.json"))
+    assert written, f"{script} wrote no results:\n{done.stderr[-2000:]}"
+    results = [json.loads(p.read_text()) for p in written]
+    assert any(n > 0 for n in numbers(results)), f"{script} measured nothing: {results}"
+    if script == "write_to_served.py":
+        (run,) = results[0]
+        # Each sample waited for a route of its own: none was already answered before.
+        assert run["trivial_samples"] == 0
+        assert run["changes"] == 5 and run["p50_ms"] > 0
