@@ -5,7 +5,9 @@ declaration: routes arrive over RDS, so a route change never rebuilds (and never
 drains) the listener. Knows nothing of services or clusters.
 """
 
+from envoy.config.accesslog.v3.accesslog_pb2 import AccessLogFilter, ResponseFlagFilter
 from envoy.config.core.v3.address_pb2 import Address, SocketAddress
+from envoy.config.core.v3.base_pb2 import DataSource
 from envoy.config.core.v3.extension_pb2 import TypedExtensionConfig
 from envoy.config.listener.v3.listener_components_pb2 import Filter, FilterChain
 from envoy.config.listener.v3.listener_pb2 import Listener
@@ -14,7 +16,9 @@ from envoy.extensions.filters.http.router.v3.router_pb2 import Router
 from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
     HttpConnectionManager,
     HttpFilter,
+    LocalReplyConfig,
     Rds,
+    ResponseMapper,
 )
 from google.protobuf.any_pb2 import Any
 from google.protobuf.message import Message
@@ -30,6 +34,8 @@ from turnout.xds.translate.split import build_rematch_http_filter
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 ROUTER_FILTER = "envoy.filters.http.router"
 STAT_PREFIX = "turnout_http"
+NO_ROUTE_BODY = "no route matched\n"
+"""The body of Envoy's 404 when no route matches (response flag NR); empty otherwise."""
 
 
 def _pack(message: Message) -> Any:
@@ -54,6 +60,15 @@ def build_http_connection_manager(opts: ListenerOptions) -> HttpConnectionManage
         # route; slashes are not merged because upstreams may tell `//` apart.
         normalize_path=BoolValue(value=True),
         merge_slashes=False,
+        # Say why: an empty 404 looks like the upstream's answer.
+        local_reply_config=LocalReplyConfig(
+            mappers=[
+                ResponseMapper(
+                    filter=AccessLogFilter(response_flag_filter=ResponseFlagFilter(flags=["NR"])),
+                    body=DataSource(inline_string=NO_ROUTE_BODY),
+                )
+            ]
+        ),
         # Auth filters are off unless a route turns them on (auth.py): key changes
         # travel in ECDS and never rebuild this listener.
         http_filters=[
