@@ -1,6 +1,7 @@
 """`--log-format json`: one JSON object per log line, for log shippers.
 
-Fields: ts (RFC 3339, UTC), level, logger, msg, and exc when there is a traceback.
+Fields: ts (RFC 3339, UTC), level, logger, msg, exc when there is a traceback, and
+the structured `fields` a record carries (admin writes: turnout/admin/write_log.py).
 """
 
 import json
@@ -18,6 +19,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update({k: v for k, v in fields.items() if k not in out})
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out)

@@ -24,6 +24,7 @@ from turnout.admin.roles import check_rules
 from turnout.admin.token_hash import hash_token
 from turnout.admin.ui.router import mount_ui
 from turnout.admin.write_gate import WriteGate
+from turnout.admin.write_log import WriteLog
 from turnout.models.entities import ENTITIES
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
@@ -89,6 +90,7 @@ def create_app(
     install_error_handlers(app)
     # The last added runs first: a request is authenticated before it may queue as a write.
     app.add_middleware(WriteGate)
+    app.add_middleware(WriteLog)
     app.add_middleware(AuthGuard)
     check_rules(app.openapi())
     return app
