@@ -102,7 +102,8 @@ def test_dry_run_and_bad_entity_change_nothing(
     capsys.readouterr()
     assert main(["apply", "--dry-run", "-f", str(path), "--database-url", database_url]) == 0
     assert "delete split orders-canary" in capsys.readouterr().out
-    assert main(["diff", "-f", str(path), "--database-url", database_url]) == 0
+    # Changes: exit code 2 (decK's --non-zero-exit-code), so CI can gate on it.
+    assert main(["diff", "-f", str(path), "--database-url", database_url]) == 2
     assert "orders-canary" in yaml.safe_load(capsys.readouterr().out)["splits"]["removed"]
     # One broken reference among valid changes: nothing at all is written.
     bad = {**doc, "routes": [*DECLARATION["routes"], {"name": "x", "service": "nope"}]}
@@ -178,7 +179,7 @@ def test_apply_never_deletes_api_keys_silently(
     old.write_text(yaml.safe_dump({"_format_version": "1", **DECLARATION, "consumers": []}))
     url = ["--database-url", database_url]
     capsys.readouterr()
-    assert main(["diff", "-f", str(old), *url]) == 0
+    assert main(["diff", "-f", str(old), *url]) == 2
     out = capsys.readouterr().out
     assert "# delete consumer acme (2 API keys): apply refuses unless --delete-keys" in out
     assert "# delete consumer beta (1 API key)" in out and "# delete consumer free" not in out

@@ -27,7 +27,8 @@ exit codes:
   0  success
   1  the operation failed (a conflict, a refused or unreadable backup, a demo that did not start)
   2  a usage or configuration error (bad option or value, invalid settings,
-     a declarative file that does not parse)
+     a declarative file that does not parse); for `turnout diff`: there are changes
+     (`diff` answers 0 no change, 2 changes, 1 an error, as decK's --non-zero-exit-code)
 """
 
 

@@ -21,6 +21,8 @@ from turnout.storage.revisions import diff
 from turnout.storage.store import Store
 
 CLI_ACTOR = "cli"
+DIFF_NONE, DIFF_ERROR, DIFF_CHANGES = 0, 1, 2
+"""`turnout diff`'s exit codes (decK's `--non-zero-exit-code` convention)."""
 
 
 def dump(store: Store, out: TextIO) -> int:
@@ -33,12 +35,16 @@ def _read(path: str) -> str:
 
 
 def diff_file(store: Store, path: str, out: TextIO) -> int:
-    """Print what applying `path` would change (field by field); 0 even if something would."""
+    """Print what applying `path` would change (field by field).
+
+    Exit codes as decK's `diff --non-zero-exit-code`, so CI can gate on it: 0 no change,
+    2 changes, 1 an error (the file does not parse).
+    """
     try:
         target = load_yaml(_read(path))
     except DocumentError as exc:
         print(f"turnout diff: {path}: {exc}", file=sys.stderr)
-        return 2
+        return DIFF_ERROR
     current = store.load()
     wanted = Declaration(
         revision=current.revision,
@@ -48,7 +54,7 @@ def diff_file(store: Store, path: str, out: TextIO) -> int:
     changes = {k: v.model_dump(exclude_defaults=True) for k, v in differences.items()}
     if not changes:
         out.write("no changes\n")
-        return 0
+        return DIFF_NONE
     out.write(yaml.safe_dump(changes, sort_keys=False))
     # Keys are not in the file, so the YAML above cannot show them: say it in comments.
     removed = differences["consumers"].removed if "consumers" in differences else {}
@@ -59,7 +65,7 @@ def diff_file(store: Store, path: str, out: TextIO) -> int:
                 f"# delete consumer {name} ({count} API key{'s' if count != 1 else ''}): "
                 "apply refuses unless --delete-keys\n"
             )
-    return 0
+    return DIFF_CHANGES
 
 
 def apply_file(
