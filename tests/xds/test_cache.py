@@ -6,9 +6,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+import pytest
+
 from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
+from turnout.xds import cache as cache_module
 from turnout.xds.cache import MAX_DELAY_SECONDS, SnapshotCache
 from turnout.xds.snapshot import ROUTE_TYPE, Snapshot
 from turnout.xds.translate import ListenerOptions
@@ -124,5 +127,48 @@ async def test_a_lone_commit_is_loaded() -> None:
         await asyncio.to_thread(source.commit_route, 1)
         await revision_other_than(cache, 0)
         assert cache.revision == 1
+    finally:
+        runner.cancel()
+
+
+def slow_coalescing(monkeypatch: pytest.MonkeyPatch, idle_seconds: float) -> None:
+    """A quiet period far longer than any deadline below: only the leading edge is quick."""
+    monkeypatch.setattr(cache_module, "QUIET_SECONDS", 60.0)
+    monkeypatch.setattr(cache_module, "MAX_DELAY_SECONDS", 120.0)
+    monkeypatch.setattr(cache_module, "IDLE_SECONDS", idle_seconds)
+
+
+async def test_a_commit_to_an_idle_cache_is_loaded_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slow_coalescing(monkeypatch, idle_seconds=0.0)  # always idle between commits
+    source = InMemorySource()
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(source))
+    try:
+        await asyncio.wait_for(revision_other_than(cache, None), 5)
+        for revision in (1, 2):
+            await asyncio.to_thread(source.commit_route, revision)
+            await asyncio.wait_for(revision_other_than(cache, revision - 1), 5)
+            assert cache.revision == revision
+    finally:
+        runner.cancel()
+
+
+async def test_a_commit_right_after_a_reload_waits_for_quiet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slow_coalescing(monkeypatch, idle_seconds=60.0)  # never idle after the first load
+    source = InMemorySource()
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(source))
+    try:
+        await asyncio.wait_for(revision_other_than(cache, None), 5)
+        loads_before = source.loads
+        await asyncio.to_thread(source.commit_route, 1)
+        # Coalesced: still waiting for the (60 s) quiet period.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(revision_other_than(cache, 0), 1)
+        assert source.loads == loads_before
     finally:
         runner.cancel()

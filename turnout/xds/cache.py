@@ -30,13 +30,16 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-# Coalescing: a reload starts once the feed has been quiet for
-# QUIET_SECONDS, or at the latest MAX_DELAY_SECONDS after the first change it covers.
-# Istio uses 100 ms / 10 s; Turnout's writes are explicit operator actions, so it
-# favours latency: a single write waits 5 ms, a stream of writes reloads 10 times a
-# second.
+# Coalescing: a change that finds the cache idle (no reload ended in the last
+# IDLE_SECONDS) is loaded at once: a lone write pays no wait. Changes that keep
+# arriving are coalesced: the next reload starts once the feed has been quiet for
+# QUIET_SECONDS, or at the latest MAX_DELAY_SECONDS after the first change it covers,
+# so a burst of writes reloads about 1/MAX_DELAY_SECONDS times a second and the last
+# state is always loaded. Istio uses 100 ms / 10 s; Turnout's writes are explicit
+# operator actions, so it favours latency.
 QUIET_SECONDS = 0.005
 MAX_DELAY_SECONDS = 0.1
+IDLE_SECONDS = QUIET_SECONDS
 _COMMIT_TIMES_KEPT = 4096
 
 # Node groups: every change is translated
@@ -230,9 +233,13 @@ class SnapshotCache:
         unsubscribe = source.subscribe(lambda rev: loop.call_soon_threadsafe(self.committed, rev))
         try:
             self._dirty.set()
+            last_reload_end = -float("inf")
             while True:
                 await self._dirty.wait()
-                await self._quiet_period(loop)
+                if loop.time() - last_reload_end < IDLE_SECONDS:
+                    await self._quiet_period(loop)  # changes keep coming: coalesce
+                else:
+                    self._dirty.clear()  # idle: the leading edge loads at once
                 try:
                     previous = self._declaration
                     if previous is None:
@@ -244,6 +251,7 @@ class SnapshotCache:
                         RELOADS.inc()
                 except Exception:
                     log.exception("reloading the declaration failed; keeping the last one")
+                last_reload_end = loop.time()
         finally:
             unsubscribe()
 
