@@ -102,6 +102,7 @@ def _instructions(token: str) -> str:
 Turnout demo is up.
   Envoy listener   http://127.0.0.1:{LISTENER_PORT}   (Envoy admin http://127.0.0.1:{ENVOY_ADMIN_PORT})
   Admin API        {admin}   (OpenAPI docs at {admin}/docs)
+  Dashboard        {admin}/ui   (sign in with the admin token)
   Admin token      {token}
 
 Send a request through Envoy (about 9 in 10 answer "legacy", 1 in 10 "modern"):
