@@ -44,3 +44,13 @@ def test_a_write_without_a_token_is_not_logged_as_anyone(
     assert anon.post("/services", json=body.service()).status_code == 401
     # Refused by the guard before the write log: nothing was attempted.
     assert write_lines(caplog) == []
+
+
+def test_a_hostile_path_cannot_forge_or_flood_the_log(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="turnout.admin.writes")
+    client.delete("/services/x%0Aadmin write actor=root" + "a" * 10_000)
+    (line,) = write_lines(caplog)
+    assert "\n" not in line.getMessage()
+    assert len(line.fields["entity"]) <= 2 * 200  # type: ignore[attr-defined]

@@ -18,6 +18,12 @@ from turnout.admin.guard import PRINCIPAL_STATE
 log = logging.getLogger("turnout.admin.writes")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_ENTITY_CHARS = 200
+"""The path is the client's: bounded, and escaped so `%0A` cannot forge a log line."""
+
+
+def _entity(path: str) -> str:
+    return path.strip("/")[:MAX_ENTITY_CHARS].encode("unicode_escape").decode("ascii")
 
 
 class WriteLog:
@@ -44,7 +50,7 @@ class WriteLog:
             fields = {
                 "actor": principal.name if principal is not None else None,
                 "action": scope["method"],
-                "entity": scope["path"].strip("/"),
+                "entity": _entity(scope["path"]),
                 "revision": int(answer["revision"]) if answer["revision"] else None,
                 "outcome": answer["status"],
                 "ms": round((time.perf_counter() - started) * 1000, 1),
