@@ -167,7 +167,6 @@ PLAN_ACTION: Examples = {
     "reason": Example(
         "Say why (recorded in the audit event)", {"reason": "error rate 0.2 % after 10 minutes"}
     ),
-    "empty": Example("No reason: the audit event says who did it", {}),
 }
 
 RESTORE: Examples = {

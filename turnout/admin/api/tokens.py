@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Path, Response, status
 from pydantic import Field
 
 from turnout.admin.deps import ActorDep, StoreDep
-from turnout.admin.errors import UNGATED_CREATE, documented, errors
+from turnout.admin.errors import LOOKUP, UNGATED_CREATE, documented
 from turnout.admin.token_hash import generate_token, hash_token
 from turnout.models import examples
 from turnout.storage.tokens import TokenCreate, TokenInfo, TokenStore
@@ -62,7 +62,7 @@ def list_tokens(store: StoreDep) -> list[TokenInfo]:
     response_class=Response,
     summary="Revoke a token",
     description="Requests with the token get 401 from now on. Admin role.",
-    responses=errors(404),
+    responses=LOOKUP,
 )
 def delete_token(
     name: Annotated[
