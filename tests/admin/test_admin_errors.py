@@ -51,7 +51,8 @@ def test_openapi_documents_every_error_answer(anon: TestClient) -> None:
     ]
     assert len(operations) > 40
     for path, method, op in operations:
-        for status in ("400", "401", "403", "404", "409", "422", "423", "503"):
+        # Each where it can occur (tests/admin/test_openapi_document.py); these on all.
+        for status in ("401", "403", "503"):
             answer = op["responses"].get(status)
             assert answer is not None, (method, path, status)
             schema = answer["content"]["application/json"]["schema"]

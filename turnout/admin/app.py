@@ -18,7 +18,7 @@ from turnout.admin.api import (
 )
 from turnout.admin.api.entities import entity_router
 from turnout.admin.deps import get_principal
-from turnout.admin.errors import ERROR_RESPONSES, install_error_handlers
+from turnout.admin.errors import AUTHENTICATED, install_error_handlers
 from turnout.admin.guard import AuthGuard
 from turnout.admin.roles import check_rules
 from turnout.admin.token_hash import hash_token
@@ -69,8 +69,9 @@ def create_app(
 
     def include(router: APIRouter) -> None:
         # The guard has already checked token and role; `get_principal` documents the
-        # scheme, ERROR_RESPONSES the error answers, on every operation.
-        app.include_router(router, dependencies=[Depends(get_principal)], responses=ERROR_RESPONSES)
+        # scheme, AUTHENTICATED the answers (401/403/503) every operation can give; each
+        # operation adds its own kind's (turnout/admin/errors.py).
+        app.include_router(router, dependencies=[Depends(get_principal)], responses=AUTHENTICATED)
 
     app.include_router(system.health_router)
     include(plans.router)  # before /splits/{name}: see plans

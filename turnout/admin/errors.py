@@ -79,17 +79,47 @@ def documented(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: documented("The body cannot be read at all (not UTF-8 JSON); nothing changed."),
-    401: documented("No bearer token, or an unknown, revoked or expired one."),
-    403: documented("The token's role is below what this call needs; `detail` names it."),
-    404: documented("An unknown name or id in the path."),
-    409: documented("Writes: a duplicate name or a broken reference; nothing changed."),
-    422: documented("A field is invalid; `detail` names each field and the reason."),
-    423: documented("Writes: a freeze covers the entity; `freeze` names it."),
-    503: documented("The database cannot be reached, or a needed secret is not set."),
+Responses = dict[int | str, dict[str, Any]]
+
+WHY: dict[int, str] = {
+    400: "The body cannot be read at all (not UTF-8 JSON); nothing changed.",
+    401: "No bearer token, or an unknown, revoked or expired one.",
+    403: "The token's role is below what this call needs (`detail` names it), or a "
+    "token below admin sent X-Turnout-Override-Reason.",
+    404: "An unknown name or id in the path.",
+    409: "A duplicate name or a broken reference; `field` names it; nothing changed.",
+    422: "A parameter or field is invalid; `detail` names each and the reason; nothing changed.",
+    423: "A freeze covers the entity; `freeze` names it; nothing changed (an admin may "
+    "pass one request with X-Turnout-Override-Reason).",
+    503: "The database cannot be reached, or (writes) too many writes wait for it: "
+    "retry after `Retry-After`; nothing changed.",
 }
-"""Documented on every operation of the authenticated API (one table, one model)."""
+"""What each error status means, wherever an operation can answer it."""
+
+
+def errors(*statuses: int) -> Responses:
+    """`responses=` for these statuses, each with its meaning (WHY) and ErrorBody."""
+    return {status: documented(WHY[status]) for status in statuses}
+
+
+# The error answers by kind of operation, declared once. An operation's own
+# `responses=` adds to its router's, and a status given again says it more precisely.
+AUTHENTICATED = errors(401, 403, 503)
+"""Every operation behind the token (router level, `create_app`): the guard answers
+401/403 before anything else, and reads tokens from the database (503)."""
+PARAMS = errors(422)
+"""Reads with path or query parameters (FastAPI would otherwise document its own
+422 body, not ErrorBody)."""
+LOOKUP = errors(404, 422)
+"""Reads of one thing named in the path."""
+CREATE = errors(400, 409, 422, 423)
+"""Writes with a body that a freeze can hold."""
+CHANGE = errors(400, 404, 409, 422, 423)
+"""Writes with a body to a thing named in the path, that a freeze can hold."""
+REMOVE = errors(404, 409, 422, 423)
+"""Deletes a freeze can hold (422: the override header's length)."""
+UNGATED_CREATE = errors(400, 409, 422)
+"""Writes with a body that no freeze holds (freezes and tokens themselves)."""
 
 
 def install_error_handlers(app: FastAPI) -> None:

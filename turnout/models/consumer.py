@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from turnout.models.examples import CONSUMER, KEY, schema_examples
 from turnout.models.limits import Limits
 from turnout.models.schema import Base, UtcDateTime
 from turnout.models.types import Name, Tags
@@ -29,18 +30,7 @@ KEY_PREFIX_LENGTH = 8
 class ConsumerSpec(BaseModel):
     """A caller of the API, authenticated by one of its keys."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "name": "acme",
-                    "groups": ["free"],
-                    "limits": {"quota": [{"requests": 1000, "per": "day"}]},
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=schema_examples(CONSUMER))
 
     name: Name
     groups: Annotated[
@@ -78,7 +68,7 @@ class ConsumerRow(Base):
 class KeyCreate(BaseModel):
     """Body of `POST /consumers/{name}/keys`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=schema_examples(KEY))
 
     key: Annotated[
         str | None,

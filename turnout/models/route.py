@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from turnout.models.examples import ROUTE, schema_examples
 from turnout.models.limits import Limits
 from turnout.models.policies import RoutePolicies
 from turnout.models.regex import (
@@ -92,7 +93,7 @@ that name no group."""
 class RouteSpec(BaseModel):
     """Requests matching `hosts`, `paths`, `methods` and `headers` go to `service`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=schema_examples(ROUTE))
 
     name: Name
     hosts: Annotated[

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import JSON, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from turnout.models.examples import SERVICE, schema_examples
 from turnout.models.policies import ServicePolicies
 from turnout.models.schema import Base
 from turnout.models.types import Name, Port, Tags, check_host, is_ip
@@ -71,7 +72,7 @@ def parse_url(url: str) -> ParsedUrl:
 class ServiceSpec(BaseModel):
     """A backend: one cluster in Envoy."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=schema_examples(SERVICE))
 
     name: Name
     url: Annotated[

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from turnout.models.examples import SPLIT, schema_examples
 from turnout.models.plan import PlanState, SplitPlan
 from turnout.models.regex import compile_checked, cookie_pair_regex
 from turnout.models.schema import Base
@@ -101,7 +102,7 @@ class SplitSpec(BaseModel):
     Weights are relative integers; 0 means no traffic at all, not "a little".
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=schema_examples(SPLIT))
 
     name: Name
     route: Annotated[str, Field(description="Name of the route whose traffic is split.")]

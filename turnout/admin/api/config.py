@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.declarative import DocumentError, parse_document, to_document
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
-from turnout.admin.errors import documented
+from turnout.admin.errors import CREATE, documented
+from turnout.models import examples
 from turnout.models.types import Tag
 
 router = APIRouter(prefix="/config", tags=["config"])
@@ -24,7 +25,11 @@ class ApplyReport(BaseModel):
     )
 
 
-@router.get("", summary="The whole declaration as a declarative document")
+@router.get(
+    "",
+    summary="The whole declaration as a declarative document",
+    description="What `POST /config` (and `turnout apply -f`) takes back; API keys are not in it.",
+)
 def get_config(store: StoreDep) -> dict[str, Any]:
     return to_document(store.load())
 
@@ -33,7 +38,11 @@ def get_config(store: StoreDep) -> dict[str, Any]:
     "",
     response_model=ApplyReport,
     summary="Make the declaration equal to a document (all or nothing)",
-    responses={
+    description="Creates, replaces and deletes entities so the declaration equals the "
+    "document, in one revision; `dry_run` reports the changes without making them, "
+    "`select_tag` limits it to entities with the tag. Admin role.",
+    responses=CREATE
+    | {
         409: documented(
             "A reference is broken, or consumers with API keys would be deleted without "
             "`delete_keys=true` (the detail names them); nothing changed."
@@ -43,7 +52,13 @@ def get_config(store: StoreDep) -> dict[str, Any]:
     },
 )
 def apply_config(
-    document: Annotated[dict[str, Any], Body(description='{"_format_version": "1", ...}')],
+    document: Annotated[
+        dict[str, Any],
+        Body(
+            description='{"_format_version": "1", ...}',
+            openapi_examples=examples.openapi_examples(examples.CONFIG),
+        ),
+    ],
     response: Response,
     store: StoreDep,
     actor: ActorDep,

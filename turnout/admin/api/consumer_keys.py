@@ -15,12 +15,19 @@ from fastapi.exceptions import RequestValidationError
 
 from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.deps import ActorDep, StoreDep
-from turnout.admin.errors import documented
+from turnout.admin.errors import CHANGE, LOOKUP, documented, errors
+from turnout.models import examples
 from turnout.models.consumer import KeyCreate, KeyCreated, KeyInfo
 
 router = APIRouter(prefix="/consumers/{name}/keys", tags=["consumers"])
 
-ConsumerName = Annotated[str, Path(description="Name of the consumer.")]
+ConsumerName = Annotated[
+    str,
+    Path(
+        description="Name of the consumer.",
+        openapi_examples=examples.name_example(examples.CONSUMER),
+    ),
+]
 
 
 @router.post(
@@ -32,10 +39,11 @@ ConsumerName = Annotated[str, Path(description="Name of the consumer.")]
     "gateway). The answer is the only time the key is shown; afterwards only its id and "
     "prefix are. 409 when the key is already in use by any consumer; 503 when Turnout "
     "runs without TURNOUT_SECRET_KEY.",
-    responses={
+    responses=CHANGE
+    | {
         409: documented("The key is already in use."),
         422: documented("Invalid key or expiry."),
-        503: documented("TURNOUT_SECRET_KEY is not set."),
+        503: documented("TURNOUT_SECRET_KEY is not set, or the database cannot be reached."),
     },
 )
 def create_key(
@@ -43,7 +51,9 @@ def create_key(
     response: Response,
     store: StoreDep,
     actor: ActorDep,
-    body: Annotated[KeyCreate | None, Body()] = None,
+    body: Annotated[
+        KeyCreate | None, Body(openapi_examples=examples.openapi_examples(examples.KEY))
+    ] = None,
 ) -> Any:
     body = body or KeyCreate()
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
@@ -61,7 +71,13 @@ def create_key(
     return created
 
 
-@router.get("", response_model=list[KeyInfo], summary="List a consumer's API keys")
+@router.get(
+    "",
+    response_model=list[KeyInfo],
+    summary="List a consumer's API keys",
+    description="Id, prefix, creation and expiry of each key; never the key itself.",
+    responses=LOOKUP,
+)
 def list_keys(name: ConsumerName, store: StoreDep) -> Any:
     return store.keys.list(name)
 
@@ -71,10 +87,19 @@ def list_keys(name: ConsumerName, store: StoreDep) -> Any:
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Revoke an API key",
+    description="The key stops working once the proxies have the new revision (header "
+    f"{REVISION_HEADER}).",
+    responses=errors(404, 422, 423),
 )
 def revoke_key(
     name: ConsumerName,
-    key_id: Annotated[str, Path(description="The key's id.")],
+    key_id: Annotated[
+        str,
+        Path(
+            description="The key's id (`GET /consumers/{name}/keys`).",
+            openapi_examples={"id": {"summary": "A key id", "value": "3f2a9c1b7d4e"}},
+        ),
+    ],
     store: StoreDep,
     actor: ActorDep,
 ) -> Response:

@@ -20,17 +20,21 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError, create_model
 
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
-from turnout.admin.errors import documented, request_validation_error
+from turnout.admin.errors import (
+    CHANGE,
+    CREATE,
+    LOOKUP,
+    REMOVE,
+    documented,
+    request_validation_error,
+)
+from turnout.models import examples
 from turnout.models.entities import Entity
 from turnout.models.types import Name
 
 REVISION_HEADER = "X-Turnout-Revision"
 
-_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    409: documented("Conflicts with another entity (duplicate name, broken reference)."),
-    423: documented("A freeze covers the entity; the body names the freeze."),
-    422: documented("The body is invalid; `detail` names each field and reason."),
-}
+_CONFLICT = documented("Conflicts with another entity (duplicate name, broken reference).")
 
 
 def _revision_header(response: Response, revision: int) -> None:
@@ -72,27 +76,49 @@ def entity_router(ent: Entity) -> APIRouter:
         __base__=spec_cls,
         name=(Name | None, None),
     )
-    name_path = Annotated[str, Path(description=f"Name of the {kind}.")]
+    created = examples.ENTITY[kind]
+    name_path = Annotated[
+        str,
+        Path(description=f"Name of the {kind}.", openapi_examples=examples.name_example(created)),
+    ]
+    first = dict(list(created.items())[:1])  # the one the path example names
 
     @router.post(
         "",
         status_code=status.HTTP_201_CREATED,
         response_model=spec_cls,
         summary=f"Create a {kind}",
-        responses=_WRITE_RESPONSES,
+        description=f"Answers the {kind} as stored (defaults filled in), with header "
+        f"{REVISION_HEADER}. A name already in use is a 409.",
+        responses=CREATE | {409: _CONFLICT},
     )
     def create(
-        spec: spec_cls, response: Response, store: StoreDep, actor: ActorDep, override: OverrideDep
+        spec: Annotated[spec_cls, Body(openapi_examples=examples.openapi_examples(created))],
+        response: Response,
+        store: StoreDep,
+        actor: ActorDep,
+        override: OverrideDep,
     ) -> Any:
         _revision_header(response, store.create(kind, spec, actor, override_reason=override))
         return spec
 
-    @router.get("", response_model=list_model, summary=f"List {ent.plural}")
+    @router.get(
+        "",
+        response_model=list_model,
+        summary=f"List {ent.plural}",
+        description=f"Every {kind}, sorted by name, and the revision they were read at.",
+    )
     def list_all(store: StoreDep) -> Any:
         items, revision = store.listing(kind)
         return {"items": items, "revision": revision}
 
-    @router.get("/{name}", response_model=spec_cls, summary=f"Get a {kind}")
+    @router.get(
+        "/{name}",
+        response_model=spec_cls,
+        summary=f"Get a {kind}",
+        description=f"The {kind} as stored, defaults filled in.",
+        responses=LOOKUP,
+    )
     def get(name: name_path, store: StoreDep) -> Any:
         return store.get(kind, name)
 
@@ -102,11 +128,11 @@ def entity_router(ent: Entity) -> APIRouter:
         summary=f"Replace a {kind}",
         description="Fields left out take their defaults. `name` may be omitted; if given "
         "it must equal the path (renaming is not supported).",
-        responses=_WRITE_RESPONSES,
+        responses=CHANGE | {409: _CONFLICT},
     )
     def replace(
         name: name_path,
-        body: put_model,
+        body: Annotated[put_model, Body(openapi_examples=examples.openapi_examples(first))],
         response: Response,
         store: StoreDep,
         actor: ActorDep,
@@ -123,11 +149,17 @@ def entity_router(ent: Entity) -> APIRouter:
         description="A JSON merge patch (RFC 7386) applied at the top level: each given "
         "field replaces the stored one whole, and `null` removes a field so it takes its "
         "default. The result is validated as a whole spec.",
-        responses=_WRITE_RESPONSES,
+        responses=CHANGE | {409: _CONFLICT},
     )
     def patch(
         name: name_path,
-        changes: Annotated[dict[str, Any], Body(description=f"Fields of the {kind} to change.")],
+        changes: Annotated[
+            dict[str, Any],
+            Body(
+                description=f"Fields of the {kind} to change.",
+                openapi_examples=examples.openapi_examples(examples.PATCH[kind]),
+            ),
+        ],
         response: Response,
         store: StoreDep,
         actor: ActorDep,
@@ -151,7 +183,9 @@ def entity_router(ent: Entity) -> APIRouter:
         status_code=status.HTTP_204_NO_CONTENT,
         response_class=Response,
         summary=f"Delete a {kind}",
-        responses={409: documented(f"Another entity still refers to this {kind}.")},
+        description=f"Answers 204 with header {REVISION_HEADER}; 409 while another "
+        f"entity still refers to the {kind}.",
+        responses=REMOVE | {409: documented(f"Another entity still refers to this {kind}.")},
     )
     def delete(
         name: name_path, store: StoreDep, actor: ActorDep, override: OverrideDep

@@ -6,11 +6,13 @@ transaction (`turnout/storage/freezes.py`), so every write path obeys them.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Body, Path, Response, status
 from pydantic import BaseModel
 
 from turnout.admin.deps import ActorDep, StoreDep
+from turnout.admin.errors import UNGATED_CREATE, documented, errors
 from turnout.admin.params import DB_INT_MAX
+from turnout.models import examples
 from turnout.storage.freezes import Freeze, FreezeCreate, FreezeView, now
 
 router = APIRouter(prefix="/freezes", tags=["freezes"])
@@ -29,8 +31,16 @@ def _view(freeze: Freeze) -> FreezeView:
     status_code=status.HTTP_201_CREATED,
     response_model=FreezeView,
     summary="Freeze everything, or some services, routes or tags",
+    responses=UNGATED_CREATE
+    | {409: documented("The scope names a service or route that does not exist.")},
 )
-def create_freeze(body: FreezeCreate, store: StoreDep, actor: ActorDep) -> FreezeView:
+def create_freeze(
+    body: Annotated[
+        FreezeCreate, Body(openapi_examples=examples.openapi_examples(examples.FREEZE))
+    ],
+    store: StoreDep,
+    actor: ActorDep,
+) -> FreezeView:
     """While active, writes to covered entities get 423 naming the freeze; reads are
     unaffected and a split rollback always goes through. A freeze starts at
     `starts_at` (default now) and ends at `ends_at` or when lifted."""
@@ -39,6 +49,8 @@ def create_freeze(body: FreezeCreate, store: StoreDep, actor: ActorDep) -> Freez
 
 @router.get("", response_model=FreezeList, summary="List freezes with their state")
 def list_freezes(store: StoreDep) -> FreezeList:
+    """Every freeze, scheduled, active, ended or lifted, with its scope and who declared
+    (and lifted) it."""
     return FreezeList(items=[_view(f) for f in store.freezes()])
 
 
@@ -47,9 +59,18 @@ def list_freezes(store: StoreDep) -> FreezeList:
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Lift a freeze",
+    responses=errors(404, 422),
 )
 def lift_freeze(
-    freeze_id: Annotated[int, Path(ge=1, le=DB_INT_MAX, description="The freeze's id.")],
+    freeze_id: Annotated[
+        int,
+        Path(
+            ge=1,
+            le=DB_INT_MAX,
+            description="The freeze's id.",
+            openapi_examples={"first": {"summary": "Freeze 1", "value": 1}},
+        ),
+    ],
     store: StoreDep,
     actor: ActorDep,
 ) -> Response:

@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
-from turnout.admin.errors import documented
+from turnout.admin.errors import CHANGE, LOOKUP, documented, errors
+from turnout.models import examples
 from turnout.models.load_stats import Load, LoadStatsSource, NoLoadStats
 from turnout.models.plan import PlanAction, PlanState, next_due, percent, waiting
 from turnout.models.split import SplitSpec
@@ -23,7 +24,13 @@ from turnout.storage.plan_steps import holding_freezes, step_split
 
 router = APIRouter(prefix="/splits", tags=["splits"])
 
-NamePath = Annotated[str, Path(description="Name of the split.")]
+NamePath = Annotated[
+    str,
+    Path(
+        description="Name of the split.",
+        openapi_examples=examples.name_example(examples.SPLIT),
+    ),
+]
 
 
 class ObservedLoad(BaseModel):
@@ -54,7 +61,11 @@ class SplitView(SplitSpec):
 
 
 class ActionBody(BaseModel):
-    reason: Annotated[str, Field(max_length=1024)] = ""
+    model_config = ConfigDict(json_schema_extra=examples.schema_examples(examples.PLAN_ACTION))
+
+    reason: Annotated[
+        str, Field(max_length=1024, description="Recorded in the audit event and plan_state.")
+    ] = ""
 
 
 def load_stats_source(request: Request) -> LoadStatsSource:
@@ -103,7 +114,15 @@ def split_view(
     return view
 
 
-@router.get("/{name}", response_model=SplitView, summary="Get a split, with its plan's progress")
+@router.get(
+    "/{name}",
+    response_model=SplitView,
+    summary="Get a split, with its plan's progress",
+    description="The split as stored; with a plan, `plan_status`: the share on the target "
+    "now, the next step and when it is due, the figures observed over this step and what "
+    "holds the plan.",
+    responses=LOOKUP,
+)
 def get_split(name: NamePath, store: StoreDep, request: Request) -> SplitView:
     split = store.get("split", name)
     assert isinstance(split, SplitSpec)
@@ -119,11 +138,19 @@ def _action_endpoint(action: PlanAction) -> None:
         PlanAction.ROLLBACK: "Send all traffic back to the baseline now (never frozen)",
     }
 
+    # A rollback is never frozen (it is the way out): no 423 for it.
+    gated = action is not PlanAction.ROLLBACK
+    responses = CHANGE if gated else errors(400, 404, 409, 422)
+
     @router.post(
         f"/{{name}}/{action.value}",
         response_model=SplitView,
         summary=summaries[action],
-        responses={409: documented("No plan, or the action does not apply now.")},
+        description=f"{summaries[action]}. One revision and one audit event naming the "
+        "caller and the reason; answers the split with its plan's progress. 409 when the "
+        "split has no plan or the action does not apply in the plan's state."
+        + ("" if gated else " Goes through any freeze."),
+        responses=responses | {409: documented("No plan, or the action does not apply now.")},
         name=f"plan_{action.value}",
     )
     def act(
@@ -133,7 +160,10 @@ def _action_endpoint(action: PlanAction) -> None:
         store: StoreDep,
         actor: ActorDep,
         override: OverrideDep,
-        body: Annotated[ActionBody | None, Body()] = None,
+        body: Annotated[
+            ActionBody | None,
+            Body(openapi_examples=examples.openapi_examples(examples.PLAN_ACTION)),
+        ] = None,
     ) -> SplitView:
         reason = (body.reason if body else "") or f"{action.value} by {actor}"
         split, revision = step_split(store, name, action, actor, reason, override_reason=override)

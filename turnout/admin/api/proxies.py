@@ -5,16 +5,25 @@ every API key (the api_key_auth ECDS config), and Envoy's rejection text can quo
 it; keys are shown once, at creation, and nowhere else.
 """
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from turnout.admin.deps import ProxyStatusDep
+from turnout.admin.errors import LOOKUP
 from turnout.models.errors import NotFound
 from turnout.models.proxy_status import ProxyStatus
 from turnout.models.redact import redact
 
 router = APIRouter(tags=["proxies"])
+
+NodeId = Annotated[
+    str,
+    Path(
+        description="The proxy's node id (its bootstrap's `node.id`).",
+        openapi_examples={"envoy": {"summary": "A proxy", "value": "envoy-1"}},
+    ),
+]
 
 
 def redacted_status(proxy: ProxyStatus) -> ProxyStatus:
@@ -30,8 +39,10 @@ def list_proxies(proxy_status: ProxyStatusDep) -> list[ProxyStatus]:
     return [redacted_status(p) for p in proxy_status.proxies()]
 
 
-@router.get("/proxies/{node_id}", response_model=ProxyStatus, summary="One proxy's status")
-def get_proxy(node_id: str, proxy_status: ProxyStatusDep) -> ProxyStatus:
+@router.get(
+    "/proxies/{node_id}", response_model=ProxyStatus, summary="One proxy's status", responses=LOOKUP
+)
+def get_proxy(node_id: NodeId, proxy_status: ProxyStatusDep) -> ProxyStatus:
     """The state per resource type (SYNCED, STALE, NACKED with Envoy's message) and the
     revision the proxy runs. With several streams under one node id, the newest."""
     matching = [p for p in proxy_status.proxies() if p.node_id == node_id]
@@ -40,8 +51,12 @@ def get_proxy(node_id: str, proxy_status: ProxyStatusDep) -> ProxyStatus:
     return redacted_status(max(matching, key=lambda p: p.connected_since))
 
 
-@router.get("/proxies/{node_id}/config", summary="The resources Turnout last sent a proxy")
-def get_proxy_config(node_id: str, proxy_status: ProxyStatusDep) -> dict[str, Any]:
+@router.get(
+    "/proxies/{node_id}/config",
+    summary="The resources Turnout last sent a proxy",
+    responses=LOOKUP,
+)
+def get_proxy_config(node_id: NodeId, proxy_status: ProxyStatusDep) -> dict[str, Any]:
     """Every resource last sent to the proxy, as Envoy JSON, by type URL, with
     credentials (API keys, private keys, tokens) shown as "[redacted]"."""
     config = proxy_status.proxy_config(node_id)

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel, Field
 
 from turnout.admin.deps import StoreDep
-from turnout.admin.errors import documented
+from turnout.admin.errors import PARAMS, documented
 from turnout.storage.audit import AuditEvent
 
 health_router = APIRouter(tags=["system"])
@@ -45,7 +45,12 @@ def metrics() -> PlainTextResponse:
     return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/audit", response_model=list[AuditEvent], summary="Recent writes, newest first")
+@router.get(
+    "/audit",
+    response_model=list[AuditEvent],
+    summary="Recent writes, newest first",
+    responses=PARAMS,
+)
 def audit(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="How many events.")] = 100,

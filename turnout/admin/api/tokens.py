@@ -10,12 +10,13 @@ Only the sha256 of a token is stored; a lost token is revoked and replaced.
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Body, Path, Response, status
 from pydantic import Field
 
 from turnout.admin.deps import ActorDep, StoreDep
-from turnout.admin.errors import documented
+from turnout.admin.errors import LOOKUP, UNGATED_CREATE, documented
 from turnout.admin.token_hash import generate_token, hash_token
+from turnout.models import examples
 from turnout.storage.tokens import TokenCreate, TokenInfo, TokenStore
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
@@ -30,16 +31,27 @@ class CreatedToken(TokenInfo):
     status_code=status.HTTP_201_CREATED,
     response_model=CreatedToken,
     summary="Create a token with a role",
-    responses={409: documented("A token with this name exists.")},
+    description="The answer is the only time the token is shown; only its sha256 is "
+    "stored. Admin role.",
+    responses=UNGATED_CREATE | {409: documented("A token with this name exists.")},
 )
-def create_token(body: TokenCreate, store: StoreDep, actor: ActorDep) -> CreatedToken:
+def create_token(
+    body: Annotated[TokenCreate, Body(openapi_examples=examples.openapi_examples(examples.TOKEN))],
+    store: StoreDep,
+    actor: ActorDep,
+) -> CreatedToken:
     token = generate_token()
     expires_in = timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None
     info = TokenStore(store).create(body.name, body.role, hash_token(token), actor, expires_in)
     return CreatedToken(**info.model_dump(), token=token)
 
 
-@router.get("", response_model=list[TokenInfo], summary="List tokens (never the tokens)")
+@router.get(
+    "",
+    response_model=list[TokenInfo],
+    summary="List tokens (never the tokens)",
+    description="Name, role, creation and expiry of each token. Admin role.",
+)
 def list_tokens(store: StoreDep) -> list[TokenInfo]:
     return TokenStore(store).list()
 
@@ -49,9 +61,19 @@ def list_tokens(store: StoreDep) -> list[TokenInfo]:
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Revoke a token",
+    description="Requests with the token get 401 from now on. Admin role.",
+    responses=LOOKUP,
 )
 def delete_token(
-    name: Annotated[str, Path(description="Name of the token.")], store: StoreDep, actor: ActorDep
+    name: Annotated[
+        str,
+        Path(
+            description="Name of the token.",
+            openapi_examples={"ci": {"summary": "The CI token", "value": "ci-deploy"}},
+        ),
+    ],
+    store: StoreDep,
+    actor: ActorDep,
 ) -> Response:
     TokenStore(store).delete(name, actor)
     return Response(status_code=204)
