@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from turnout.cli.settings import current as current_settings
 from turnout.logjson import configure_logging
 
 __all__ = [
@@ -32,7 +33,7 @@ CLI_ACTOR = "cli"
 
 
 def _database_url(arg: str | None) -> str:
-    from turnout.cli import database_url
+    from turnout.cli.settings import database_url
 
     return database_url(arg)
 
@@ -41,7 +42,7 @@ def add_log_format_argument(root: argparse.ArgumentParser) -> None:
     root.add_argument(
         "--log-format",
         choices=["text", "json"],
-        default=os.environ.get("TURNOUT_LOG_FORMAT", "text"),
+        default=current_settings().log_format,
         help="text (default) or json: one JSON object per line",
     )
 
@@ -59,7 +60,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--replica-id",
-        default=os.environ.get("TURNOUT_REPLICA_ID") or None,
+        default=current_settings().replica_id,
         help="this replica's name in shared proxy status (default: host-pid)",
     )
     parser.add_argument("--export-static-dir", type=Path, help="keep static Envoy configs here")
