@@ -93,7 +93,9 @@ def context_group() -> None:
     """Named contexts (server + token) in the config file."""
 
 
-@context_group.command("list")
+@context_group.command(
+    "list", epilog="\b\nexamples:\n  turnout context list\n  turnout context list -o json"
+)
 @output_option()
 @click.pass_context
 def context_list(ctx: click.Context, output: str) -> None:
@@ -124,7 +126,7 @@ def context_list(ctx: click.Context, output: str) -> None:
     )
 
 
-@context_group.command("use")
+@context_group.command("use", epilog="\b\nexamples:\n  turnout context use prod")
 @click.argument("name")
 @click.pass_context
 def context_use(ctx: click.Context, name: str) -> None:
@@ -139,7 +141,11 @@ def context_use(ctx: click.Context, name: str) -> None:
     click.echo(f"current context: {name}", err=True)
 
 
-@context_group.command("set")
+@context_group.command(
+    "set",
+    epilog="\b\nexamples:\n"
+    "  turnout context set prod --server https://turnout.prod:8001 --token-env PROD_TOKEN",
+)
 @click.argument("name")
 @click.option("--server", help="the admin API's URL, e.g. http://127.0.0.1:8001")
 @click.option("--token", help="the bearer token (stored in the file, mode 0600)")

@@ -283,6 +283,47 @@ def _version() -> str:
         return "unknown"
 
 
+EXAMPLES: dict[str, list[str]] = {
+    "serve": [
+        "turnout serve --database-url sqlite:///turnout.db",
+        "TURNOUT_ADMIN_TOKEN=... turnout serve --admin-listen 0.0.0.0:8001 "
+        "--database-url postgresql+psycopg://turnout@db:5432/turnout",
+    ],
+    "ratelimit": ["TURNOUT_REDIS_URL=redis://127.0.0.1:6379/0 turnout ratelimit --workers 2"],
+    "bootstrap": ["turnout bootstrap --node-id edge-1 --listener-port 10000 > edge-1.yaml"],
+    "db": ["turnout db upgrade --database-url sqlite:///turnout.db"],
+    "db upgrade": ["turnout db upgrade --database-url sqlite:///turnout.db"],
+    "demo": ["turnout demo"],
+    "import": ["turnout import kong kong.yaml --dry-run"],
+    "import kong": ["turnout import kong kong.yaml --dry-run", "turnout import kong kong.yaml"],
+    "dump": ["turnout dump --database-url sqlite:///turnout.db > turnout.yaml"],
+    "diff": ["turnout diff -f turnout.yaml --database-url sqlite:///turnout.db"],
+    "apply": ["turnout apply -f turnout.yaml --database-url sqlite:///turnout.db"],
+    "backup": ["turnout backup turnout.backup.json"],
+    "restore": ["turnout restore turnout.backup.json --database-url sqlite:///new.db"],
+    "verify": ["turnout verify turnout.backup.json --database-url sqlite:///new.db"],
+    "token": ["turnout token create --name ci --role operator --database-url sqlite:///t.db"],
+    "token create": ["turnout token create --name ci --role operator --expires-in 30d"],
+    "token list": ["turnout token list"],
+    "token delete": ["turnout token delete --name ci"],
+    "certs": ["turnout certs init --dir certs --node edge-1"],
+    "certs init": ["turnout certs init --dir certs --node edge-1 --node edge-2"],
+    "export-static": ["turnout export-static --node-cluster default -o envoy-static.yaml"],
+}
+"""`turnout CMD --help` ends with these (the click commands carry their own)."""
+
+
+def _add_examples(parser: argparse.ArgumentParser, path: str = "") -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                key = f"{path} {name}".strip()
+                if key in EXAMPLES:
+                    sub.epilog = "examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[key])
+                    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+                _add_examples(sub, key)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="turnout",
@@ -411,6 +452,7 @@ def parser() -> argparse.ArgumentParser:
     kong.add_argument("--dry-run", action="store_true", help="report, change nothing")
     kong.set_defaults(func=_import_kong)
     add_commands(sub, db_help)
+    _add_examples(root)
     return root
 
 
