@@ -141,6 +141,10 @@ def test_a_whole_migration_through_the_cli_alone(server: TurnoutProcess, tmp_pat
     assert cli.json("freeze", "list", "--active")["items"] == []
     cli("edit", "route", "checkout", "--set", "priority=5")
     assert cli.json("get", "route", "checkout")["priority"] == 5
+    # Without --set, `edit` opens $EDITOR on the object and PATCHes what changed.
+    cli.env["EDITOR"] = "sed -i -e 's/^priority: 5$/priority: 6/'"
+    assert "route checkout updated" in cli("edit", "route", "checkout").stderr
+    assert cli.json("get", "route", "checkout")["priority"] == 6
 
 
 def test_errors_name_the_field_and_exit_non_zero(server: TurnoutProcess, tmp_path: Path) -> None:

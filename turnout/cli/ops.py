@@ -7,8 +7,9 @@ and the options `serve`/`bootstrap` gained for production.
     turnout certs init --dir DIR --node envoy-1 [--node ...] [--server-name ...]
     turnout export-static --node-cluster NAME [-o FILE]
 
-Token commands talk to the database directly (like `turnout db upgrade`), so the
-first role tokens can be made before any admin API is reachable.
+The token functions here are the database form of `turnout token` (used without a
+server, or with --database-url, so the first role tokens can be made before any admin
+API is reachable); with a server, `turnout/cli/declarative.py` calls /tokens instead.
 """
 
 import argparse
