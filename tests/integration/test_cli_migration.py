@@ -82,6 +82,7 @@ def test_a_whole_migration_through_the_cli_alone(server: TurnoutProcess, tmp_pat
     # Declare, with a reason the audit trail keeps (actor: the token's owner, not "cli").
     done = cli("apply", "-f", str(decl), "--reason", "CI run 7")
     assert "create split checkout" in done.stdout
+    assert "HTTP Request" not in done.stderr  # quiet by default: no httpx INFO lines
     newest = cli.json("revisions", "list", "--limit", "1")["items"][0]
     assert newest["reason"] == "CI run 7"
     assert newest["actor"] != "cli"

@@ -146,7 +146,10 @@ def has_server(ctx: click.Context) -> bool:
     help="text (default) or json: one JSON object per line ($TURNOUT_LOG_FORMAT)",
 )
 @click.option(
-    "-v", "--verbose", is_flag=True, help="also show the migration tool's (alembic) INFO lines"
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="also show the migration tool's (alembic) and the API client's (httpx) INFO lines",
 )
 @click.version_option(_version(), "--version", prog_name="turnout", message="%(prog)s %(version)s")
 @click.pass_context
@@ -180,6 +183,8 @@ def cli(
     if not verbose:
         # Alembic logs every plugin and migration step at INFO: noise for `db upgrade`, `serve`.
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # httpx logs every request at INFO: the API commands print their own outcome.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _register() -> None:

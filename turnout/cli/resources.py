@@ -44,6 +44,14 @@ def _plan(item: dict[str, Any]) -> str:
     )
 
 
+def _target_percent(item: dict[str, Any]) -> float | None:
+    """The share on the plan's target, from the weights (lists carry no plan_status)."""
+    target = (item.get("plan") or {}).get("target")
+    weights = {t["service"]: t["weight"] for t in item.get("targets", [])}
+    total = sum(weights.values())
+    return round(100 * weights.get(target, 0) / total, 2) if target and total else None
+
+
 def _targets(item: dict[str, Any]) -> str:
     return ",".join(f"{t['service']}={t['weight']}" for t in item.get("targets", []))
 
@@ -135,9 +143,9 @@ KINDS: dict[str, Kind] = {
                 ("baseline", field("plan.baseline")),
                 ("target", field("plan.target")),
                 ("status", field("plan_state.status")),
-                ("percent", field("plan_status.percent")),
+                ("percent", _target_percent),
                 ("steps", field("plan.steps")),
-                ("waiting", field("plan_status.waiting")),
+                ("hold_seconds", field("plan.hold_seconds")),
             ],
             writable=False,
         ),
