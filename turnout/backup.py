@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel, ValidationError
 
+from turnout.cli.settings import current as current_settings
 from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
@@ -142,7 +143,7 @@ def _load(path: str) -> dict[str, Any]:
 def _old_secret(use_old: bool) -> str | None:
     if not use_old:
         return None
-    secret = os.environ.get(OLD_SECRET_KEY_ENV)
+    secret = current_settings().old_secret_key
     if not secret:
         raise ValueError(f"--old-secret-key reads the old secret from {OLD_SECRET_KEY_ENV}: unset")
     return secret

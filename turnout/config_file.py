@@ -1,16 +1,19 @@
-"""`turnout dump | diff | apply`: the declaration as a YAML file, against the database.
+"""`turnout dump | diff | apply | import kong` in their database form.
 
-The CLI talks to the database directly (as `turnout db upgrade` does), through the
-same store, schemas and transaction as `POST /config`; `turnout/cli.py` only
-dispatches here.
+Without a server (`--database-url`, or no --server/TURNOUT_SERVER/context) these open
+the database directly, through the same store, schemas and transaction as
+`POST /config`; with a server, `turnout/cli/declarative.py` calls the API instead and
+shares `print_diff` from here.
 """
 
 import sys
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 import yaml
+from pydantic import BaseModel
 
 from turnout.admin.declarative import DocumentError, dump_yaml, load_yaml
 from turnout.models.declaration import Declaration
@@ -45,7 +48,20 @@ def diff_file(store: Store, path: str, out: TextIO) -> int:
     except DocumentError as exc:
         print(f"turnout diff: {path}: {exc}", file=sys.stderr)
         return DIFF_ERROR
-    current = store.load()
+    return print_diff(store.load(), target, out, lambda name: len(store.keys.list(name)))
+
+
+def print_diff(
+    current: Declaration,
+    target: Mapping[str, Mapping[str, BaseModel]],
+    out: TextIO,
+    key_count: Callable[[str], int],
+) -> int:
+    """Print the differences from `current` to `target`; DIFF_NONE or DIFF_CHANGES.
+
+    Shared by the database and the API forms of `turnout diff` (the API form reads
+    `current` from `GET /config` and counts keys with `GET /consumers/{name}/keys`).
+    """
     wanted = Declaration(
         revision=current.revision,
         **{ent.plural: target.get(kind, {}) for kind, ent in ENTITIES.items()},  # type: ignore[arg-type]
@@ -59,7 +75,7 @@ def diff_file(store: Store, path: str, out: TextIO) -> int:
     # Keys are not in the file, so the YAML above cannot show them: say it in comments.
     removed = differences["consumers"].removed if "consumers" in differences else {}
     for name in removed:
-        count = len(store.keys.list(name))
+        count = key_count(name)
         if count:
             out.write(
                 f"# delete consumer {name} ({count} API key{'s' if count != 1 else ''}): "

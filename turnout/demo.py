@@ -1,13 +1,13 @@
 """`turnout demo` (what `make run` starts): Turnout on SQLite, a real Envoy, two
 demo upstreams and a route split 90/10 between them. Ctrl-C stops everything."""
 
-import os
 import secrets
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from turnout.cli.settings import current as current_settings
 from turnout.testing.processes import (
     AdminClient,
     AdminError,
@@ -48,9 +48,10 @@ def apply_demo_declaration(admin: AdminClient) -> None:
 
 
 def run_demo(database_url: str) -> int:
-    token = os.environ.get("TURNOUT_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    env = current_settings()
+    token = env.admin_token or secrets.token_urlsafe(24)
     # Without a secret key the demo could not create consumer keys (the README's key examples).
-    secret_key = os.environ.get("TURNOUT_SECRET_KEY") or secrets.token_urlsafe(32)
+    secret_key = env.secret_key or secrets.token_urlsafe(32)
     logs = Path(".run")
     logs.mkdir(exist_ok=True)
     upstreams = [EchoUpstream("legacy", 8081), EchoUpstream("modern", 8082)]

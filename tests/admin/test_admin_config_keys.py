@@ -87,3 +87,17 @@ def test_revision_restore_guards_keys_and_records_its_reason(api: TestClient) ->
     api.post("/consumers", json={"name": "acme"})
     assert api.post("/revisions/5/restore").status_code == 200
     assert api.get("/revisions").json()["items"][0]["reason"] == "restore revision 5"
+
+
+def test_post_config_records_its_reason(api: TestClient) -> None:
+    doc = _document(
+        consumers=[{"name": "acme"}, {"name": "free"}, {"name": "new"}],
+    )
+    done = api.post("/config", json=doc, params={"reason": "CI run 7"})
+    assert done.status_code == 200, done.text
+    newest = api.get("/revisions", params={"limit": 1}).json()["items"][0]
+    assert newest["number"] == done.json()["revision"]
+    assert newest["reason"] == "CI run 7"
+    too_long = api.post("/config", json=doc, params={"reason": "x" * 1025})
+    assert too_long.status_code == 422
+    assert too_long.json()["detail"][0]["loc"] == ["query", "reason"]

@@ -2,9 +2,10 @@
 
 Covers the sections "Migration workflow" and "Declarative configuration, backup and
 restore" (up to their first subsection). Every fenced `sh` block of those sections
-runs, in document order, in one bash session with `$A` (the admin URL), `$H` (the
-Authorization header), `$TURNOUT_DATABASE_URL` (the server's database), `$B_DATABASE_URL` and
-`$C_DATABASE_URL` (new, empty databases) set, and `turnout` on PATH.
+runs, in document order, in one bash session with `$A` (the admin URL), `$TOKEN` (its
+token), `$H` (the Authorization header), `$TURNOUT_DATABASE_URL` (the server's
+database), `$B_DATABASE_URL` and `$C_DATABASE_URL` (new, empty databases) set, and
+`turnout` on PATH.
 
 A command may be followed by `# => <text>` lines: each is what the command's output
 (stdout and stderr) contains, `...` standing for anything, compared without
@@ -110,6 +111,7 @@ def test_readme_examples_answer_as_documented(
         **turnout_env,
         "A": turnout.admin_url,
         "H": f"Authorization: Bearer {TOKEN}",
+        "TOKEN": TOKEN,
         "TURNOUT_DATABASE_URL": turnout.database_url,
         "B_DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}",
         "C_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",

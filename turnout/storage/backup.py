@@ -27,6 +27,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
+# Where `turnout restore --old-secret-key` reads the secret a backup's keys are under.
+from turnout.cli.settings import OLD_SECRET_KEY_ENV as OLD_SECRET_KEY_ENV
 from turnout.models.consumer import ApiKey, ConsumerKeyRow
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import Conflict, NotConfigured
@@ -35,9 +37,6 @@ from turnout.storage.audit import AuditEvent, AuditEventRow
 from turnout.storage.freezes import Freeze, FreezeRow
 from turnout.storage.keycrypt import SECRET_KEY_ENV, KeyCipher, KeyCipherError
 from turnout.storage.rows import REVISION_ROW_ID, RevisionRow
-
-OLD_SECRET_KEY_ENV = "TURNOUT_OLD_SECRET_KEY"
-"""Where `turnout restore --old-secret-key` reads the secret a backup's keys are under."""
 
 
 class KeyBackup(BaseModel):

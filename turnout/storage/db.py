@@ -14,7 +14,6 @@ the write lock at BEGIN, which serializes writers the way `SELECT ... FOR UPDATE
 on the revision row does on PostgreSQL.
 """
 
-import os
 import weakref
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,12 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, ExceptionContext
 
+from turnout.cli.settings import DATABASE_URL_ENV as DATABASE_URL_ENV
+from turnout.cli.settings import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
+from turnout.cli.settings import current as current_settings
 from turnout.models.schema import Base as Base  # re-exported: `db.Base.metadata` is the schema
 from turnout.storage.watchdog import StatementWatchdog
 
-DATABASE_URL_ENV = "TURNOUT_DATABASE_URL"
-DEFAULT_DATABASE_URL = "sqlite:///turnout.db"
 # How long the database may keep Turnout waiting. Each bound turns into a 503
 # (`StoreUnavailable`) and changes nothing; the README ("Outages and cold start")
 # lists them. Together: a request never waits on the database for more than about
@@ -65,7 +65,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 def database_url_from_env() -> str:
     """`TURNOUT_DATABASE_URL`, or a SQLite file in the working directory."""
-    return os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+    return current_settings().database_url
 
 
 _WATCHDOGS: "weakref.WeakKeyDictionary[Engine, StatementWatchdog]" = weakref.WeakKeyDictionary()

@@ -68,6 +68,10 @@ def apply_config(
     delete_keys: Annotated[
         bool, Query(description="Allow deleting consumers that have API keys (keys go too).")
     ] = False,
+    reason: Annotated[
+        str | None,
+        Query(max_length=1024, description="Why: recorded in the audit event and the revision."),
+    ] = None,
 ) -> ApplyReport:
     try:
         target = parse_document(document)
@@ -82,6 +86,7 @@ def apply_config(
         dry_run=dry_run,
         delete_keys=delete_keys,
         override_reason=override,
+        reason=reason.strip() if reason and reason.strip() else None,
     )
     if result.revision is not None:
         response.headers[REVISION_HEADER] = str(result.revision)

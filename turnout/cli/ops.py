@@ -7,8 +7,9 @@ and the options `serve`/`bootstrap` gained for production.
     turnout certs init --dir DIR --node envoy-1 [--node ...] [--server-name ...]
     turnout export-static --node-cluster NAME [-o FILE]
 
-Token commands talk to the database directly (like `turnout db upgrade`), so the
-first role tokens can be made before any admin API is reachable.
+The token functions here are the database form of `turnout token` (used without a
+server, or with --database-url, so the first role tokens can be made before any admin
+API is reachable); with a server, `turnout/cli/declarative.py` calls /tokens instead.
 """
 
 import argparse
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from turnout.cli.settings import current as current_settings
 from turnout.logjson import configure_logging
 
 __all__ = [
@@ -32,7 +34,7 @@ CLI_ACTOR = "cli"
 
 
 def _database_url(arg: str | None) -> str:
-    from turnout.cli import database_url
+    from turnout.cli.settings import database_url
 
     return database_url(arg)
 
@@ -41,7 +43,7 @@ def add_log_format_argument(root: argparse.ArgumentParser) -> None:
     root.add_argument(
         "--log-format",
         choices=["text", "json"],
-        default=os.environ.get("TURNOUT_LOG_FORMAT", "text"),
+        default=current_settings().log_format,
         help="text (default) or json: one JSON object per line",
     )
 
@@ -59,7 +61,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--replica-id",
-        default=os.environ.get("TURNOUT_REPLICA_ID") or None,
+        default=current_settings().replica_id,
         help="this replica's name in shared proxy status (default: host-pid)",
     )
     parser.add_argument("--export-static-dir", type=Path, help="keep static Envoy configs here")

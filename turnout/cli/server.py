@@ -1,24 +1,31 @@
-"""The `turnout` command line."""
+"""The server-side commands of `turnout`, which work on the database (or run a server).
+
+`serve`, `ratelimit`, `bootstrap`, `db upgrade`, `demo`, `import kong`, `backup`,
+`restore`, `verify`, `certs init`, `export-static`: their options are parsed here with
+argparse, unchanged, and `turnout/cli/app.py` (the click root) hands them their
+arguments. `parser()` also knows `dump/diff/apply/token` in their database form, for
+scripts and tests that parse a command line without running it.
+"""
 
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from turnout.cli_ops import (
+from turnout.cli.ops import (
     add_bootstrap_arguments,
     add_commands,
     add_log_format_argument,
     add_serve_arguments,
     configure_logging,
 )
-
-DEFAULT_DATABASE_URL = "sqlite:///turnout.db"
+from turnout.cli.settings import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
+from turnout.cli.settings import current as current_settings
+from turnout.cli.settings import database_url as database_url
 
 EPILOG = """example:
   turnout serve --database-url sqlite:///turnout.db --admin-listen 127.0.0.1:8001
@@ -32,12 +39,7 @@ exit codes:
 """
 
 
-def database_url(arg: str | None) -> str:
-    return arg or os.environ.get("TURNOUT_DATABASE_URL") or DEFAULT_DATABASE_URL
-
-
 def _serve(args: argparse.Namespace) -> int:
-    from turnout.ratelimit.counters import DEFAULT_PREFIX
     from turnout.ratelimit.service import FailureMode
     from turnout.serve import ConfigError, ServeOptions, serve
     from turnout.serve_production import options_from_args
@@ -47,15 +49,16 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"turnout serve: {exc}", file=sys.stderr)
         return 2
+    env = current_settings()
     opts = ServeOptions(
         database_url=database_url(args.database_url),
         admin_listen=args.admin_listen,
         xds_listen=args.xds_listen,
-        admin_token=os.environ.get("TURNOUT_ADMIN_TOKEN") or None,
+        admin_token=env.admin_token,
         production=production,
-        secret_key=os.environ.get("TURNOUT_SECRET_KEY") or None,
-        redis_url=os.environ.get("TURNOUT_REDIS_URL") or None,
-        redis_prefix=os.environ.get("TURNOUT_REDIS_PREFIX") or DEFAULT_PREFIX,
+        secret_key=env.secret_key,
+        redis_url=env.redis_url,
+        redis_prefix=env.redis_prefix,
         ratelimit_failure_mode=FailureMode(args.ratelimit_failure_mode),
         ratelimit_listen=args.ratelimit_listen,
     )
@@ -71,8 +74,9 @@ def _ratelimit(args: argparse.Namespace) -> int:
     from turnout.ratelimit.main import min_cpu, run_ratelimit, security
     from turnout.ratelimit.service import FailureMode
 
-    redis_url = os.environ.get("TURNOUT_REDIS_URL") or None
-    prefix = os.environ.get("TURNOUT_REDIS_PREFIX") or None
+    env = current_settings()
+    redis_url = env.redis_url
+    prefix = env.redis_prefix
     mode = FailureMode(args.ratelimit_failure_mode)
     try:
         secure = security(args.tls_cert, args.tls_key, args.client_ca, args.client_allow_list)
@@ -111,14 +115,14 @@ def _failure_mode_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ratelimit-failure-mode",
         choices=["open", "closed"],
-        default=os.environ.get("TURNOUT_RATELIMIT_FAILURE_MODE", "open"),
+        default=current_settings().ratelimit_failure_mode,
         help="when Redis is unreachable, let quota-limited requests through (open, the "
         "default) or refuse them with 429 (closed); $TURNOUT_RATELIMIT_FAILURE_MODE",
     )
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from turnout.cli_ops import bootstrap_extras
+    from turnout.cli.ops import bootstrap_extras
     from turnout.envoy_bootstrap import BootstrapOptions, render_bootstrap
 
     try:
@@ -167,9 +171,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _with_store(args: argparse.Namespace, run: Callable[..., int], *extra: Any, **kw: Any) -> int:
     from turnout.storage.store import Store
 
-    store = Store(
-        database_url(args.database_url), secret_key=os.environ.get("TURNOUT_SECRET_KEY") or None
-    )
+    store = Store(database_url(args.database_url), secret_key=current_settings().secret_key)
     try:
         store.upgrade()
         return run(store, *extra, **kw)
@@ -281,6 +283,47 @@ def _version() -> str:
         return "unknown"
 
 
+EXAMPLES: dict[str, list[str]] = {
+    "serve": [
+        "turnout serve --database-url sqlite:///turnout.db",
+        "TURNOUT_ADMIN_TOKEN=... turnout serve --admin-listen 0.0.0.0:8001 "
+        "--database-url postgresql+psycopg://turnout@db:5432/turnout",
+    ],
+    "ratelimit": ["TURNOUT_REDIS_URL=redis://127.0.0.1:6379/0 turnout ratelimit --workers 2"],
+    "bootstrap": ["turnout bootstrap --node-id edge-1 --listener-port 10000 > edge-1.yaml"],
+    "db": ["turnout db upgrade --database-url sqlite:///turnout.db"],
+    "db upgrade": ["turnout db upgrade --database-url sqlite:///turnout.db"],
+    "demo": ["turnout demo"],
+    "import": ["turnout import kong kong.yaml --dry-run"],
+    "import kong": ["turnout import kong kong.yaml --dry-run", "turnout import kong kong.yaml"],
+    "dump": ["turnout dump --database-url sqlite:///turnout.db > turnout.yaml"],
+    "diff": ["turnout diff -f turnout.yaml --database-url sqlite:///turnout.db"],
+    "apply": ["turnout apply -f turnout.yaml --database-url sqlite:///turnout.db"],
+    "backup": ["turnout backup turnout.backup.json"],
+    "restore": ["turnout restore turnout.backup.json --database-url sqlite:///new.db"],
+    "verify": ["turnout verify turnout.backup.json --database-url sqlite:///new.db"],
+    "token": ["turnout token create --name ci --role operator --database-url sqlite:///t.db"],
+    "token create": ["turnout token create --name ci --role operator --expires-in 30d"],
+    "token list": ["turnout token list"],
+    "token delete": ["turnout token delete --name ci"],
+    "certs": ["turnout certs init --dir certs --node edge-1"],
+    "certs init": ["turnout certs init --dir certs --node edge-1 --node edge-2"],
+    "export-static": ["turnout export-static --node-cluster default -o envoy-static.yaml"],
+}
+"""`turnout CMD --help` ends with these (the click commands carry their own)."""
+
+
+def _add_examples(parser: argparse.ArgumentParser, path: str = "") -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                key = f"{path} {name}".strip()
+                if key in EXAMPLES:
+                    sub.epilog = "examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[key])
+                    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+                _add_examples(sub, key)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="turnout",
@@ -290,7 +333,7 @@ def parser() -> argparse.ArgumentParser:
     )
     root.add_argument(
         "--log-level",
-        default=os.environ.get("TURNOUT_LOG_LEVEL", "INFO"),
+        default=current_settings().log_level,
         help="log level (default: $TURNOUT_LOG_LEVEL or INFO)",
     )
     root.add_argument(
@@ -347,7 +390,7 @@ def parser() -> argparse.ArgumentParser:
     )
     rl.add_argument(
         "--workers",
-        default=os.environ.get("TURNOUT_RATELIMIT_WORKERS", "1"),
+        default=current_settings().ratelimit_workers,
         metavar="N",
         help="run N processes on the one port (SO_REUSEPORT), e.g. one per core "
         "(default 1; $TURNOUT_RATELIMIT_WORKERS)",
@@ -409,19 +452,17 @@ def parser() -> argparse.ArgumentParser:
     kong.add_argument("--dry-run", action="store_true", help="report, change nothing")
     kong.set_defaults(func=_import_kong)
     add_commands(sub, db_help)
+    _add_examples(root)
     return root
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str]) -> int:
+    """Parse and run one server-side command line (root options first)."""
     args = parser().parse_args(argv)
     if hasattr(args, "worker_argv"):  # `ratelimit --workers` starts itself again
-        args.worker_argv = list(sys.argv[1:] if argv is None else argv)
+        args.worker_argv = list(argv)
     configure_logging(args.log_level, args.log_format)
     if not args.verbose:
         # Alembic logs every plugin and migration step at INFO: noise for `db upgrade`, `serve`.
         logging.getLogger("alembic").setLevel(logging.WARNING)
     return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

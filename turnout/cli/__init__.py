@@ -1,0 +1,28 @@
+"""The `turnout` command line: a click application (`app.py`), one module per group.
+
+- `app.py`: the root command, its global options and exit codes;
+- `settings.py`: every TURNOUT_* variable and default (also read by serve and storage);
+- `client.py`, `output.py`, `contexts.py`: the admin API client, `-o table|json|yaml`,
+  the config file's named contexts;
+- `resources.py` (get/describe/create/edit/delete), `migration.py` (split, plan, freeze,
+  revisions, proxies, status), `declarative.py` (dump/diff/apply, token): API commands;
+- `server.py`, `ops.py`: the commands that run a server or work on the database.
+
+Kept light: storage code imports `turnout.cli.settings`, which must not load click.
+"""
+
+from typing import Any
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `turnout` with `argv` (default: the process's); return the exit code."""
+    from turnout.cli.app import run
+
+    return run(argv)
+
+
+def parser() -> Any:
+    """The argparse parser of the server-side commands (`turnout/cli/server.py`)."""
+    from turnout.cli.server import parser as server_parser
+
+    return server_parser()
