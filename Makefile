@@ -35,7 +35,9 @@ format: $(STAMP)
 
 ## Benchmarks print figures and write JSON to bench/results/; never part of `make test`.
 bench: $(STAMP)
+	$(PY) bench/envoy_floor.py --changes 200 --envoys 1 20
 	$(PY) bench/write_to_served.py --changes 200 --envoys 1 20
+	$(PY) bench/admin_write.py --writes 500
 	$(PY) bench/translate.py --sizes 1000 10000 --runs 5
 	$(PY) bench/bulk_routes.py --routes 1000 --repeat 5
 	$(PY) bench/ads_load.py --streams 1000 5000 --streams-per-channel 500 --changes 3
@@ -44,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/keys_to_envoy.py
 	$(PY) bench/ratelimit_rps.py
 	PYTHONPATH=. $(PY) bench/revisions.py
+	$(PY) bench/table.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .run build *.egg-info

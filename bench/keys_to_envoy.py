@@ -5,12 +5,15 @@ upstream) and one authenticated route, starts `turnout serve` and one Envoy, the
 creates --new keys one by one through the admin API. The clock starts when
 `POST /consumers/{name}/keys` answers and stops when Envoy first answers 200 to a
 request with the new key (polled back to back on a keep-alive connection). Also
-checks that the listener was never modified (no drain) during the run.
+checks that the listener was never modified (no drain) during the run, and reads
+the CPU time (utime + stime, /proc/<pid>/stat) Envoy and Turnout spent over the
+new keys: each process's CPU per key change.
 
     python bench/keys_to_envoy.py --keys 100000 --new 100
 """
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -18,7 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
-from results_io import RESULTS, write_results
+from results_io import RESULTS, percentile, write_results
 
 from turnout.models.consumer import ConsumerSpec
 from turnout.models.route import RouteSpec
@@ -30,9 +33,12 @@ SECRET = "bench-secret-key-0123456789"
 TOKEN = "bench-token"
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid`, every thread included (proc(5))."""
+    with open(f"/proc/{pid}/stat") as f:
+        # Fields after the command name, which may hold spaces: ")" ends it.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def prepare(url: str, upstream: EchoUpstream, keys: int) -> float:
@@ -76,6 +82,9 @@ def run(keys: int, new: int) -> dict[str, object]:
             )
             modified = envoy.stats(r"listener_manager\.listener_modified")
             samples: list[float] = []
+            assert envoy.proc is not None and turnout.proc is not None
+            pids = {"envoy": envoy.proc.pid, "turnout": turnout.proc.pid}
+            cpu_before = {k: cpu_seconds(pid) for k, pid in pids.items()}
             for _ in range(new):
                 response = admin.http.post("/consumers/new/keys", json={})
                 response.raise_for_status()
@@ -84,6 +93,7 @@ def run(keys: int, new: int) -> dict[str, object]:
                 while client.get("/api", headers={"apikey": key}).status_code != 200:
                     pass
                 samples.append((time.perf_counter() - start) * 1000)
+            cpu_ms = {k: (cpu_seconds(pid) - cpu_before[k]) * 1000 / new for k, pid in pids.items()}
             assert envoy.stats(r"listener_manager\.listener_modified") == modified
             rss = envoy.stats(r"server\.memory_allocated")
         finally:
@@ -102,6 +112,8 @@ def run(keys: int, new: int) -> dict[str, object]:
         "p90_ms": round(percentile(samples, 90), 1),
         "p99_ms": round(percentile(samples, 99), 1),
         "max_ms": round(max(samples), 1),
+        "envoy_cpu_ms_per_key": round(cpu_ms["envoy"], 1),
+        "turnout_cpu_ms_per_key": round(cpu_ms["turnout"], 1),
         "envoy_memory_allocated_mb": round(rss.get("server.memory_allocated", 0) / 2**20, 1),
     }
 
@@ -114,12 +126,13 @@ def main() -> int:
     results = [run(k, args.new) for k in args.keys]
     print(
         f"{'keys':>7} {'new':>4} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-        f"{'envoy MB':>8}"
+        f"{'envoy MB':>8} {'envoy CPU/key':>13} {'turnout CPU/key':>15}"
     )
     for r in results:
         print(
             f"{r['existing_keys']:>7} {r['new_keys']:>4} {r['p50_ms']:>8} {r['p90_ms']:>8} "
-            f"{r['p99_ms']:>8} {r['max_ms']:>8} {r['envoy_memory_allocated_mb']:>8}"
+            f"{r['p99_ms']:>8} {r['max_ms']:>8} {r['envoy_memory_allocated_mb']:>8} "
+            f"{r['envoy_cpu_ms_per_key']:>13} {r['turnout_cpu_ms_per_key']:>15}"
         )
     write_results(results, RESULTS / "keys_to_envoy.json")
     return 0

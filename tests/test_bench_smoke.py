@@ -22,6 +22,8 @@ REDIS_URL = os.environ.get("TURNOUT_TEST_REDIS_URL")
 # (script, tiny arguments, what it needs)
 CASES: list[tuple[str, list[str], str | None]] = [
     ("write_to_served.py", ["--changes", "5", "--envoys", "1"], None),
+    ("envoy_floor.py", ["--changes", "5", "--envoys", "1", "2"], None),
+    ("admin_write.py", ["--writes", "5"], None),
     ("translate.py", ["--sizes", "50", "--runs", "1", "--skip-store"], None),
     ("bulk_routes.py", ["--routes", "20", "--repeat", "1"], None),
     ("ads_load.py", ["--streams", "20", "--streams-per-channel", "10", "--changes", "1"], None),
@@ -93,3 +95,19 @@ def test_benchmark_runs_at_a_tiny_size(
         # Each sample waited for a route of its own: none was already answered before.
         assert run["trivial_samples"] == 0
         assert run["changes"] == 5 and run["p50_ms"] > 0
+        # The floor was measured in the same run, for the same declaration.
+        assert run["floor"]["trivial_samples"] == 0 and run["floor"]["p50_ms"] > 0
+        assert run["ratio_p50"] > 0 and set(run["goals"]) >= {"p99_le_10ms"}
+    if script == "envoy_floor.py":
+        runs = results[0]
+        assert [r["envoys"] for r in runs] == [1, 2]
+        assert all(r["trivial_samples"] == 0 and r["p50_ms"] > 0 for r in runs)
+        assert all(r["route_configuration_bytes"] > 0 for r in runs)
+    if script == "admin_write.py":
+        ops = {r["operation"]: r for r in results[0]}
+        assert set(ops) == {"POST /routes", "PATCH /splits/{name}"}
+        assert all(r["writes"] == 5 and r["p50_ms"] > 0 for r in ops.values())
+    if script == "keys_to_envoy.py":
+        (run,) = results[0]
+        # CPU is read from /proc: present, never negative (ticks may round to 0).
+        assert run["envoy_cpu_ms_per_key"] >= 0 and run["turnout_cpu_ms_per_key"] >= 0
