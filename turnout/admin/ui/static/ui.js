@@ -44,9 +44,21 @@ async function post(url, body) {
 
 document.addEventListener("click", (ev) => {
   const button = ev.target.closest("button[data-post]");
-  if (button) { ev.preventDefault(); post(button.dataset.post); }
+  if (!button) return;
+  ev.preventDefault();
+  if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+  post(button.dataset.post);
 });
-document.addEventListener("submit", (ev) => {
+document.addEventListener("submit", async (ev) => {
+  const logout = ev.target.closest("form[data-logout]");
+  if (logout) {
+    ev.preventDefault();
+    events.close();
+    // The server ends the session (CSRF-checked) and clears the cookie either way.
+    await fetch(logout.dataset.logout, { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
+    location.href = "/ui/login";
+    return;
+  }
   const form = ev.target.closest("form[data-form]");
   if (form) {
     ev.preventDefault();
