@@ -53,7 +53,7 @@ document.addEventListener("submit", async (ev) => {
   const logout = ev.target.closest("form[data-logout]");
   if (logout) {
     ev.preventDefault();
-    events.close();
+    window.turnoutEvents.close();
     // The server ends the session (CSRF-checked) and clears the cookie either way.
     await fetch(logout.dataset.logout, { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
     location.href = "/ui/login";
@@ -68,10 +68,17 @@ document.addEventListener("submit", async (ev) => {
   }
 });
 
-const events = new EventSource("/ui/events");
-window.turnoutEvents = events;  // tests wait for readyState 1 (open)
-events.addEventListener("change", refresh);
-// Proxy status and load reports change without a commit: the board and fleet follow ticks.
-events.addEventListener("tick", () => {
-  if (document.body.dataset.page !== "history" && document.body.dataset.page !== "consumers") refresh();
-});
+function connect() {
+  const events = new EventSource("/ui/events");
+  window.turnoutEvents = events;  // tests wait for readyState 1 (open)
+  events.addEventListener("change", refresh);
+  // Proxy status and load reports change without a commit: the board and fleet follow ticks.
+  events.addEventListener("tick", () => {
+    if (document.body.dataset.page !== "history" && document.body.dataset.page !== "consumers") refresh();
+  });
+  // A refused stream (503: too many open) is not retried by EventSource itself.
+  events.addEventListener("error", () => {
+    if (events.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+  });
+}
+connect();
