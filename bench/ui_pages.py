@@ -1,16 +1,19 @@
 """Dashboard pages with 50 splits and 100 connected proxies: render time per page.
 
 Starts `turnout serve` on SQLite, declares 50 plans (two services, a route and a
-split each), connects 100 fake SotW proxies (bench/ads_load.py's) and, while they
+split each) and 50 consumers with two quotas each, connects 100 fake SotW proxies
+(bench/ads_load.py's) and, while they
 stay connected, signs in to /ui and fetches every page `--rounds` times. The time
 is taken around each request on loopback, so it is an upper bound of the
-server-side render time (the goal: under 200 ms per page).
+server-side render time (the goal: under 200 ms per page). With `--redis-url` (or
+TURNOUT_REDIS_URL) the Consumers page reads the quota counters from that Redis.
 
     .venv/bin/python bench/ui_pages.py --splits 50 --proxies 100 --rounds 20
 """
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +32,7 @@ PAGES = ["/ui/", "/ui/fleet", "/ui/history", "/ui/consumers"]
 GOAL_MS = 200.0
 
 
-def declare(admin: AdminClient, splits: int) -> None:
+def declare(admin: AdminClient, splits: int, consumers: int) -> None:
     for i in range(splits):
         for side in ("old", "new"):
             admin.create("services", {"name": f"s{i}-{side}", "url": f"http://10.0.{i}.1:80"})
@@ -48,9 +51,9 @@ def declare(admin: AdminClient, splits: int) -> None:
         )
         if i % 2:
             admin.write("POST", f"/splits/move-{i}/advance")
-    admin.create(
-        "consumers", {"name": "acme", "limits": {"quota": [{"requests": 10, "per": "day"}]}}
-    )
+    for i in range(consumers):
+        quota = [{"requests": 1000, "per": "day"}, {"requests": 100, "per": "hour"}]
+        admin.create("consumers", {"name": f"c{i}", "limits": {"quota": quota}})
 
 
 def measure(url: str, rounds: int) -> dict[str, dict[str, float]]:
@@ -96,20 +99,33 @@ def main() -> int:
     parser.add_argument("--splits", type=int, default=50)
     parser.add_argument("--proxies", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--consumers", type=int, default=50, help="each with two quotas")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("TURNOUT_REDIS_URL"),
+        help="the Consumers page reads quota counters here (default: TURNOUT_REDIS_URL)",
+    )
     parser.add_argument("--out", default=str(RESULTS / "ui_pages.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         turnout = TurnoutProcess(
-            f"sqlite:///{tmp}/ui.db", TOKEN, log_path=Path(tmp) / "turnout.log"
+            f"sqlite:///{tmp}/ui.db",
+            TOKEN,
+            log_path=Path(tmp) / "turnout.log",
+            env={"TURNOUT_REDIS_URL": args.redis_url} if args.redis_url else {},
         ).start()
         admin = AdminClient(turnout.admin_url, TOKEN)
         try:
-            declare(admin, args.splits)
+            declare(admin, args.splits, args.consumers)
             pages = asyncio.run(run(turnout, args.proxies, args.rounds))
         finally:
             admin.close()
             turnout.stop()
-    print(f"{args.splits} splits, {args.proxies} proxies connected, {args.rounds} rounds")
+    redis = "quota counters from Redis" if args.redis_url else "no Redis"
+    print(
+        f"{args.splits} splits, {args.proxies} proxies connected, "
+        f"{args.consumers} consumers ({redis}), {args.rounds} rounds"
+    )
     for page, fig in pages.items():
         verdict = "ok" if fig["p95_ms"] < GOAL_MS else f"ABOVE {GOAL_MS:g} ms"
         print(

@@ -50,7 +50,7 @@ CASES: list[tuple[str, list[str], str | None]] = [
         "redis",
     ),
     ("revisions.py", ["--services", "5", "--steps", "10"], None),
-    ("ui_pages.py", ["--splits", "3", "--proxies", "3", "--rounds", "2"], None),
+    ("ui_pages.py", ["--splits", "3", "--proxies", "3", "--rounds", "2", "--consumers", "2"], None),
 ]
 
 

@@ -25,6 +25,7 @@ from turnout.ratelimit.batch import BatchedCounters
 from turnout.ratelimit.counters import DEFAULT_PREFIX, RedisCounters
 from turnout.ratelimit.server import RateLimitServer
 from turnout.ratelimit.service import FailureMode, RateLimitService, add_rate_limit_service
+from turnout.ratelimit.usage import QuotaReader
 from turnout.serve_production import Production, ProductionOptions
 from turnout.storage.keycrypt import SECRET_KEY_ENV
 from turnout.storage.store import Store
@@ -165,8 +166,14 @@ async def serve(opts: ServeOptions) -> None:
         raise ConfigError(f"--ratelimit-listen: {exc}") from None
     reports = LoadStats()  # what this replica's proxies report over LRS
     load_stats = extras.load_stats(reports)  # ...and, with replicas, the others' too
+    # The dashboard reads the counters this process's rate limit service keeps.
+    quota_usage = QuotaReader(opts.redis_url, opts.redis_prefix) if opts.redis_url else None
     app = create_app(
-        store, extras.proxy_status, admin_token=opts.admin_token, load_stats=load_stats
+        store,
+        extras.proxy_status,
+        admin_token=opts.admin_token,
+        load_stats=load_stats,
+        quota_usage=quota_usage,
     )
     host, port = split_host_port(opts.admin_listen)
     admin = _Uvicorn(
@@ -257,4 +264,6 @@ async def serve(opts: ServeOptions) -> None:
         unsubscribe()
         if counters is not None:
             await counters.close()
+        if quota_usage is not None:
+            quota_usage.close()
         store.close()

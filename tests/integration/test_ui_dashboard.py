@@ -13,7 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from turnout.testing.processes import AdminClient, EchoUpstream, EnvoyProcess, wait_for
+from turnout.testing.processes import (
+    AdminClient,
+    EchoUpstream,
+    EnvoyProcess,
+    TurnoutProcess,
+    wait_for,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -286,3 +292,120 @@ def test_a_nacked_proxy_shows_envoys_message_redacted(
     assert "NACKED" in row and "program size" in row
     assert "tk_[redacted]" in row and SECRET_KEY_LIKE not in page.content()
     page.screenshot(path=artifacts / "fleet-nacked.png", full_page=True)
+
+
+def test_sign_out_clears_the_cookie_and_the_old_session_no_longer_works(
+    admin: AdminClient,
+    turnout: Any,
+    turnout_token: str,
+    browser: Any,
+) -> None:
+    page = _sign_in(browser, turnout, turnout_token)
+    for path in ("/ui/fleet", "/ui/history", "/ui/consumers", "/ui/"):
+        page.goto(f"{turnout.admin_url}{path}")
+        assert page.is_visible("header form.logout button"), path
+    (old,) = [c["value"] for c in browser.cookies() if c["name"] == "turnout_session"]
+    page.click("header form.logout button")
+    page.wait_for_url(f"{turnout.admin_url}/ui/login")
+    assert [c for c in browser.cookies() if c["name"] == "turnout_session"] == []
+    page.goto(f"{turnout.admin_url}/ui/")
+    assert page.url == f"{turnout.admin_url}/ui/login"
+    # The old cookie value, sent again by hand, is signed out on the server too.
+    with httpx.Client(base_url=turnout.admin_url, timeout=5) as client:
+        client.cookies.set("turnout_session", old, path="/ui")
+        assert client.get("/ui/").headers.get("location") == "/ui/login"
+        assert client.get("/ui/events").status_code == 401
+
+
+def test_an_admin_restores_a_revision_from_history_and_envoy_follows(
+    admin: AdminClient,
+    turnout: Any,
+    turnout_token: str,
+    upstreams: dict[str, EchoUpstream],
+    envoy: EnvoyProcess,
+    browser: Any,
+    artifacts: Path,
+) -> None:
+    _services(admin, upstreams)  # route api → blue
+    to_blue = admin.revision()
+    admin.write("PUT", "/routes/api", {"name": "api", "paths": ["/api"], "service": "green"})
+    admin.wait_synced(envoy.node_id, admin.revision())
+    with httpx.Client(timeout=5) as client:
+        assert client.get(f"{envoy.url}/api/x").headers["x-upstream"] == "green"
+    viewer_token = admin.http.post("/tokens", json={"name": "vera", "role": "viewer"}).json()[
+        "token"
+    ]
+    viewer = _sign_in(browser, turnout, viewer_token)
+    viewer.goto(f"{turnout.admin_url}/ui/history")
+    assert viewer.query_selector_all("button.restore") == []
+    csrf = viewer.get_attribute('meta[name="csrf-token"]', "content")
+    forged = viewer.request.post(
+        f"{turnout.admin_url}/ui/revisions/{to_blue}/restore", headers={"X-CSRF-Token": csrf}
+    )
+    assert forged.status == 403 and "needs role admin" in forged.json()["detail"]
+    assert admin.http.get("/routes/api").json()["service"] == "green"
+    browser.clear_cookies()
+    page = _sign_in(browser, turnout, turnout_token)
+    page.goto(f"{turnout.admin_url}/ui/history")
+    page.wait_for_function("window.turnoutEvents && window.turnoutEvents.readyState === 1")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click(f'button.restore[data-post="/ui/revisions/{to_blue}/restore"]')
+    page.wait_for_selector("#toast.ok")
+    wait_for(lambda: admin.http.get("/routes/api").json()["service"] == "blue", 5, "the restore")
+    restored = admin.revision()
+    page.wait_for_selector(f"h2:has-text('current revision {restored}')", timeout=LIVE_MS * 2)
+    assert f"restore revision {to_blue} (dashboard)" in page.inner_text("table.timeline")
+    admin.wait_synced(envoy.node_id, restored)
+    with httpx.Client(timeout=5) as client:
+        assert client.get(f"{envoy.url}/api/x").headers["x-upstream"] == "blue"
+    page.screenshot(path=artifacts / "history.png", full_page=True)
+
+
+QUOTA_USED = 7
+
+
+def test_the_consumers_page_shows_quota_used_against_the_limit(
+    database_url: str,
+    turnout_token: str,
+    turnout_env: dict[str, str],
+    redis_env: dict[str, str],
+    upstreams: dict[str, EchoUpstream],
+    browser: Any,
+    artifacts: Path,
+    tmp_path: Path,
+) -> None:
+    """Requests with acme's key through a real Envoy, counted by the real rate limit
+    service in real Redis: the page shows that many used of the day's limit."""
+    turnout = TurnoutProcess(
+        database_url,
+        turnout_token,
+        log_path=tmp_path / "turnout.log",
+        env={**turnout_env, **redis_env},
+    ).start()
+    admin = AdminClient(turnout.admin_url, turnout_token)
+    envoy = EnvoyProcess("envoy-1", turnout.xds_address, log_path=tmp_path / "envoy.log")
+    try:
+        envoy.start()
+        admin.create("services", {"name": "blue", "url": upstreams["blue"].url})
+        quota = {"quota": [{"requests": 100, "per": "day"}]}
+        admin.create("consumers", {"name": "acme", "limits": quota})
+        admin.create("consumers", {"name": "idle", "limits": quota})
+        key = admin.http.post("/consumers/acme/keys", json={}).json()["key"]
+        admin.create("routes", {"name": "api", "paths": ["/api"], "service": "blue", "auth": {}})
+        admin.wait_synced(envoy.node_id, admin.revision())
+        with httpx.Client(base_url=envoy.url, timeout=5) as client:
+            for _ in range(QUOTA_USED):
+                answer = client.get("/api/x", headers={"apikey": key})
+                assert answer.status_code == 200, answer.text
+        page = _sign_in(browser, turnout, turnout_token)
+        page.goto(f"{turnout.admin_url}/ui/consumers")
+        acme = page.inner_text("tr:has(td.name:text-is('acme')) .quota")
+        assert f"{QUOTA_USED} used of 100 / day" in acme, acme
+        idle = page.inner_text("tr:has(td.name:text-is('idle')) .quota")
+        assert "0 used of 100 / day" in idle, idle
+        assert key not in page.content()
+        page.screenshot(path=artifacts / "consumers.png", full_page=True)
+    finally:
+        envoy.stop()
+        admin.close()
+        turnout.stop()

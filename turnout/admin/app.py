@@ -22,12 +22,14 @@ from turnout.admin.errors import AUTHENTICATED, install_error_handlers
 from turnout.admin.guard import AuthGuard
 from turnout.admin.roles import check_rules
 from turnout.admin.token_hash import hash_token
+from turnout.admin.ui.live import MAX_CLIENTS
 from turnout.admin.ui.router import mount_ui
 from turnout.admin.write_gate import WriteGate
 from turnout.admin.write_log import WriteLog
 from turnout.models.entities import ENTITIES
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
+from turnout.ratelimit.usage import QuotaReader
 from turnout.storage.store import Store
 
 DESCRIPTION = """\
@@ -55,17 +57,22 @@ def create_app(
     proxy_status: ProxyStatusSource,
     admin_token: str | None = None,
     load_stats: LoadStatsSource | None = None,
+    quota_usage: QuotaReader | None = None,
+    ui_event_streams: int = MAX_CLIENTS,
 ) -> FastAPI:
     """The admin app.
 
     `admin_token` (from TURNOUT_ADMIN_TOKEN) wins when given; otherwise requests are
-    checked against the hash stored with `Store.set_admin_token_hash`.
+    checked against the hash stored with `Store.set_admin_token_hash`. `quota_usage`
+    reads the quota counters for the dashboard's Consumers page (None: no Redis);
+    `ui_event_streams` bounds the dashboard's open event streams.
     """
     app = FastAPI(title="Turnout admin API", description=DESCRIPTION, version="0.1.0")
     app.state.store = store
     app.state.proxy_status = proxy_status
     app.state.admin_token_hash = hash_token(admin_token) if admin_token else None
     app.state.load_stats = load_stats
+    app.state.quota_usage = quota_usage
 
     def include(router: APIRouter) -> None:
         # The guard has already checked token and role; `get_principal` documents the
@@ -87,7 +94,7 @@ def create_app(
         tokens.router,
     ):
         include(router)
-    mount_ui(app)
+    mount_ui(app, ui_event_streams)
     install_error_handlers(app)
     # The last added runs first: a request is authenticated before it may queue as a write.
     app.add_middleware(WriteGate)

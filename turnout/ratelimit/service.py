@@ -100,6 +100,12 @@ def parse_quota(domain: str, entries: list[tuple[str, str]]) -> Quota | None:
     return Quota(f"{domain}\x1e{identity}", int(requests), unit)
 
 
+def quota_window(quota: Quota, now: float, prefix: str) -> Window:
+    """The counter `quota` counts in at `now`: the one key layout, for deciding and
+    for reading (`turnout.ratelimit.usage`)."""
+    return window_for(quota.identity, _UNITS[quota.unit][0], now, prefix)
+
+
 @dataclass(frozen=True)
 class Plan:
     """What one request asks: its limited descriptors and their counters."""
@@ -128,7 +134,7 @@ def plan(request: RateLimitRequest, now: float, prefix: str) -> Plan:
         quota = parse_quota(request.domain, [(e.key, e.value) for e in descriptor.entries])
         if quota is not None:
             limited.append((i, quota))
-    windows = [window_for(q.identity, _UNITS[q.unit][0], now, prefix) for _, q in limited]
+    windows = [quota_window(q, now, prefix) for _, q in limited]
     return Plan(size, limited, windows, request.hits_addend or 1)
 
 

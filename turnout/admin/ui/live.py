@@ -6,7 +6,8 @@ so pointing the dashboard at another change feed changes only this function.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from turnout.storage.store import Store
 
@@ -22,20 +23,40 @@ def subscribe_changes(store: Store, wake: Callable[[int], None]) -> Callable[[],
 
 
 class EventHub:
-    """Bounds the open event streams."""
+    """Bounds the open event streams.
+
+    A stream holds its slot from the moment `open` hands it out: the check and the
+    reservation happen with no await between them, so concurrent requests cannot
+    overshoot the bound. Slots are the live stream objects (a WeakSet), so a stream
+    whose client went away before its first byte (never started, never finished)
+    frees its slot when it is dropped, as one that ran frees it when it ends.
+    """
 
     def __init__(self, max_clients: int = MAX_CLIENTS) -> None:
+        if max_clients < 1:
+            raise ValueError(f"max_clients: {max_clients} must be at least 1")
         self.max_clients = max_clients
-        self.clients = 0
+        self._open: weakref.WeakSet[AsyncGenerator[str, None]] = weakref.WeakSet()
+
+    @property
+    def clients(self) -> int:
+        return len(self._open)
 
     def full(self) -> bool:
         return self.clients >= self.max_clients
 
-    async def stream(self, store: Store) -> AsyncIterator[str]:
+    def open(self, store: Store) -> AsyncIterator[str] | None:
+        """A new event stream holding a slot, or None when all slots are taken."""
+        if self.full():
+            return None
+        stream = self._stream(store)
+        self._open.add(stream)
+        return stream
+
+    async def _stream(self, store: Store) -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
         unsubscribe = subscribe_changes(store, lambda _rev: loop.call_soon_threadsafe(changed.set))
-        self.clients += 1
         try:
             yield "retry: 1000\n\n"
             while True:
@@ -47,5 +68,4 @@ class EventHub:
                 else:
                     yield "event: tick\ndata: {}\n\n"
         finally:
-            self.clients -= 1
             unsubscribe()

@@ -21,7 +21,7 @@ from turnout.admin.api.plans import load_stats_source
 from turnout.admin.principal import Principal, authenticate, forbidden
 from turnout.admin.roles import rule_for
 from turnout.admin.ui import views
-from turnout.admin.ui.live import EventHub
+from turnout.admin.ui.live import MAX_CLIENTS, EventHub
 from turnout.admin.ui.sessions import COOKIE, Session, Sessions
 from turnout.models.plan import PlanAction
 from turnout.storage.freezes import FreezeCreate, FreezeScope, now
@@ -41,10 +41,11 @@ PAGES = {
 }
 
 
-def mount_ui(app: FastAPI) -> None:
-    """Serve the dashboard from `app`, with its own sessions and event streams."""
+def mount_ui(app: FastAPI, event_streams: int = MAX_CLIENTS) -> None:
+    """Serve the dashboard from `app`, with its own sessions and at most
+    `event_streams` event streams open at once."""
     app.state.ui_sessions = Sessions()
-    app.state.ui_events = EventHub()
+    app.state.ui_events = EventHub(event_streams)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
 
@@ -176,7 +177,14 @@ async def history_page(
 
 @router.get("/consumers", response_class=HTMLResponse)
 async def consumers_page(request: Request) -> Response:
-    return await _page(request, "consumers", lambda s: {"consumers": views.consumers(s.store)})
+    return await _page(
+        request,
+        "consumers",
+        lambda s: {
+            "consumers": views.consumers(s.store, s.quota_usage),
+            "counted": s.quota_usage is not None,
+        },
+    )
 
 
 @router.get("/events")
@@ -184,10 +192,15 @@ async def events(request: Request) -> Response:
     if _signed_in(request) is None:
         raise HTTPException(401, "not signed in")
     hub: EventHub = request.app.state.ui_events
-    if hub.full():
-        raise HTTPException(503, "too many dashboard event streams", headers={"Retry-After": "5"})
+    stream = hub.open(request.app.state.store)
+    if stream is None:
+        raise HTTPException(
+            503,
+            f"too many dashboard event streams (at most {hub.max_clients})",
+            headers={"Retry-After": "5"},
+        )
     return StreamingResponse(
-        hub.stream(request.app.state.store),
+        stream,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store"},
     )

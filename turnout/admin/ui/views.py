@@ -9,10 +9,12 @@ from typing import Any
 
 from turnout.admin.api.plans import SplitView, split_view
 from turnout.admin.api.proxies import redacted_status
+from turnout.models.consumer import ConsumerSpec
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.plan import PlanStatus
 from turnout.models.proxy_status import ProxyStatus, ProxyStatusSource
 from turnout.models.split import SplitSpec
+from turnout.ratelimit.usage import QuotaReader
 from turnout.storage.freezes import Freeze, now
 from turnout.storage.revisions import diff
 from turnout.storage.store import Store
@@ -75,5 +77,11 @@ def history(
     }
 
 
-def consumers(store: Store) -> list[dict[str, Any]]:
-    return [{"consumer": c, "keys": store.keys.list(c.name)} for c in store.list("consumer")]
+def consumers(store: Store, quota_usage: QuotaReader | None) -> list[dict[str, Any]]:
+    """Each consumer, its keys, and its quotas' use (one Redis read for the page)."""
+    listed = [c for c in store.list("consumer") if isinstance(c, ConsumerSpec)]
+    used = quota_usage.used(listed) if quota_usage is not None else {}
+    return [
+        {"consumer": c, "keys": store.keys.list(c.name), "quota_use": used.get(c.name, [])}
+        for c in listed
+    ]

@@ -296,6 +296,13 @@ def build_local_ratelimit(route: RouteSpec, decl: Declaration) -> LocalRateLimit
     return config
 
 
+def consumer_quota_entries(name: str, limit: Limit) -> list[tuple[str, str]]:
+    """The descriptor Envoy sends for consumer `name`'s quota `limit` (the actions
+    `build_quota_rate_limits` gives it), as (key, value) entries: what the
+    dashboard reads the counter of (`turnout.ratelimit.usage`)."""
+    return [(CONSUMER_KEY, name), (QUOTA_KEY, quota_value(limit))]
+
+
 def build_quota_rate_limits(route: RouteSpec, decl: Declaration) -> list[RateLimit]:
     """The route's descriptors for the rate limit service (empty: no quota applies)."""
     authed = route.auth is not None and route.auth.required

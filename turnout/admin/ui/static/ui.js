@@ -44,9 +44,21 @@ async function post(url, body) {
 
 document.addEventListener("click", (ev) => {
   const button = ev.target.closest("button[data-post]");
-  if (button) { ev.preventDefault(); post(button.dataset.post); }
+  if (!button) return;
+  ev.preventDefault();
+  if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+  post(button.dataset.post);
 });
-document.addEventListener("submit", (ev) => {
+document.addEventListener("submit", async (ev) => {
+  const logout = ev.target.closest("form[data-logout]");
+  if (logout) {
+    ev.preventDefault();
+    window.turnoutEvents.close();
+    // The server ends the session (CSRF-checked) and clears the cookie either way.
+    await fetch(logout.dataset.logout, { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
+    location.href = "/ui/login";
+    return;
+  }
   const form = ev.target.closest("form[data-form]");
   if (form) {
     ev.preventDefault();
@@ -56,10 +68,17 @@ document.addEventListener("submit", (ev) => {
   }
 });
 
-const events = new EventSource("/ui/events");
-window.turnoutEvents = events;  // tests wait for readyState 1 (open)
-events.addEventListener("change", refresh);
-// Proxy status and load reports change without a commit: the board and fleet follow ticks.
-events.addEventListener("tick", () => {
-  if (document.body.dataset.page !== "history" && document.body.dataset.page !== "consumers") refresh();
-});
+function connect() {
+  const events = new EventSource("/ui/events");
+  window.turnoutEvents = events;  // tests wait for readyState 1 (open)
+  events.addEventListener("change", refresh);
+  // Proxy status and load reports change without a commit: the board and fleet follow ticks.
+  events.addEventListener("tick", () => {
+    if (document.body.dataset.page !== "history" && document.body.dataset.page !== "consumers") refresh();
+  });
+  // A refused stream (503: too many open) is not retried by EventSource itself.
+  events.addEventListener("error", () => {
+    if (events.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+  });
+}
+connect();
