@@ -25,22 +25,28 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
-from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.config.route.v3.route_components_pb2 import VirtualHost
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
 from google.protobuf.any_pb2 import Any
 from google.protobuf.internal.encoder import _VarintBytes  # type: ignore[attr-defined]
+from google.protobuf.message import Message
 
 from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
 from turnout.xds.route_parts import VIRTUAL_HOSTS_FIELD, RouteParts
-from turnout.xds.snapshot import ROUTE_TYPE, PackedResource, pack, packed_bytes
+from turnout.xds.snapshot import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    ROUTE_TYPE,
+    PackedResource,
+    pack,
+    packed_bytes,
+)
 from turnout.xds.translate import build_cluster, build_cluster_load_assignment
 from turnout.xds.translate.api_key_auth import build_api_key_auth_config
-from turnout.xds.translate.cluster import uses_eds
 from turnout.xds.translate.consistency import Scope, route_clusters_of
 from turnout.xds.translate.listener import build_listener
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
@@ -483,17 +489,24 @@ class TranslationMemo:
         """The group laid out from scratch (from cached entries where they hold)."""
         patterns: list[str] = []
         vhosts = []
+        built: dict[tuple[str, int], _EntryResult] = {}
         for name, _domains, entries in virtual_host_layout(decl, group, self._entries_of):
             host_vhost = name != CATCH_ALL_VIRTUAL_HOST
             pattern = name[len(HOST_VIRTUAL_HOST_PREFIX) :] if host_vhost else None
-            built = [self._entry(decl, e.route.name, e.index, splits, epoch) for e in entries]
+            records = []
+            for e in entries:
+                key = (e.route.name, e.index)
+                result = built.get(key)
+                if result is None:
+                    result = built[key] = self._entry(decl, key[0], e.index, splits, epoch)
+                records.append(result.record)
             vhosts.append(
                 _VirtualHost(
                     pattern,
                     _virtual_host(pattern)[1],
                     [(e.route.name, e.index) for e in entries],
                     [e.sort_key for e in entries],
-                    [b.record for b in built],
+                    records,
                 )
             )
             if pattern is not None:
@@ -501,7 +514,7 @@ class TranslationMemo:
         layout = _Layout(decl.routes, splits, epoch, patterns, vhosts)
         for route in decl.routes.values():
             if group in route.groups:
-                self._track(layout, route, decl, splits, epoch)
+                self._track(layout, route, decl, splits, epoch, built)
         return layout
 
     def _track(
@@ -511,13 +524,18 @@ class TranslationMemo:
         decl: Declaration,
         splits: Mapping[str, SplitSpec],
         epoch: int,
+        built: Mapping[tuple[str, int], _EntryResult] | None = None,
     ) -> None:
-        """Note a route of the group: its hosts, clusters and use of consumers."""
+        """Note a route of the group: its hosts, clusters and use of consumers
+        (`built`: its entries, when the caller has them)."""
         for host in route.hosts:
             layout.by_host.setdefault(host, set()).add(route.name)
         clusters: frozenset[str] = frozenset()
         for entry in self._entries_of(route):
-            clusters |= self._entry(decl, route.name, entry.index, splits, epoch).clusters
+            result = built.get((route.name, entry.index)) if built is not None else None
+            if result is None:
+                result = self._entry(decl, route.name, entry.index, splits, epoch)
+            clusters |= result.clusters
         layout.set_clusters(route.name, clusters)
         if _uses_consumers(route):
             layout.consumer_routes.add(route.name)
@@ -695,14 +713,18 @@ class TranslationMemo:
 
 
 def _service_result(spec: ServiceSpec) -> _ServiceResult:
-    cla: ClusterLoadAssignment | None = (
-        build_cluster_load_assignment(spec) if uses_eds(spec) else None
-    )
     cluster = build_cluster(spec)
-    eds_name = None
-    if cluster.type == Cluster.EDS:
+    eds_name = cla = None
+    if cluster.type == Cluster.EDS:  # `uses_eds` decided it: not asked again
         eds_name = cluster.eds_cluster_config.service_name or cluster.name
-    return _ServiceResult(spec, pack(cluster), pack(cla) if cla is not None else None, eds_name)
+        cla = _pack(ENDPOINT_TYPE, spec.name, build_cluster_load_assignment(spec))
+    return _ServiceResult(spec, _pack(CLUSTER_TYPE, spec.name, cluster), cla, eds_name)
+
+
+def _pack(type_url: str, name: str, message: Message) -> PackedResource:
+    """`pack`, knowing the type URL and name (the same bytes, without looking them up)."""
+    value = message.SerializeToString(deterministic=True)
+    return packed_bytes(name, Any(type_url=type_url, value=value))
 
 
 def _uses_consumers(route: RouteSpec) -> bool:
