@@ -20,7 +20,9 @@ so the reference check and the set of clusters in use follow the change too.
 """
 
 import bisect
-from collections.abc import Iterable, Mapping
+import gc
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -79,6 +81,21 @@ SortKey = tuple[int, int, int, int, str, str, int]
 def _record(field_number: int, payload: bytes) -> bytes:
     """One length-delimited field: tag, length, payload."""
     return _VarintBytes(field_number << 3 | 2) + _VarintBytes(len(payload)) + payload
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic collector while a whole declaration is translated: it makes
+    ~100,000 acyclic objects, and the collections they trigger cost a third of the
+    time at 10,000 routes. Reference counting still frees them; the collector runs
+    again after (a pause of under a second, once per start or large change)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _touched(old: Mapping[str, _V], new: Mapping[str, _V]) -> set[str]:
@@ -351,7 +368,11 @@ class TranslationMemo:
         if self._shared is None or touched or keys_changed:
             before = {n: self._services.get(n) for n in touched}
             try:
-                results = self.services(decl, touched if self._shared is not None else None)
+                if self._shared is None or len(touched) > _MAX_SERVICES_PATCHED:
+                    with _no_cyclic_gc():
+                        results = self.services(decl)
+                else:
+                    results = self.services(decl, touched)
             except BaseException:
                 self._service_names = None  # half-updated: sort again next time
                 raise
@@ -440,7 +461,8 @@ class TranslationMemo:
         layout = self._layouts.get(opts.group)
         try:
             if layout is None or not self._update(layout, decl, opts.group, splits, epoch):
-                layout = self._layout(decl, opts.group, splits, epoch)
+                with _no_cyclic_gc():
+                    layout = self._layout(decl, opts.group, splits, epoch)
                 self._layouts[opts.group] = layout
         except BaseException:
             self._layouts.pop(opts.group, None)  # half-changed: lay it out again next time
