@@ -23,7 +23,7 @@ import bisect
 import gc
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
@@ -296,7 +296,9 @@ class TranslationMemo:
     def __init__(self) -> None:
         self._services: dict[str, _ServiceResult] = {}
         self._service_names: list[str] | None = None
-        """`_services`' names in order (None: sort them again)."""
+        """`_services`' names in order (the order of the shared clusters)."""
+        self._endpoint_names: list[str] = []
+        """The shared endpoints' names, in their order."""
         self._services_seen: Mapping[str, ServiceSpec] = {}
         self._entries: dict[tuple[str, int], _EntryResult] = {}
         self._indices: dict[str, set[int]] = {}
@@ -365,62 +367,103 @@ class TranslationMemo:
             return self._shared
         touched = _touched(self._services_seen, decl.services)
         keys_changed = self._api_keys is None or self._api_keys[0] is not decl.api_keys
-        if self._shared is None or touched or keys_changed:
-            before = {n: self._services.get(n) for n in touched}
+        if self._shared is None or len(touched) > _MAX_SERVICES_PATCHED:
             try:
-                if self._shared is None or len(touched) > _MAX_SERVICES_PATCHED:
-                    with _no_cyclic_gc():
-                        results = self.services(decl)
-                else:
-                    results = self.services(decl, touched)
+                with _no_cyclic_gc():
+                    results = self.services(decl)
             except BaseException:
-                self._service_names = None  # half-updated: sort again next time
+                self._shared = None  # half-updated: build it whole next time
                 raise
             endpoints = [r.endpoints for r in results if r.endpoints is not None]
-            self._shared = SharedResources(
-                [r.cluster for r in results],
-                endpoints,
-                frozenset(e.name for e in endpoints),
-                frozenset(r.eds_name for r in results if r.eds_name is not None),
-                [self.api_key_auth_config(decl)],
-                frozenset(self._services),
+            self._endpoint_names = [e.name for e in endpoints]
+            previous, self._shared = (
+                self._shared,
+                SharedResources(
+                    [r.cluster for r in results],
+                    endpoints,
+                    frozenset(self._endpoint_names),
+                    frozenset(r.eds_name for r in results if r.eds_name is not None),
+                    [self.api_key_auth_config(decl)],
+                    frozenset(self._services),
+                ),
             )
-            # Every name whose cluster, EDS name or endpoints may differ now.
-            names = set(touched)
-            for name, old in before.items():
-                if old is not None and old.eds_name is not None:
-                    names.add(old.eds_name)
-                new = self._services.get(name)
-                if new is not None and new.eds_name is not None:
-                    names.add(new.eds_name)
-            for layout in self._layouts.values():
-                layout.note_pending((), names)
+            if previous is not None:
+                for layout in self._layouts.values():
+                    layout.pending_services = None  # too many to name: check all
+        elif touched:
+            try:
+                self._shared = self._patch_shared(self._shared, decl, touched)
+            except BaseException:
+                self._shared = None
+                raise
+        elif keys_changed:
+            self._shared = replace(self._shared, extension_configs=[self.api_key_auth_config(decl)])
         self._services_seen, self._shared_decl = decl.services, decl
         return self._shared
 
-    def services(self, decl: Declaration, touched: set[str] | None = None) -> list[_ServiceResult]:
-        """Every service's resources in name order; `touched`: the only names that may
-        have changed since the last call (None: any)."""
-        if touched is None or self._service_names is None or len(touched) > _MAX_SERVICES_PATCHED:
-            names = sorted(decl.services)
-            for gone in self._services.keys() - decl.services.keys():
-                del self._services[gone]
-            touched = set(names)
-        else:
-            names = list(self._service_names)
-            for name in touched:
-                at = bisect.bisect_left(names, name)
-                present = at < len(names) and names[at] == name
-                if name not in decl.services:
-                    self._services.pop(name, None)
-                    if present:
-                        del names[at]
-                elif not present:
-                    names.insert(at, name)
-        for name in touched:
-            spec = decl.services.get(name)
-            if spec is None:
+    def _patch_shared(
+        self, shared: SharedResources, decl: Declaration, touched: set[str]
+    ) -> SharedResources:
+        """`shared` with the `touched` services' resources replaced, put in or taken
+        out at their place in name order (copies: `shared` stays as it was)."""
+        assert self._service_names is not None
+        names, clusters = list(self._service_names), list(shared.clusters)
+        endpoint_names, endpoints = list(self._endpoint_names), list(shared.endpoints)
+        eds_names, eds_services = set(shared.eds_cluster_names), set(shared.eds_services)
+        pending = set(touched)
+        for name in sorted(touched):
+            old, spec = self._services.get(name), decl.services.get(name)
+            new = None
+            if spec is not None:
+                new = old if old is not None and old.spec is spec else _service_result(spec)
+            at = bisect.bisect_left(names, name)
+            if at < len(names) and names[at] == name:
+                del names[at], clusters[at]
+            if old is not None:
+                if old.endpoints is not None:
+                    eds_names.discard(old.endpoints.name)
+                    e_at = bisect.bisect_left(endpoint_names, old.endpoints.name)
+                    del endpoint_names[e_at], endpoints[e_at]
+                if old.eds_name is not None:
+                    eds_services.discard(old.eds_name)
+                    pending.add(old.eds_name)
+            if new is None:
+                self._services.pop(name, None)
                 continue
+            self._services[name] = new
+            names.insert(at, name)
+            clusters.insert(at, new.cluster)
+            if new.endpoints is not None:
+                eds_names.add(new.endpoints.name)
+                e_at = bisect.bisect_left(endpoint_names, new.endpoints.name)
+                endpoint_names.insert(e_at, new.endpoints.name)
+                endpoints.insert(e_at, new.endpoints)
+            if new.eds_name is not None:
+                eds_services.add(new.eds_name)
+                pending.add(new.eds_name)
+        same_names = len(names) == len(self._service_names) and all(
+            n in shared.cluster_names for n in touched if n in self._services
+        )
+        self._service_names, self._endpoint_names = names, endpoint_names
+        for layout in self._layouts.values():
+            layout.note_pending((), pending)
+        return SharedResources(
+            clusters,
+            endpoints,
+            frozenset(eds_names),
+            frozenset(eds_services),
+            [self.api_key_auth_config(decl)],
+            shared.cluster_names if same_names else frozenset(names),
+        )
+
+    def services(self, decl: Declaration) -> list[_ServiceResult]:
+        """Every service's resources in name order (reusing those whose spec is the
+        same object)."""
+        names = sorted(decl.services)
+        for gone in self._services.keys() - decl.services.keys():
+            del self._services[gone]
+        for name in names:
+            spec = decl.services[name]
             cached = self._services.get(name)
             if cached is None or cached.spec is not spec:
                 self._services[name] = _service_result(spec)
