@@ -140,13 +140,15 @@ TABLE: dict[str, Callable[[list[dict[str, Any]]], list[Row]]] = {
     "translate": simple(
         lambda r: f"`translate.py`: {_n(r['routes'])} routes, {_n(r['services'])} services",
         {
-            "served_change_service_ms": "one route's service changed ms",
-            "served_add_route_ms": "one route added ms",
-            "served_add_route_cpu_ms": "(CPU ms)",
-            "served_remove_route_ms": "one removed ms",
-            "served_cold_ms": "cold ms",
+            "served_change_service_cpu_ms": "CPU ms per write: a route's service changed",
+            "served_add_route_cpu_ms": "a route added",
+            "served_remove_route_cpu_ms": "a route removed",
+            "served_move_route_cpu_ms": "a route moved",
+            "served_add_host_cpu_ms": "a route on a new host",
+            "served_cold_cpu_ms": "cold CPU ms",
+            "served_cold_ms": "cold wall ms",
         },
-        "add/remove one route ≤ 20 ms CPU",
+        "one route ≤ 20 ms CPU, cold ≤ 1 s",
     ),
     "bulk_routes": simple(
         lambda r: f"`bulk_routes.py`: {_n(r['routes_per_change'])} routes in one `POST /config`",

@@ -6,7 +6,7 @@ answers 503 (a route to a missing cluster). Owns no translation; reads resources
 only.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
@@ -36,31 +36,55 @@ class References:
     consistency check. `check_consistent` reads it off messages; the served path
     (`translate.pipeline`) keeps it as it translates, without unpacking anything."""
 
-    clusters: frozenset[str]
-    eds_clusters: frozenset[str]
+    clusters: Set[str]
+    eds_clusters: Set[str]
     """The EDS service names of the EDS clusters."""
-    endpoints: frozenset[str]
+    endpoints: Set[str]
     """The ClusterLoadAssignments' names."""
-    route_configs: frozenset[str]
-    extension_configs: frozenset[str]
+    route_configs: Set[str]
+    extension_configs: Set[str]
     listeners: Mapping[str, tuple[Sequence[str], Sequence[str]]]
     """Listener name → (RDS names it asks for, filter configs it discovers)."""
     route_clusters: Mapping[str, Iterable[str]]
     """Route entry name → the clusters it sends traffic to."""
 
 
-def check_references(refs: References) -> None:
+@dataclass(frozen=True)
+class Scope:
+    """What changed since the references last checked out: only a reference from or to
+    one of these can have broken since. The served path keeps it per node group, so a
+    change costs a check of what it touched, not of every route."""
+
+    services: Set[str]
+    """Clusters, EDS service names and ClusterLoadAssignments added, changed or gone."""
+    routes: Set[str]
+    """Route entry names (route names on the served path) added, changed or gone."""
+    cluster_users: Mapping[str, Set[str]]
+    """Cluster → the routes that send traffic to it, over every route."""
+
+
+def check_references(refs: References, scope: Scope | None = None) -> None:
     """Raise `TranslationError` naming the first broken reference.
 
     - every EDS cluster has a ClusterLoadAssignment, and every one belongs to one;
     - every RDS name a listener asks for exists as a RouteConfiguration;
     - every filter config a listener discovers (ECDS) exists;
     - every cluster a route sends traffic to exists.
+
+    With a `scope`, only references from or to what it names are looked at (the
+    listeners always): enough when the same check passed before that change.
     """
-    for name in sorted(refs.eds_clusters - refs.endpoints):
-        raise TranslationError(f"EDS cluster {name!r} has no ClusterLoadAssignment")
-    for name in sorted(refs.endpoints - refs.eds_clusters):
-        raise TranslationError(f"ClusterLoadAssignment {name!r} belongs to no EDS cluster")
+    if scope is None:
+        for name in sorted(refs.eds_clusters - refs.endpoints):
+            raise TranslationError(f"EDS cluster {name!r} has no ClusterLoadAssignment")
+        for name in sorted(refs.endpoints - refs.eds_clusters):
+            raise TranslationError(f"ClusterLoadAssignment {name!r} belongs to no EDS cluster")
+    else:
+        for name in sorted(scope.services):
+            if name in refs.eds_clusters and name not in refs.endpoints:
+                raise TranslationError(f"EDS cluster {name!r} has no ClusterLoadAssignment")
+            if name in refs.endpoints and name not in refs.eds_clusters:
+                raise TranslationError(f"ClusterLoadAssignment {name!r} belongs to no EDS cluster")
     for listener, (rds_names, filter_names) in refs.listeners.items():
         for rds in rds_names:
             if rds not in refs.route_configs:
@@ -73,7 +97,16 @@ def check_references(refs: References) -> None:
                     f"listener {listener!r} discovers filter config "
                     f"{filter_name!r}, which does not exist"
                 )
-    for route, clusters in refs.route_clusters.items():
+    if scope is None:
+        routes: Iterable[tuple[str, Iterable[str]]] = refs.route_clusters.items()
+    else:
+        # A route touched, or a cluster gone that an untouched route still uses.
+        names = set(scope.routes)
+        for cluster in scope.services:
+            if cluster not in refs.clusters:
+                names.update(scope.cluster_users.get(cluster, ()))
+        routes = ((n, refs.route_clusters.get(n, ())) for n in sorted(names))
+    for route, clusters in routes:
         for cluster in clusters:
             if cluster not in refs.clusters:
                 raise TranslationError(

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from turnout.models.declaration import Declaration
 from turnout.xds.memo import SharedResources, TranslationMemo
 from turnout.xds.route_parts import RouteParts
-from turnout.xds.snapshot import PackedResource, pack
+from turnout.xds.snapshot import PackedResource
 from turnout.xds.translate.consistency import References, check_references, references_of
-from turnout.xds.translate.listener import build_listener
 from turnout.xds.translate.options import ListenerOptions
 from turnout.xds.translate.resources import (
     CLUSTER_TYPE,
@@ -42,29 +41,32 @@ class Translation:
 
 def translate(decl: Declaration, group: ListenerOptions, previous: TranslationMemo) -> Translation:
     """`group`'s resources for `decl`, rebuilding only what changed since the
-    translations `previous` remembers; `TranslationError` if a reference is broken."""
+    translations `previous` remembers; `TranslationError` if a reference is broken.
+    The references are checked whole for a group's first translation (and after a
+    failed check); after that, those from or to what changed since the last check."""
     shared = previous.shared(decl)
     parts = previous.route_parts(decl, group)
-    listener = build_listener(group)
-    route_clusters = previous.route_clusters(group.group)
+    listener, packed_listener = previous.listener(group)
     check_references(
         References(
-            clusters=frozenset(c.name for c in shared.clusters),
+            clusters=shared.cluster_names,
             eds_clusters=shared.eds_services,
-            endpoints=frozenset(e.name for e in shared.endpoints),
+            endpoints=shared.eds_cluster_names,
             route_configs=frozenset((parts.name,)),
             extension_configs=frozenset(e.name for e in shared.extension_configs),
             # Read off the message, as for `check_consistent` (one listener: cheap).
             listeners=references_of({LISTENER_TYPE: [listener]}).listeners,
-            route_clusters=route_clusters,
-        )
+            route_clusters=previous.route_clusters(group.group),
+        ),
+        previous.check_scope(group.group),
     )
+    previous.checked(group.group)
     packed = {
         CLUSTER_TYPE: shared.clusters,
         ENDPOINT_TYPE: shared.endpoints,
         EXTENSION_CONFIG_TYPE: shared.extension_configs,
-        LISTENER_TYPE: [pack(listener)],
+        LISTENER_TYPE: [packed_listener],
         ROUTE_TYPE: [parts.full],
     }
-    refs = frozenset().union(*route_clusters.values())
+    refs = previous.clusters_in_use(group.group)
     return Translation(decl.revision, packed, shared, {parts.name: refs}, {parts.name: parts})

@@ -60,17 +60,12 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from envoy.config.route.v3.route_components_pb2 import (
-    HeaderMatcher,
     Route,
     RouteAction,
     RouteMatch,
     VirtualHost,
-    WeightedCluster,
 )
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
-from envoy.type.matcher.v3.regex_pb2 import RegexMatchAndSubstitute, RegexMatcher
-from envoy.type.matcher.v3.string_pb2 import StringMatcher
-from google.protobuf.wrappers_pb2 import UInt32Value
 
 from turnout.models.declaration import Declaration
 from turnout.models.regex import methods_regex, strip_prefix_regex
@@ -155,62 +150,59 @@ def host_covers(host: str, pattern: str) -> bool:
 
 def build_route_match(entry: RouteEntry) -> RouteMatch:
     match = RouteMatch()
+    _fill_route_match(match, entry)
+    return match
+
+
+def _fill_route_match(match: RouteMatch, entry: RouteEntry) -> None:
+    # Set in place: a sub-message given to a constructor is copied into its parent.
     value = entry.path.value
     if entry.path.kind is PathKind.EXACT:
         match.path = value
     elif entry.path.kind is PathKind.REGEX:
-        match.safe_regex.CopyFrom(RegexMatcher(regex=value))
+        match.safe_regex.regex = value
     else:
         match.prefix = value
     methods = sorted(entry.route.methods)
     if len(methods) == 1:
-        match.headers.append(
-            HeaderMatcher(name=":method", string_match=StringMatcher(exact=methods[0]))
-        )
+        match.headers.add(name=":method").string_match.exact = methods[0]
     elif methods:
-        regex = RegexMatcher(regex=methods_regex(methods))
-        match.headers.append(
-            HeaderMatcher(name=":method", string_match=StringMatcher(safe_regex=regex))
-        )
-    for name in sorted(entry.route.headers):
-        match.headers.append(
-            HeaderMatcher(name=name, string_match=StringMatcher(exact=entry.route.headers[name]))
-        )
-    return match
+        header = match.headers.add(name=":method")
+        header.string_match.safe_regex.regex = methods_regex(methods)
+    headers = entry.route.headers
+    for name in sorted(headers):
+        match.headers.add(name=name).string_match.exact = headers[name]
 
 
 def build_route_action(entry: RouteEntry, split: SplitSpec | None) -> RouteAction:
     action = RouteAction()
+    _fill_route_action(action, entry, split)
+    return action
+
+
+def _fill_route_action(action: RouteAction, entry: RouteEntry, split: SplitSpec | None) -> None:
     if split is None:
         action.cluster = entry.route.service
     else:
         targets = sorted((t for t in split.targets if t.weight > 0), key=lambda t: t.service)
-        action.weighted_clusters.CopyFrom(
-            WeightedCluster(
-                clusters=[
-                    WeightedCluster.ClusterWeight(
-                        name=t.service, weight=UInt32Value(value=t.weight)
-                    )
-                    for t in targets
-                ]
-            )
-        )
+        weighted = action.weighted_clusters
+        weighted.SetInParent()  # present even with no target of weight > 0
+        for t in targets:
+            weighted.clusters.add(name=t.service).weight.value = t.weight
     prefix = entry.path.value
     if entry.route.strip_path and entry.path.kind is PathKind.PREFIX and prefix != "/":
-        action.regex_rewrite.CopyFrom(
-            RegexMatchAndSubstitute(
-                pattern=RegexMatcher(regex=strip_prefix_regex(prefix)), substitution="/"
-            )
-        )
-    return action
+        rewrite = action.regex_rewrite
+        rewrite.pattern.regex = strip_prefix_regex(prefix)
+        rewrite.substitution = "/"
 
 
 def build_route(entry: RouteEntry, split: SplitSpec | None) -> Route:
-    return Route(
-        name=entry.name,
-        match=build_route_match(entry),
-        route=build_route_action(entry, split),
-    )
+    route = Route(name=entry.name)
+    _fill_route_match(route.match, entry)
+    route.match.SetInParent()
+    _fill_route_action(route.route, entry, split)
+    route.route.SetInParent()
+    return route
 
 
 def build_virtual_host(
