@@ -144,7 +144,14 @@ def _apply(decl: Declaration, write: Write) -> Declaration:
             splits[f"split-r{j}"] = SplitSpec(
                 name=f"split-r{j}", route=f"r{j}", targets=split.model_dump()["targets"]
             )
-    elif op == "rename-service" and f"s{i}" in services and f"s{j}" not in services:
+    elif (
+        op == "rename-service"
+        and f"s{i}" in services
+        and f"s{j}" not in services
+        # A dropped service can still be a split's target: renaming onto it would name
+        # that service twice in one split, which the spec refuses.
+        and not any(t.service == f"s{j}" for sp in splits.values() for t in sp.targets)
+    ):
         old_name, new_name = f"s{i}", f"s{j}"
         services[new_name] = ServiceSpec.model_validate(
             services.pop(old_name).model_dump() | {"name": new_name}
