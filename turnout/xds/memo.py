@@ -277,10 +277,13 @@ class TranslationMemo:
         head = RouteConfiguration(name=config_name).SerializeToString(deterministic=True)
         value = head + b"".join(vhosts)
         full = packed_bytes(config_name, Any(type_url=ROUTE_TYPE, value=value))
-        # The layout's entry lists are never changed in place, its records are: copy
-        # those (references only) so the parts stay as they were at this revision.
+        # The layout's entry lists are never changed in place, its records and its
+        # list of virtual hosts are (`_place` swaps in copied entry lists): copy those
+        # (references only) so the parts stay as they were at this revision; a stream
+        # reads an accepted revision's parts later (`RouteCut`).
         records = [list(r) for r in layout.records]
-        return RouteParts(config_name, head, layout.vhosts, records, decl.routes, splits, full)
+        vhosts = list(layout.vhosts)
+        return RouteParts(config_name, head, vhosts, records, decl.routes, splits, full)
 
     def route_clusters(self, group: str) -> dict[str, frozenset[str]]:
         """Route name → the clusters it sends traffic to, in the group's last layout."""
