@@ -1,0 +1,55 @@
+"""A stored row that today's validation refuses is skipped, not fatal (issue 10).
+
+The bad row is written straight into the database with SQL, as an older Turnout
+with looser rules would have left it; on SQLite and PostgreSQL.
+"""
+
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+
+from turnout.models.route import RouteSpec
+from turnout.models.service import ServiceSpec
+from turnout.storage.store import Store
+
+BAD_URL = "http://bad\x01host"
+
+
+def _corrupt(store: Store, name: str) -> None:
+    with store._engine.begin() as conn:  # the row as a looser validation left it
+        conn.execute(
+            text("UPDATE services SET url = :url WHERE name = :name"),
+            {"url": BAD_URL, "name": name},
+        )
+
+
+def _seed(store: Store) -> None:
+    store.create("service", ServiceSpec(name="good", url="http://10.0.0.1"), "t")
+    store.create("service", ServiceSpec(name="bad", url="http://10.0.0.2"), "t")
+    store.create("route", RouteSpec(name="ok", paths=["/ok"], service="good"), "t")
+    store.create("route", RouteSpec(name="to-bad", paths=["/bad"], service="bad"), "t")
+
+
+def test_an_invalid_row_and_its_dependents_are_skipped_and_the_rest_loads(store: Store) -> None:
+    _seed(store)
+    _corrupt(store, "bad")
+    decl = store.load()
+    assert set(decl.services) == {"good"} and set(decl.routes) == {"ok"}
+    skipped = {(s.kind, s.name): s.reason for s in store.skipped_rows()}
+    assert skipped.keys() == {("service", "bad"), ("route", "to-bad")}
+    assert "url" in skipped[("service", "bad")]
+    assert "service 'bad'" in skipped[("route", "to-bad")]
+    labels = {"kind": "service", "name": "bad"}
+    assert REGISTRY.get_sample_value("turnout_storage_skipped_rows", labels) == 1
+
+    # Later writes keep loading incrementally; the skipped rows stay out.
+    store.create("route", RouteSpec(name="more", paths=["/more"], service="good"), "t")
+    later = store.load_since(decl)
+    assert set(later.routes) == {"ok", "more"} and set(later.services) == {"good"}
+
+    # Fixing the row through the API brings it and its dependents back.
+    store.replace("service", "bad", ServiceSpec(name="bad", url="http://10.0.0.3"), "t")
+    fixed = store.load_since(later)
+    assert set(fixed.services) == {"good", "bad"}
+    assert set(store.load().routes) == {"ok", "more", "to-bad"}
+    assert store.skipped_rows() == []
+    assert not REGISTRY.get_sample_value("turnout_storage_skipped_rows", labels)
