@@ -4,12 +4,26 @@ The bad row is written straight into the database with SQL, as an older Turnout
 with looser rules would have left it; on SQLite and PostgreSQL.
 """
 
+from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from turnout.admin.app import create_app
+from turnout.models.proxy_status import ProxyStatus
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.storage.store import Store
+
+
+class NoProxies:
+    """A real `ProxyStatusSource` with no proxy connected."""
+
+    def proxies(self) -> list[ProxyStatus]:
+        return []
+
+    def proxy_config(self, node_id: str) -> None:
+        return None
+
 
 BAD_URL = "http://bad\x01host"
 
@@ -39,6 +53,9 @@ def test_an_invalid_row_and_its_dependents_are_skipped_and_the_rest_loads(store:
     assert "url" in skipped[("service", "bad")]
     assert "service 'bad'" in skipped[("route", "to-bad")]
     labels = {"kind": "service", "name": "bad"}
+    with TestClient(create_app(store, NoProxies(), admin_token="t")) as client:
+        health = client.get("/healthz").json()
+    assert {(r["kind"], r["name"]) for r in health["skipped_rows"]} == skipped.keys()
     assert REGISTRY.get_sample_value("turnout_storage_skipped_rows", labels) == 1
 
     # Later writes keep loading incrementally; the skipped rows stay out.
