@@ -4,11 +4,15 @@ The bad row is written straight into the database with SQL, as an older Turnout
 with looser rules would have left it; on SQLite and PostgreSQL.
 """
 
+import json
+
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from turnout.admin.app import create_app
+from turnout.models.errors import Conflict
 from turnout.models.proxy_status import ProxyStatus
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
@@ -70,3 +74,25 @@ def test_an_invalid_row_and_its_dependents_are_skipped_and_the_rest_loads(store:
     assert set(store.load().routes) == {"ok", "more", "to-bad"}
     assert store.skipped_rows() == []
     assert not REGISTRY.get_sample_value("turnout_storage_skipped_rows", labels)
+
+
+def test_reading_an_invalid_row_names_the_field_and_history_still_replays(store: Store) -> None:
+    _seed(store)
+    _corrupt(store, "bad")
+    with pytest.raises(Conflict) as err:
+        store.get("service", "bad")
+    assert err.value.field == "url" and "service 'bad'" in str(err.value)
+    # The audit history recorded the same looser value: replaying it skips the row.
+    value = ":after" if store._engine.dialect.name == "sqlite" else "CAST(:after AS JSON)"
+    with store._engine.begin() as conn:
+        conn.execute(
+            text(f"UPDATE audit_events SET after = {value} WHERE entity_name = 'bad'"),
+            {"after": json.dumps({"name": "bad", "url": BAD_URL})},
+        )
+    decl = store.declaration_at(store.revision())
+    assert set(decl.services) == {"good"} and set(decl.routes) == {"ok"}
+
+    # The bad row can still be deleted through the store, which clears the report.
+    store.delete("route", "to-bad", "t")
+    store.delete("service", "bad", "t")
+    assert set(store.load().services) == {"good"} and store.skipped_rows() == []

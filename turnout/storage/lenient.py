@@ -21,6 +21,7 @@ from prometheus_client import Gauge
 from pydantic import BaseModel, ValidationError
 
 from turnout.models.entities import Entity
+from turnout.models.errors import Conflict
 from turnout.models.route import RouteSpec
 from turnout.models.split import SplitSpec
 
@@ -60,6 +61,34 @@ def specs_of(ent: Entity, rows: Iterable[object]) -> tuple[list[BaseModel], list
         except ValidationError as exc:
             skipped.append(SkippedRow(ent.kind, str(getattr(row, "name", "?")), _reason(exc)))
     return specs, skipped
+
+
+def specs_of_dicts(
+    ent: Entity, stored: Mapping[str, dict[str, object]]
+) -> tuple[dict[str, BaseModel], list[SkippedRow]]:
+    """Rule 1 over stored JSON (audit history): name → spec, and what does not validate."""
+    specs: dict[str, BaseModel] = {}
+    skipped: list[SkippedRow] = []
+    for name in sorted(stored):
+        try:
+            specs[name] = ent.spec.model_validate(stored[name])
+        except ValidationError as exc:
+            skipped.append(SkippedRow(ent.kind, name, _reason(exc)))
+    return specs, skipped
+
+
+def invalid_row(ent: Entity, row: object) -> Conflict:
+    """The error for reading one row today's validation refuses: names the field."""
+    try:
+        ent.to_spec(row)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        reason = _reason(exc)
+        return Conflict(
+            f"stored {ent.kind} '{getattr(row, 'name', '?')}' fails validation ({reason}); "
+            "replace or delete it",
+            field=reason.split(":", 1)[0],
+        )
+    raise AssertionError("the row validates")
 
 
 def drop_dependents(specs: Mapping[str, dict[str, BaseModel]]) -> list[SkippedRow]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,7 +33,13 @@ from turnout.storage.audit import AuditEvent, AuditEventRow
 from turnout.storage.changes import Change
 from turnout.storage.freezes import check_freezes
 from turnout.storage.keystore import KEY_ENTITY, KeyRing
-from turnout.storage.lenient import SkippedReport, SkippedRow, drop_dependents, specs_of
+from turnout.storage.lenient import (
+    SkippedReport,
+    SkippedRow,
+    drop_dependents,
+    invalid_row,
+    specs_of,
+)
 from turnout.storage.notify import notify_in_transaction
 from turnout.storage.rows import ADMIN_TOKEN_HASH_KEY, REVISION_ROW_ID, RevisionRow, SettingRow
 from turnout.storage.store_records import HistoryMixin
@@ -82,7 +88,10 @@ class Store(HistoryMixin):
             row = session.get(ent.row, name)
             if row is None:
                 raise NotFound(kind, name)
-            return ent.to_spec(row)
+            try:
+                return ent.to_spec(row)
+            except ValidationError:
+                raise invalid_row(ent, row) from None
 
     def list(self, kind: str) -> builtins.list[BaseModel]:
         """Every entity of `kind`, sorted by name."""
