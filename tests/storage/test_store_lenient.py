@@ -5,6 +5,7 @@ with looser rules would have left it; on SQLite and PostgreSQL.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +13,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from turnout.admin.app import create_app
+from turnout.cli import main
 from turnout.models.errors import Conflict
 from turnout.models.proxy_status import ProxyStatus
 from turnout.models.route import RouteSpec
@@ -96,3 +98,15 @@ def test_reading_an_invalid_row_names_the_field_and_history_still_replays(store:
     store.delete("route", "to-bad", "t")
     store.delete("service", "bad", "t")
     assert set(store.load().services) == {"good"} and store.skipped_rows() == []
+
+
+def test_a_backup_of_an_invalid_row_is_refused_by_name_and_writes_nothing(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _seed(store)
+    _corrupt(store, "bad")
+    path = tmp_path / "backup.json"
+    assert main(["backup", str(path), "--database-url", store.database_url]) == 1
+    err = capsys.readouterr().err
+    assert "service 'bad'" in err and "url" in err and "nothing written" in err, err
+    assert not path.exists()
