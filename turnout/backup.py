@@ -100,8 +100,8 @@ def _write_private(path: str, text: str) -> None:
 
 def backup(store: Store, path: str, out: TextIO) -> int:
     at = datetime.now(UTC)
-    data = store.export()
     try:
+        data = store.export()
         keys = model_backup.backed_up_keys(data)
         api_keys = model_backup.decrypt_keys(keys, store.keys.cipher, at, "the database")
     except (TurnoutError, ValueError) as exc:

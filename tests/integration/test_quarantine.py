@@ -92,6 +92,67 @@ def test_a_rejected_route_is_quarantined_and_unrelated_routes_are_still_served(
     assert rejected == 1, stats  # the rejected version was never sent again
 
 
+def test_a_rejected_change_to_a_route_keeps_its_accepted_form(
+    admin: AdminClient,
+    start_envoy: Callable[..., EnvoyProcess],
+    upstreams: dict[str, EchoUpstream],
+    http: httpx.Client,
+) -> None:
+    envoy = start_envoy("strict-envoy", runtime=STRICT_RUNTIME)
+    admin.create("services", {"name": "old", "url": upstreams["blue"].url})
+    admin.create("services", {"name": "green", "url": upstreams["green"].url})
+    v1 = admin.create("routes", {"name": "a", "paths": ["/a"], "service": "old"})
+    admin.wait_synced(envoy.node_id, v1)
+    assert wait_status(http, f"{envoy.url}/a", 200).json()["service"] == "blue"
+
+    # v2 of /a goes to green and adds a regex this Envoy refuses; the service v1
+    # used is deleted meanwhile, which the proxy's kept /a still needs.
+    change = {"paths": ["/a", {"regex": FANCY_REGEX}], "service": "green"}
+    admin.write("PATCH", "/routes/a", change)
+    wait_for(lambda: bool(_proxy(admin, envoy.node_id)["quarantined"]), 10, "/a quarantined")
+    (held,) = _proxy(admin, envoy.node_id)["quarantined"]
+    assert (held["kind"], held["name"], held["type_url"]) == ("route", "a", ROUTE_TYPE)
+    assert "program size" in held["message"] and FANCY_REGEX in held["message"]
+    admin.write("DELETE", "/services/old")
+
+    # Unrelated changes flow; /a keeps v1's behaviour: it reaches blue, not green.
+    admin.create("routes", {"name": "b", "paths": ["/b"], "service": "green"})
+    assert wait_status(http, f"{envoy.url}/b", 200).json()["service"] == "green"
+    blue, green = upstreams["blue"].requests, upstreams["green"].requests
+    for _ in range(5):
+        assert wait_status(http, f"{envoy.url}/a", 200).json()["service"] == "blue"
+    assert upstreams["blue"].requests - blue == 5 and upstreams["green"].requests == green
+    assert http.get(f"{envoy.url}/v1/items/abc").status_code == 404  # v2's regex: never
+
+    # A brand-new route that is rejected is never served; the next one is.
+    admin.create(
+        "routes", {"name": "c", "paths": [{"regex": "/c[0-9]+/x/[a-z]+"}], "service": "green"}
+    )
+    wait_for(lambda: len(_proxy(admin, envoy.node_id)["quarantined"]) == 2, 10, "c quarantined")
+    admin.create("routes", {"name": "d", "paths": ["/d"], "service": "green"})
+    assert wait_status(http, f"{envoy.url}/d", 200).json()["service"] == "green"
+    assert http.get(f"{envoy.url}/c1/x/abc").status_code == 404
+    assert http.get(f"{envoy.url}/a").json()["service"] == "blue"
+    names = {q["name"] for q in _proxy(admin, envoy.node_id)["quarantined"]}
+    assert names == {"a", "c"}
+    assert _metric(admin, "turnout_xds_quarantined_entity", ROUTE_TYPE, kind="route", name="a") == 1
+
+    # Fixing /a sends its new version; the cluster kept for v1 can then go.
+    assert "old" in _envoy_clusters(http, envoy)  # held for the kept form of /a
+    admin.write("PATCH", "/routes/a", {"paths": ["/a"]})
+    fixed = admin.write("DELETE", "/routes/c")
+    admin.wait_synced(envoy.node_id, fixed)
+    assert _proxy(admin, envoy.node_id)["quarantined"] == []
+    assert wait_status(http, f"{envoy.url}/a", 200).json()["service"] == "green"
+    wait_for(lambda: "old" not in _envoy_clusters(http, envoy), 10, "v1's cluster removed")
+
+
+def _envoy_clusters(http: httpx.Client, envoy: EnvoyProcess) -> set[str]:
+    """The clusters the Envoy holds, from its admin interface."""
+    data = http.get(f"{envoy.admin_url}/clusters?format=json").json()
+    return {c["name"] for c in data.get("cluster_statuses", [])}
+
+
 def test_a_route_deleted_while_quarantined_releases_the_proxy(
     admin: AdminClient,
     start_envoy: Callable[..., EnvoyProcess],

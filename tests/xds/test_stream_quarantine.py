@@ -145,6 +145,21 @@ def held_route_names(state: StreamState) -> set[str]:
     return {r.name.split("/")[0] for vh in config.virtual_hosts for r in vh.routes}
 
 
+def held_route_clusters(state: StreamState) -> dict[str, set[str]]:
+    """Route name → the clusters the proxy's entries for it send traffic to."""
+    config = RouteConfiguration()
+    (packed,) = state.resources_sent()[ROUTE_TYPE]
+    packed.any.Unpack(config)
+    out: dict[str, set[str]] = {}
+    for vh in config.virtual_hosts:
+        for r in vh.routes:
+            names = out.setdefault(r.name.split("/")[0], set())
+            if r.route.cluster:
+                names.add(r.route.cluster)
+            names.update(c.name for c in r.route.weighted_clusters.clusters)
+    return out
+
+
 def state_of(state: StreamState, snap: Snapshot, type_url: str) -> TypeState:
     return state.type_state(state.subscriptions[type_url], snap)
 
@@ -244,7 +259,7 @@ def test_a_route_to_a_rejected_cluster_the_proxy_never_had_is_withheld(delta: bo
     assert state.in_sync(snap)
 
 
-def test_a_split_towards_a_rejected_cluster_is_withheld_with_its_route() -> None:
+def test_a_split_towards_a_rejected_cluster_keeps_the_routes_accepted_form() -> None:
     group = Group()
     services = [service("a"), service("bad", port=81)]
     state = connect(group.snapshot([service("a")], [route("r", "a")]))
@@ -257,8 +272,10 @@ def test_a_split_towards_a_rejected_cluster_is_withheld_with_its_route() -> None
     (cds,) = drain(state, snap)
     answer(state, cds, error=cds_error("bad"))
     settle(state, snap)
-    # The split route keeps no form that points at `bad`; the unrelated one arrives.
-    assert held_route_names(state) == {"other"}
+    # The split route keeps its accepted form, which does not point at `bad`; the
+    # unrelated one arrives.
+    assert held_route_names(state) == {"r", "other"}
+    assert held_route_clusters(state)["r"] == {"a"}
 
 
 # --- routes -------------------------------------------------------------------------
@@ -294,6 +311,34 @@ def test_a_rejected_route_is_left_out_and_other_routes_flow(delta: bool) -> None
     (rds,) = drain(state, snap)  # the route changed: its new version is tried
     assert route_names(rds) == {"ok", "fancy", "more"}
     answer(state, rds)
+    assert state.quarantine() == [] and state.in_sync(snap)
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+def test_a_rejected_change_to_a_route_keeps_its_accepted_form_and_its_cluster(
+    delta: bool,
+) -> None:
+    group = Group()
+    a, old = service("a"), service("old", port=81)
+    state = connect(group.snapshot([a, old], [route("ok", "a"), route("r", "old")]), delta)
+
+    changed = RouteSpec(name="r", paths=["/r", {"regex": REGEX}], service="a")
+    snap = group.snapshot([a, old], [route("ok", "a"), changed])
+    (rds,) = drain(state, snap)
+    answer(state, rds, error=RE2_MESSAGE)
+    assert [(q.kind, q.name) for q in state.quarantine()] == [("route", "r")]
+    # The service the accepted form uses goes; the proxy keeps both until r changes.
+    snap = group.snapshot([a], [route("ok", "a"), changed, route("more", "a")])
+    settle(state, snap)
+    assert held_route_clusters(state) == {"ok": {"a"}, "r": {"old"}, "more": {"a"}}
+    assert {r.name for r in state.resources_sent()[CLUSTER_TYPE]} == {"a", "old"}
+    assert state_of(state, snap, ROUTE_TYPE) is TypeState.NACKED
+    assert drain(state, snap) == []
+
+    snap = group.snapshot([a], [route("ok", "a"), route("r", "a"), route("more", "a")])
+    settle(state, snap)  # fixed: the new form goes out, then the old cluster
+    assert held_route_clusters(state) == {"ok": {"a"}, "r": {"a"}, "more": {"a"}}
+    assert {r.name for r in state.resources_sent()[CLUSTER_TYPE]} == {"a"}
     assert state.quarantine() == [] and state.in_sync(snap)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -114,8 +114,13 @@ def _key_count(session: Session, consumer: str) -> int:
 
 
 def _json(ent: Entity, row: Any) -> dict[str, Any]:
-    """The stored entity as its spec's JSON (what the audit `before` records)."""
-    return ent.to_spec(row).model_dump(mode="json")
+    """The stored entity as its spec's JSON (what the audit `before` records); a row
+    today's validation refuses is recorded as stored, so it can still be fixed or
+    deleted (`lenient.py`)."""
+    try:
+        return ent.to_spec(row).model_dump(mode="json")
+    except ValidationError:
+        return ent.row_dict(row)  # columns hold JSON values already
 
 
 def _has_tag(spec: BaseModel | dict[str, Any], tag: str | None) -> bool:

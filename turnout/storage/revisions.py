@@ -15,6 +15,7 @@ Spec evolution: new spec fields are optional with defaults, so an old event stil
 validates, taking the default, the same value a migration gives existing rows.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,9 @@ from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import NotFound
 from turnout.storage.audit import AuditEventRow
+from turnout.storage.lenient import SKIPPED_KEPT, SkippedRow, drop_dependents, specs_of_dicts
+
+log = logging.getLogger(__name__)
 
 SUMMARY_MAX = 512
 
@@ -97,10 +101,19 @@ def declaration_at(session: Session, revision: int, current: int) -> Declaration
             state[kind].pop(name, None)
         else:
             state[kind][name] = after
-    specs = {
-        ent.plural: {n: ent.spec.model_validate(state[kind][n]) for n in sorted(state[kind])}
-        for kind, ent in ENTITIES.items()
-    }
+    # A recorded entity that today's validation refuses is left out with what
+    # references it, as `Store.load` does (`lenient.py`), instead of failing.
+    specs: dict[str, dict[str, BaseModel]] = {}
+    skipped: list[SkippedRow] = []
+    for kind, ent in ENTITIES.items():
+        specs[ent.plural], bad = specs_of_dicts(ent, state[kind])
+        skipped += bad
+    if skipped:
+        skipped += drop_dependents(specs)
+        for row in skipped[:SKIPPED_KEPT]:
+            log.warning(
+                "revision %d: %s '%s' skipped: %s", revision, row.kind, row.name, row.reason
+            )
     return Declaration(revision=revision, **specs)  # type: ignore[arg-type]
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,6 +33,13 @@ from turnout.storage.audit import AuditEvent, AuditEventRow
 from turnout.storage.changes import Change
 from turnout.storage.freezes import check_freezes
 from turnout.storage.keystore import KEY_ENTITY, KeyRing
+from turnout.storage.lenient import (
+    SkippedReport,
+    SkippedRow,
+    drop_dependents,
+    invalid_row,
+    specs_of,
+)
 from turnout.storage.notify import notify_in_transaction
 from turnout.storage.rows import ADMIN_TOKEN_HASH_KEY, REVISION_ROW_ID, RevisionRow, SettingRow
 from turnout.storage.store_records import HistoryMixin
@@ -57,6 +64,7 @@ class Store(HistoryMixin):
         self._subscribers: builtins.list[Subscriber] = []
         self._notify_lock = threading.RLock()  # a callback may (un)subscribe
         self._notified = 0
+        self._skipped = SkippedReport()
         self.keys = KeyRing(self, secret_key)
         """The consumers' API keys (`turnout/storage/keystore.py`)."""
 
@@ -80,7 +88,10 @@ class Store(HistoryMixin):
             row = session.get(ent.row, name)
             if row is None:
                 raise NotFound(kind, name)
-            return ent.to_spec(row)
+            try:
+                return ent.to_spec(row)
+            except ValidationError:
+                raise invalid_row(ent, row) from None
 
     def list(self, kind: str) -> builtins.list[BaseModel]:
         """Every entity of `kind`, sorted by name."""
@@ -92,15 +103,26 @@ class Store(HistoryMixin):
         with self.read_transaction() as session:
             return _all(session, ent), _current_revision(session)
 
+    def skipped_rows(self) -> builtins.list[SkippedRow]:
+        """Stored rows the last load left out (`turnout/storage/lenient.py`)."""
+        return list(self._skipped.rows)
+
     def load(self) -> Declaration:
-        """The whole declaration at one consistent revision."""
+        """The whole declaration at one consistent revision. A row that does not
+        validate, and what references it, is left out and reported, not fatal."""
+        skipped: builtins.list[SkippedRow] = []
         with self.read_transaction() as session:
             revision = _current_revision(session)
-            specs = {
-                ent.plural: {s.name: s for s in _all(session, ent)}  # type: ignore[attr-defined]
-                for ent in ENTITIES.values()
-            }
+            specs: dict[str, dict[str, BaseModel]] = {}
+            for ent in ENTITIES.values():
+                rows = session.scalars(select(ent.row).order_by(ent.row.name))  # type: ignore[attr-defined]
+                valid, bad = specs_of(ent, rows)
+                specs[ent.plural] = {s.name: s for s in valid}  # type: ignore[attr-defined]
+                skipped += bad
             api_keys = self.keys.load(session, datetime.now(UTC))
+        if skipped:
+            skipped += drop_dependents(specs)
+        self._skipped.publish(skipped)
         return Declaration(revision=revision, api_keys=api_keys, **specs)
 
     def load_since(self, previous: Declaration) -> Declaration:
@@ -114,6 +136,10 @@ class Store(HistoryMixin):
             revision = _current_revision(session)
             if revision == previous.revision:
                 return previous
+            if self._skipped.rows:
+                # Rows were left out: a change may bring them (and what references
+                # them) back, which only a full load sees. Rare, and self-healing.
+                return self.load()
             events = session.execute(
                 select(AuditEventRow.revision, AuditEventRow.entity_kind, AuditEventRow.entity_name)
                 .where(AuditEventRow.revision > previous.revision)
@@ -139,7 +165,10 @@ class Store(HistoryMixin):
             for kind, names in touched.items():
                 ent = ENTITIES[kind]
                 rows = session.scalars(select(ent.row).where(ent.row.name.in_(names)))  # type: ignore[attr-defined]
-                found = {row.name: ent.to_spec(row) for row in rows}
+                valid, bad = specs_of(ent, rows)
+                if bad:
+                    return self.load()  # a row that does not validate: load leniently
+                found = {spec.name: spec for spec in valid}  # type: ignore[attr-defined]
                 current = specs[ent.plural]
                 for name in names:
                     if name in found:

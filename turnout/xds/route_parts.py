@@ -2,8 +2,10 @@
 
 A group's routes all travel in one RouteConfiguration, and Envoy rejects it whole.
 To quarantine one route a stream
-sends the configuration without that route, and without routes that point at a
-cluster the proxy rejected and never held (make before break). The parts are the
+sends the configuration with that route's last accepted form spliced in instead of
+its rejected one (or without it, when the proxy never accepted one), and likewise
+for routes that point at a cluster the proxy rejected and never held (make before
+break). The parts are the
 serialized `Route` records the memo already caches (see `memo.py` for why
 concatenating them gives the exact bytes of the whole message); a variant is one
 more join, cached per set of excluded routes and shared by every stream of the
@@ -25,6 +27,10 @@ VIRTUAL_HOSTS_FIELD = 2
 """`RouteConfiguration.virtual_hosts` (memo.py checks it against the descriptor)."""
 _VARIANTS_KEPT = 16
 """Variants cached per configuration: one per distinct quarantine set in the fleet."""
+
+
+_VariantKey = tuple[frozenset[str], frozenset[tuple[str, str]]]
+"""The routes excluded, and (route, fingerprint) of each old form spliced in."""
 
 
 def _record(field_number: int, payload: bytes) -> bytes:
@@ -63,9 +69,10 @@ class RouteParts:
     """The splits the entries were built from, by route name."""
     full: PackedResource
     """Every route: what the group's streams share."""
-    _variants: dict[frozenset[str], PackedResource] = field(default_factory=dict, repr=False)
+    _variants: dict[_VariantKey, PackedResource] = field(default_factory=dict, repr=False)
     _hashes: dict[str, str] = field(default_factory=dict, repr=False)
     _refs: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _forms: dict[str, "RouteForm | None"] = field(default_factory=dict, repr=False)
 
     def _entries(self) -> Iterator[tuple[int, str, bytes]]:
         pairs = zip(self.layout, self.records, strict=True)
@@ -106,28 +113,98 @@ class RouteParts:
         needles = [f.encode() for f in fragments]
         return {name for _v, name, record in self._entries() if any(n in record for n in needles)}
 
+    def form(self, route: str) -> "RouteForm | None":
+        """One route's entries as this configuration holds them (None: not placed)."""
+        if route in self._forms:
+            return self._forms[route]
+        entries = tuple(
+            (self.layout[vhost][0], record)
+            for vhost, name, record in self._entries()
+            if name == route
+        )
+        form = None
+        if entries:
+            spec = self.routes.get(route)
+            services = services_of_route(spec, self.splits.get(route)) if spec else frozenset()
+            form = RouteForm(entries, services)
+        if len(self._forms) >= _VARIANTS_KEPT:
+            self._forms.pop(next(iter(self._forms)), None)
+        self._forms[route] = form
+        return form
+
     def without(self, excluded: frozenset[str]) -> PackedResource:
         """The configuration with the `excluded` routes' entries left out."""
+        return self.with_entries(excluded, {})
+
+    def with_entries(
+        self, excluded: frozenset[str], old: Mapping[str, "RouteForm"]
+    ) -> PackedResource:
+        """The configuration with the `excluded` routes' entries replaced by their
+        `old` form where there is one, left out where there is none. An old entry
+        takes the place of the route's current entries in the same virtual host, or
+        is dropped with a virtual host the configuration no longer has (two virtual
+        hosts must not share a domain)."""
         if not excluded & self._route_hashes().keys():
             return self.full
-        cached = self._variants.get(excluded)
+        old = {r: f for r, f in old.items() if r in excluded}
+        key = (excluded, frozenset((r, f.fingerprint) for r, f in old.items()))
+        cached = self._variants.get(key)
         if cached is not None:
             return cached
-        vhosts = [
-            _record(
-                VIRTUAL_HOSTS_FIELD,
-                head
-                + b"".join(
-                    record
-                    for (name, _index), record in zip(entries, records, strict=True)
-                    if name not in excluded
-                ),
-            )
-            for (head, entries), records in zip(self.layout, self.records, strict=True)
-        ]
+        vhosts = []
+        for (head, entries), records in zip(self.layout, self.records, strict=True):
+            kept: list[bytes] = []
+            placed: set[str] = set()
+            for (name, _index), record in zip(entries, records, strict=True):
+                if name not in excluded:
+                    kept.append(record)
+                elif name in old and name not in placed:
+                    placed.add(name)
+                    kept += [r for h, r in old[name].entries if h == head]
+            for name in sorted(old.keys() - placed):
+                # Not in this virtual host any more: its old entries stay at the end.
+                kept += [r for h, r in old[name].entries if h == head]
+            vhosts.append(_record(VIRTUAL_HOSTS_FIELD, head + b"".join(kept)))
         value = self.head + b"".join(vhosts)
         variant = packed_bytes(self.name, Any(type_url=ROUTE_TYPE, value=value))
         if len(self._variants) >= _VARIANTS_KEPT:
             self._variants.pop(next(iter(self._variants)), None)
-        self._variants[excluded] = variant
+        self._variants[key] = variant
         return variant
+
+
+@dataclass(frozen=True)
+class RouteForm:
+    """One route's entries as a proxy was sent them."""
+
+    entries: tuple[tuple[bytes, bytes], ...]
+    """(serialized virtual host head, the entry's records), in match order."""
+    services: frozenset[str]
+    """The clusters those entries send traffic to."""
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for head, record in self.entries:
+            digest.update(len(head).to_bytes(4, "big") + head + record)
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class RouteCut:
+    """What one stream sent of a RouteConfiguration: its parts, the routes cut out,
+    and the old forms spliced in for some of them. Cheap to keep (references only);
+    a route's form is worked out only when a later rejection needs it."""
+
+    parts: RouteParts
+    excluded: frozenset[str] = frozenset()
+    old: Mapping[str, RouteForm] = field(default_factory=dict)
+
+    def form(self, route: str) -> RouteForm | None:
+        if route in self.excluded:
+            return self.old.get(route)
+        return self.parts.form(route)
+
+    def services(self) -> frozenset[str]:
+        """The clusters the spliced old forms send traffic to."""
+        return frozenset().union(*(f.services for f in self.old.values()))

@@ -32,6 +32,7 @@ docs/root/api-docs/xds_protocol.rst):
    only once they warmed, which takes their endpoints.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from envoy.config.core.v3.base_pb2 import Node
@@ -40,7 +41,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, Disc
 from turnout.xds.nack import nack_text
 from turnout.xds.ordering import held_back, missing_clusters, version_label
 from turnout.xds.quarantine import Quarantined, pin_resources, pin_routes
-from turnout.xds.route_parts import RouteParts
+from turnout.xds.route_parts import RouteCut, RouteForm, RouteParts
 from turnout.xds.snapshot import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -81,6 +82,8 @@ class Response:
     """Names whose content the client did not hold yet."""
     route_parts: dict[str, RouteParts] = field(default_factory=dict)
     """Routes only: the parts the route configurations sent were cut from."""
+    route_cuts: dict[str, RouteCut] = field(default_factory=dict)
+    """Routes only: how each route configuration sent was cut from its parts."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -172,6 +175,7 @@ class StreamState:
             self._resources_acked[sub.type_url] = dict(self._resources_sent[sub.type_url])
             if sub.type_url == ROUTE_TYPE:
                 self._route_refs_acked = dict(self._route_refs_sent)
+                sub.acked_parts = dict(sub.sent_cuts)
             outcome.ack = True
         return outcome
 
@@ -206,13 +210,31 @@ class StreamState:
                 continue
             self._nonce_counter += 1
             version = version_label(snapshot.version(type_url), wanted, snapshot, type_url)
-            refs = {}
-            if type_url == ROUTE_TYPE:
-                refs = {n: snapshot.route_refs.get(n, frozenset()) for n in resources}
-            nonce = str(self._nonce_counter)
+            refs: dict[str, frozenset[str]] = {}
             parts = {n: snapshot.route_parts[n] for n in resources if n in snapshot.route_parts}
+            cuts: dict[str, RouteCut] = {}
+            if type_url == ROUTE_TYPE:
+                spliced = self._route_cuts(sub, snapshot, resources)
+                cuts = {n: spliced.get(n) or RouteCut(p) for n, p in parts.items()}
+                # Make before break: the clusters an old form spliced in still uses
+                # stay while it is sent (`held_back`).
+                refs = {
+                    n: snapshot.route_refs.get(n, frozenset())
+                    | (cuts[n].services() if n in cuts else frozenset())
+                    for n in resources
+                }
+            nonce = str(self._nonce_counter)
             return Response(
-                type_url, version, resources, removed, nonce, refs, basis, tuple(updated), parts
+                type_url,
+                version,
+                resources,
+                removed,
+                nonce,
+                refs,
+                basis,
+                tuple(updated),
+                parts,
+                cuts,
             )
         return None
 
@@ -227,6 +249,11 @@ class StreamState:
         sub.last_updated = response.updated
         if response.type_url == ROUTE_TYPE:
             sub.sent_parts = response.route_parts
+            if not self.delta:
+                sub.sent_cuts = {}
+            sub.sent_cuts.update(response.route_cuts)
+            for name in response.removed:
+                sub.sent_cuts.pop(name, None)
         if response.type_url == CLUSTER_TYPE:
             self._resend_endpoints_of_changed_clusters(sub.sent, response.resources)
         held = self._resources_sent[response.type_url]
@@ -340,24 +367,45 @@ class StreamState:
 
     def _effective(self, sub: Subscription, snapshot: Snapshot) -> dict[str, PackedResource]:
         """What the subscription wants, with quarantined routes and routes to clusters
-        the client rejected and never held left out of route configurations."""
+        the client rejected and never held at their last accepted form in route
+        configurations, or left out where the client never accepted one."""
         wanted = sub.wanted(snapshot.resources(sub.type_url))
         if sub.type_url != ROUTE_TYPE or not snapshot.route_parts:
             return wanted
+        for name, cut in self._route_cuts(sub, snapshot, wanted).items():
+            wanted[name] = cut.parts.with_entries(cut.excluded, cut.old)
+        return wanted
+
+    def _route_cuts(
+        self, sub: Subscription, snapshot: Snapshot, names: Iterable[str]
+    ) -> dict[str, RouteCut]:
+        """The route configurations among `names` that cannot go whole, and how each
+        is cut: which routes' current entries are replaced, and by which old form."""
         missing = missing_clusters(
             self.subscriptions.get(CLUSTER_TYPE), snapshot, self._resources_acked[CLUSTER_TYPE]
         )
         quarantined = list(sub.quarantined_routes.items())
-        for name in list(wanted):
+        if not missing and not quarantined:
+            return {}
+        cuts: dict[str, RouteCut] = {}
+        for name in names:
             parts = snapshot.route_parts.get(name)
             if parts is None:
                 continue
             excluded = {r for r, q in quarantined if parts.route_hash(r) == q.fingerprint}
             if missing:
                 excluded |= parts.routes_using(missing)
-            if excluded:
-                wanted[name] = parts.without(frozenset(excluded))
-        return wanted
+            if not excluded:
+                continue
+            accepted = sub.acked_parts.get(name)
+            old: dict[str, RouteForm] = {}
+            for route in sorted(excluded) if accepted is not None else ():
+                form = accepted.form(route) if accepted is not None else None
+                # Never a kept form that points at a cluster the client lacks.
+                if form is not None and not form.services & missing:
+                    old[route] = form
+            cuts[name] = RouteCut(parts, frozenset(excluded), old)
+        return cuts
 
     def _held_for_quarantine(
         self, sub: Subscription, wanted: dict[str, PackedResource]

@@ -12,7 +12,7 @@ from enum import Enum, auto
 
 from turnout.models.errors import TurnoutError
 from turnout.xds.quarantine import Quarantined
-from turnout.xds.route_parts import RouteParts
+from turnout.xds.route_parts import RouteCut, RouteParts
 from turnout.xds.snapshot import CLUSTER_TYPE, LISTENER_TYPE, PackedResource
 
 WILDCARD = "*"
@@ -95,10 +95,17 @@ class Subscription:
     """Names the last response sent changed for the client (what a NACK can be about)."""
     sent_parts: dict[str, RouteParts] = field(default_factory=dict)
     """Routes only: the parts of the route configurations last sent."""
+    sent_cuts: dict[str, RouteCut] = field(default_factory=dict)
+    """Routes only: what the client holds of each route configuration if it accepts
+    everything sent (which routes were cut, which old forms spliced in)."""
+    acked_parts: dict[str, RouteCut] = field(default_factory=dict)
+    """Routes only: what the client accepted of each route configuration: the forms
+    a quarantined route falls back to."""
     quarantined: dict[str, Quarantined] = field(default_factory=dict)
     """Name → the rejected version of a resource the client keeps its old one of."""
     quarantined_routes: dict[str, Quarantined] = field(default_factory=dict)
-    """Routes only: route name → its rejected entries, left out of the configuration."""
+    """Routes only: route name → its rejected entries, replaced by the last accepted
+    form of the route (or left out when the client never accepted one)."""
 
     def process_input(self, inp: Input) -> None:
         try:

@@ -17,9 +17,22 @@ health_router = APIRouter(tags=["system"])
 router = APIRouter(tags=["system"])
 
 
+class SkippedRowOut(BaseModel):
+    kind: str
+    name: str
+    reason: str = Field(
+        description="The field and rule the stored row breaks, or what it references."
+    )
+
+
 class Health(BaseModel):
     status: str = Field(description='"ok" when the database answers.')
     revision: int = Field(description="The current global revision.")
+    skipped_rows: list[SkippedRowOut] = Field(
+        default_factory=list,
+        description="Stored rows the last load left out (today's validation refuses "
+        "them, or they reference one that it does), at most 100; absent when none.",
+    )
 
 
 @health_router.get(
@@ -27,10 +40,14 @@ class Health(BaseModel):
     response_model=Health,
     summary="Liveness and database reachability (no auth)",
     responses={503: documented("The database cannot be reached.")},
+    response_model_exclude_defaults=True,
 )
 def healthz(store: StoreDep) -> Health:
     """Reads the revision, so a 200 also means the database answers."""
-    return Health(status="ok", revision=store.revision())
+    skipped = [
+        SkippedRowOut(kind=r.kind, name=r.name, reason=r.reason) for r in store.skipped_rows()
+    ]
+    return Health(status="ok", revision=store.revision(), skipped_rows=skipped[:100])
 
 
 @health_router.get(
