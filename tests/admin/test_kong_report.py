@@ -94,13 +94,19 @@ def test_upstream_becomes_endpoints_with_health_checks_and_both_tags() -> None:
     }
     assert service["policies"]["outlier_detection"] == {
         "consecutive_5xx": 4,
+        "split_local_origin_errors": True,
+        "consecutive_local_origin_failure": 2,
+        "base_ejection_time_ms": 3_600_000,  # until an active check passes, as in Kong
         "max_ejection_percent": 100,
     }
     text = report(out)
     for part in (
         "target 2 has weight 0",
         "shares rounded",
-        "passive unhealthy.timeouts not mapped",
+        "after 4 consecutive every 5xx (Kong: [429, 500, 503]); [429] not counted",
+        "tcp_failures 0 and timeouts 2: Envoy counts connection failures, resets and "
+        "timeouts together and ejects after 2",
+        "until an active check passes",
         "algorithm='least-connections' not mapped",
         "only 200 counts as healthy",
     ):
@@ -213,6 +219,58 @@ def test_fleet_rate_limits_become_quotas_shared_by_the_services_routes() -> None
         )
     )
     assert route(local)["limits"]["burst"] == [{"requests": 9, "per": "minute"}]
+
+
+def _passive_only(passive: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    upstream = {
+        "name": "pool",
+        "targets": [{"target": "10.0.0.1:80"}, {"target": "10.0.0.2:80"}],
+        "healthchecks": {"passive": passive},
+    }
+    out = convert(one_service({"url": None, "host": "pool"}, upstreams=[upstream]))
+    service = out.target["service"]["s"].model_dump(mode="json", exclude_defaults=True)
+    return (service.get("policies") or {}).get("outlier_detection"), report(out)
+
+
+@pytest.mark.parametrize(
+    ("passive", "expected", "said"),
+    [
+        # Gateway statuses only: Envoy's gateway-failure counter, not every 5xx.
+        (
+            {"unhealthy": {"http_failures": 3, "http_statuses": [502, 503]}},
+            {"consecutive_5xx": 0, "consecutive_gateway_failure": 3},
+            "after 3 consecutive 502/503/504 (Kong: [502, 503])",
+        ),
+        # Only connection failures: counted apart from responses.
+        (
+            {"unhealthy": {"tcp_failures": 2}},
+            {"consecutive_5xx": 0, "consecutive_local_origin_failure": 2},
+            "comes back after 30 s",
+        ),
+        # Statuses Envoy cannot count: reported, nothing ejects.
+        ({"unhealthy": {"http_failures": 3, "http_statuses": [429]}}, None, "[429] not mapped"),
+        # Kong's defaults (all thresholds 0): passive checks off.
+        ({"unhealthy": {"http_statuses": [500]}}, None, ""),
+        (
+            {"type": "tcp", "unhealthy": {"http_failures": 2}},
+            None,
+            "passive tcp checks' http_failures not mapped",
+        ),
+    ],
+)
+def test_passive_health_checks(
+    passive: dict[str, Any], expected: dict[str, Any] | None, said: str
+) -> None:
+    outlier, text = _passive_only(passive)
+    if expected is None:
+        assert outlier is None
+    else:
+        assert outlier == {
+            "split_local_origin_errors": True,
+            "max_ejection_percent": 100,
+            **expected,
+        }
+    assert said in text
 
 
 def test_request_transformer_and_consumer_headers() -> None:

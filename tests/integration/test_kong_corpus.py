@@ -238,3 +238,48 @@ def test_upstream_health_checks_and_tags(
         wait_for(lambda: served() == {"blue", "green"}, timeout=20, what="green healthy again")
     except TimeoutError:
         raise AssertionError(httpx.get(f"{envoy.admin_url}/clusters").text) from None
+
+
+def test_passive_health_checks_eject_a_failing_target(
+    import_kong: Importer,
+    envoy: EnvoyProcess,
+    upstreams: dict[str, EchoUpstream],
+    http: httpx.Client,
+) -> None:
+    blue, green = upstreams["blue"], upstreams["green"]
+    green.answer_with(500)
+    report = import_kong("passive.yaml")
+    assert "passive checks eject a target after 3 consecutive every 5xx" in report
+    before = green.requests
+    # Round robin over both targets until green has failed 3 times in a row; then
+    # Kong (and Envoy) send everything to blue. Counted at the upstreams.
+
+    def only_blue() -> bool:
+        seen_green, seen_blue = green.requests, blue.requests
+        codes = {http.get(f"{envoy.url}/flaky").status_code for _ in range(20)}
+        return codes == {200} and green.requests == seen_green and blue.requests == seen_blue + 20
+
+    wait_for(only_blue, timeout=20, what="green ejected after consecutive 500s")
+    # Ejected after its third consecutive failure (one more may be in flight when
+    # the ejection lands).
+    assert 3 <= green.requests - before <= 4, green.requests - before
+    stats = httpx.get(f"{envoy.admin_url}/stats?filter=outlier_detection.ejections_enforced").text
+    assert "cluster.flaky.outlier_detection.ejections_enforced_consecutive_5xx: 1" in stats, stats
+
+    # Connection failures are counted apart (Kong's tcp_failures): the dead target
+    # is ejected after 2, every request is answered by blue (retried on connect
+    # failure, as Kong does).
+    def dead_ejected() -> bool:
+        http.get(f"{envoy.url}/half-down")
+        stats = httpx.get(f"{envoy.admin_url}/stats?filter=half-down.outlier_detection").text
+        return "ejections_enforced_consecutive_local_origin_failure: 1" in stats
+
+    try:
+        wait_for(dead_ejected, timeout=20, what="dead target ejected after connection failures")
+    except TimeoutError:
+        raise AssertionError(
+            httpx.get(f"{envoy.admin_url}/stats?filter=cluster.half-down").text
+        ) from None
+    served = blue.requests
+    assert all(http.get(f"{envoy.url}/half-down").status_code == 200 for _ in range(10))
+    assert blue.requests == served + 10
