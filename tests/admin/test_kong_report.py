@@ -128,7 +128,20 @@ def test_key_ttl_becomes_expiry_and_keys_stay_out_of_the_report() -> None:
     assert out.expiry == {"temporary-key-0123456": NOW + timedelta(hours=1)}
     text = report(out) + repr(out)
     assert "permanent-key" not in text and "temporary-key" not in text
-    assert "custom_id is not kept" in text
+    assert "no X-Consumer-ID upstream" in text  # no id in the file
+    spec = out.target["consumer"]["u"]
+    assert spec.custom_id == "C-1" and spec.kong_id is None
+
+
+def test_consumer_ids_kept_or_reported() -> None:
+    good = {"username": "a", "id": "4e8f2d3c-0000-4000-8000-000000000001", "custom_id": "A 1"}
+    bad = {"username": "b", "id": "x" * 256, "custom_id": "line\nbreak"}
+    out = convert(one_service(consumers=[good, bad]))
+    a, b = out.target["consumer"]["a"], out.target["consumer"]["b"]
+    assert (a.kong_id, a.custom_id) == (good["id"], "A 1")
+    assert (b.kong_id, b.custom_id) == (None, None)
+    text = report(out)
+    assert "consumer b: id not kept" in text and "consumer b: custom_id not kept" in text
 
 
 def test_acl_scoped_to_a_service_by_a_top_level_plugin() -> None:
