@@ -146,10 +146,21 @@ def test_key_auth_acl_consumer_headers_and_ttl(
     assert get("/no-silver", bob).status_code == 403
     assert get("/no-silver", alice).status_code == 200
     # Kong's consumer header reaches the upstream; forged ones do not.
-    seen = get("/all", alice, **{"x-consumer-id": "forged", "x-consumer-username": "bob"})
-    headers = seen.json()["headers"]
+    forged = {
+        "x-consumer-id": "forged",
+        "x-consumer-custom-id": "forged",
+        "x-consumer-username": "bob",
+        "x-credential-identifier": "forged",
+    }
+    headers = get("/all", alice, **forged).json()["headers"]
     assert headers["x-consumer-username"] == "alice"
-    assert "x-consumer-id" not in headers and "apikey" not in headers
+    assert headers["x-consumer-id"] == "7d3c8a52-1b4e-4f0a-9c61-2f5e8b9d0a11"
+    assert headers["x-consumer-custom-id"] == "A-1"
+    assert "x-credential-identifier" not in headers and "apikey" not in headers
+    # bob has neither id nor custom_id in the file: only his name, nothing forged.
+    headers = get("/all", bob, **forged).json()["headers"]
+    assert headers["x-consumer-username"] == "bob"
+    assert "x-consumer-id" not in headers and "x-consumer-custom-id" not in headers
     # The key with ttl 4 works, then expires as Kong's would.
     assert get("/all", temporary).status_code == 200
     wait_for(lambda: get("/all", temporary).status_code == 401, timeout=30, what="ttl expiry")

@@ -30,7 +30,7 @@ from turnout.models.split import SplitSpec
 from turnout.xds.route_parts import VIRTUAL_HOSTS_FIELD, RouteParts
 from turnout.xds.snapshot import ROUTE_TYPE, PackedResource, pack, packed_bytes
 from turnout.xds.translate import build_cluster, build_cluster_load_assignment
-from turnout.xds.translate.api_key_auth import build_api_key_auth_config
+from turnout.xds.translate.api_key_auth import build_api_key_auth_config, build_kong_headers_config
 from turnout.xds.translate.cluster import uses_eds
 from turnout.xds.translate.consistency import route_clusters_of
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
@@ -182,6 +182,7 @@ class TranslationMemo:
         self._route_entries: dict[str, tuple[RouteSpec, list[RouteEntry]]] = {}
         self._layouts: dict[str, _Layout] = {}
         self._api_keys: tuple[object, PackedResource] | None = None
+        self._kong_headers: tuple[object, PackedResource] | None = None
         """The keys the credentials' ECDS resource was built from, and the resource."""
         self._shared: tuple[Declaration, SharedResources] | None = None
 
@@ -195,7 +196,7 @@ class TranslationMemo:
                 endpoints,
                 frozenset(e.name for e in endpoints),
                 frozenset(r.eds_name for r in results if r.eds_name is not None),
-                [self.api_key_auth_config(decl)],
+                [self.api_key_auth_config(decl), self.kong_headers_config(decl)],
             )
             self._shared = (decl, shared)
         return self._shared[1]
@@ -226,6 +227,19 @@ class TranslationMemo:
         """Drop the route layouts of node groups no longer in use (evicted groups)."""
         for gone in self._layouts.keys() - groups:
             del self._layouts[gone]
+
+    def kong_headers_config(self, decl: Declaration) -> PackedResource:
+        """Kong's consumer headers (ECDS), rebuilt only when a Kong id changed."""
+        basis = tuple(
+            (n, c.kong_id, c.custom_id)
+            for n, c in sorted(decl.consumers.items())
+            if c.kong_id is not None or c.custom_id is not None
+        )
+        cached = self._kong_headers
+        if cached is None or cached[0] != basis:
+            cached = (basis, pack(build_kong_headers_config(decl)))
+            self._kong_headers = cached
+        return cached[1]
 
     def api_key_auth_config(self, decl: Declaration) -> PackedResource:
         """The credentials (ECDS), rebuilt only when the keys changed."""
