@@ -184,8 +184,10 @@ def test_route_policies(
     assert get("/ip-denied").status_code == 403
     assert get("/ip-elsewhere").status_code == 403
     assert get("/ip-local").status_code == 200
-    unrestricted = get("/unrestricted")
+    unrestricted = get("/unrestricted", **{"x-consumer-id": "forged", "x-consumer-username": "x"})
     assert unrestricted.status_code == 200
+    # An open route: a client cannot pass itself off as a Kong consumer either.
+    assert not {"x-consumer-id", "x-consumer-username"} & set(unrestricted.json()["headers"])
     # preserve_host false (Kong's default): the upstream gets the service's host.
     assert unrestricted.json()["headers"]["host"] == urlsplit(upstreams["blue"].url).netloc
     # X-Forwarded-For is written by the client: it does not get past the list.

@@ -350,6 +350,7 @@ def build_auth_routes(
     match order: one unless a path source is combined with others (module docstring).
     `rematch`: the router matches again after authentication (split.py)."""
     if auth is None or not auth.required:
+        apply_route_auth(route, auth, decl)  # an open route may drop Kong's headers
         return [route]
     source = auth.path_source
     others = [s for s in auth.key_sources if s.path is None]
@@ -392,6 +393,8 @@ def build_auth_routes(
 def apply_route_auth(route: Route, auth: RouteAuth | None, decl: Declaration) -> None:
     """Turn on key authentication for `route` (built by route.py) when `auth` asks;
     for a path source combined with others use `build_auth_routes`."""
+    if auth is not None and not auth.required and auth.kong_consumer_headers:
+        route.request_headers_to_remove.extend(KONG_CONSUMER_HEADERS)
     if auth is None or not auth.required:
         return
     filters = {API_KEY_AUTH_FILTER: _enable(build_api_key_auth_per_route(auth, decl))}
@@ -427,7 +430,7 @@ _KONG_LUA = """
 local strip = {%(strip)s}
 function envoy_on_request(handle)
   local headers = handle:headers()
-  local from = handle:metadata():get("consumer_header") or "x-consumer"
+  local from = handle:metadata():get("consumer_header") or "x-consumer-name"
   local name = headers:get(from)
   for _, header in ipairs(strip) do headers:remove(header) end
   if name == nil then return end
