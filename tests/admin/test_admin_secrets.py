@@ -24,7 +24,7 @@ from turnout.models.proxy_status import ProxyStatus, TypeStatus
 from turnout.storage.store import Store
 from turnout.testing.processes import turnout_command
 from turnout.xds.snapshot import EXTENSION_CONFIG_TYPE, pack
-from turnout.xds.translate.api_key_auth import build_api_key_auth_config
+from turnout.xds.translate.api_key_auth import API_KEY_AUTH_FILTER, build_api_key_auth_config
 
 TOKEN = "test-admin-token"
 SECRET = "secrets-test-secret-key"
@@ -97,7 +97,9 @@ def test_proxy_config_shows_credentials_redacted(keyed: tuple[TestClient, list[s
     client, keys = keyed
     response = client.get("/proxies/envoy-1/config", headers=_viewer(client))
     assert response.status_code == 200
-    (ecds,) = response.json()[EXTENSION_CONFIG_TYPE]
+    ecds = next(
+        c for c in response.json()[EXTENSION_CONFIG_TYPE] if c["name"] == API_KEY_AUTH_FILTER
+    )
     credentials = ecds["typed_config"]["credentials"]
     assert sorted(c["client"] for c in credentials) == ["acme", "acme"]
     assert {c["key"] for c in credentials} == {"[redacted]"}

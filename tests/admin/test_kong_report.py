@@ -94,13 +94,19 @@ def test_upstream_becomes_endpoints_with_health_checks_and_both_tags() -> None:
     }
     assert service["policies"]["outlier_detection"] == {
         "consecutive_5xx": 4,
+        "split_local_origin_errors": True,
+        "consecutive_local_origin_failure": 2,
+        "base_ejection_time_ms": 3_600_000,  # until an active check passes, as in Kong
         "max_ejection_percent": 100,
     }
     text = report(out)
     for part in (
         "target 2 has weight 0",
         "shares rounded",
-        "passive unhealthy.timeouts not mapped",
+        "after 4 consecutive every 5xx (Kong: [429, 500, 503]); [429] not counted",
+        "tcp_failures 0 and timeouts 2: Envoy counts connection failures, resets and "
+        "timeouts together and ejects after 2",
+        "until an active check passes",
         "algorithm='least-connections' not mapped",
         "only 200 counts as healthy",
     ):
@@ -122,7 +128,20 @@ def test_key_ttl_becomes_expiry_and_keys_stay_out_of_the_report() -> None:
     assert out.expiry == {"temporary-key-0123456": NOW + timedelta(hours=1)}
     text = report(out) + repr(out)
     assert "permanent-key" not in text and "temporary-key" not in text
-    assert "custom_id is not kept" in text
+    assert "no X-Consumer-ID upstream" in text  # no id in the file
+    spec = out.target["consumer"]["u"]
+    assert spec.custom_id == "C-1" and spec.kong_id is None
+
+
+def test_consumer_ids_kept_or_reported() -> None:
+    good = {"username": "a", "id": "4e8f2d3c-0000-4000-8000-000000000001", "custom_id": "A 1"}
+    bad = {"username": "b", "id": "x" * 256, "custom_id": "line\nbreak"}
+    out = convert(one_service(consumers=[good, bad]))
+    a, b = out.target["consumer"]["a"], out.target["consumer"]["b"]
+    assert (a.kong_id, a.custom_id) == (good["id"], "A 1")
+    assert (b.kong_id, b.custom_id) == (None, None)
+    text = report(out)
+    assert "consumer b: id not kept" in text and "consumer b: custom_id not kept" in text
 
 
 def test_acl_scoped_to_a_service_by_a_top_level_plugin() -> None:
@@ -213,6 +232,58 @@ def test_fleet_rate_limits_become_quotas_shared_by_the_services_routes() -> None
         )
     )
     assert route(local)["limits"]["burst"] == [{"requests": 9, "per": "minute"}]
+
+
+def _passive_only(passive: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    upstream = {
+        "name": "pool",
+        "targets": [{"target": "10.0.0.1:80"}, {"target": "10.0.0.2:80"}],
+        "healthchecks": {"passive": passive},
+    }
+    out = convert(one_service({"url": None, "host": "pool"}, upstreams=[upstream]))
+    service = out.target["service"]["s"].model_dump(mode="json", exclude_defaults=True)
+    return (service.get("policies") or {}).get("outlier_detection"), report(out)
+
+
+@pytest.mark.parametrize(
+    ("passive", "expected", "said"),
+    [
+        # Gateway statuses only: Envoy's gateway-failure counter, not every 5xx.
+        (
+            {"unhealthy": {"http_failures": 3, "http_statuses": [502, 503]}},
+            {"consecutive_5xx": 0, "consecutive_gateway_failure": 3},
+            "after 3 consecutive 502/503/504 (Kong: [502, 503])",
+        ),
+        # Only connection failures: counted apart from responses.
+        (
+            {"unhealthy": {"tcp_failures": 2}},
+            {"consecutive_5xx": 0, "consecutive_local_origin_failure": 2},
+            "comes back after 30 s",
+        ),
+        # Statuses Envoy cannot count: reported, nothing ejects.
+        ({"unhealthy": {"http_failures": 3, "http_statuses": [429]}}, None, "[429] not mapped"),
+        # Kong's defaults (all thresholds 0): passive checks off.
+        ({"unhealthy": {"http_statuses": [500]}}, None, ""),
+        (
+            {"type": "tcp", "unhealthy": {"http_failures": 2}},
+            None,
+            "passive tcp checks' http_failures not mapped",
+        ),
+    ],
+)
+def test_passive_health_checks(
+    passive: dict[str, Any], expected: dict[str, Any] | None, said: str
+) -> None:
+    outlier, text = _passive_only(passive)
+    if expected is None:
+        assert outlier is None
+    else:
+        assert outlier == {
+            "split_local_origin_errors": True,
+            "max_ejection_percent": 100,
+            **expected,
+        }
+    assert said in text
 
 
 def test_request_transformer_and_consumer_headers() -> None:

@@ -146,10 +146,21 @@ def test_key_auth_acl_consumer_headers_and_ttl(
     assert get("/no-silver", bob).status_code == 403
     assert get("/no-silver", alice).status_code == 200
     # Kong's consumer header reaches the upstream; forged ones do not.
-    seen = get("/all", alice, **{"x-consumer-id": "forged", "x-consumer-username": "bob"})
-    headers = seen.json()["headers"]
+    forged = {
+        "x-consumer-id": "forged",
+        "x-consumer-custom-id": "forged",
+        "x-consumer-username": "bob",
+        "x-credential-identifier": "forged",
+    }
+    headers = get("/all", alice, **forged).json()["headers"]
     assert headers["x-consumer-username"] == "alice"
-    assert "x-consumer-id" not in headers and "apikey" not in headers
+    assert headers["x-consumer-id"] == "7d3c8a52-1b4e-4f0a-9c61-2f5e8b9d0a11"
+    assert headers["x-consumer-custom-id"] == "A-1"
+    assert "x-credential-identifier" not in headers and "apikey" not in headers
+    # bob has neither id nor custom_id in the file: only his name, nothing forged.
+    headers = get("/all", bob, **forged).json()["headers"]
+    assert headers["x-consumer-username"] == "bob"
+    assert "x-consumer-id" not in headers and "x-consumer-custom-id" not in headers
     # The key with ttl 4 works, then expires as Kong's would.
     assert get("/all", temporary).status_code == 200
     wait_for(lambda: get("/all", temporary).status_code == 401, timeout=30, what="ttl expiry")
@@ -173,8 +184,10 @@ def test_route_policies(
     assert get("/ip-denied").status_code == 403
     assert get("/ip-elsewhere").status_code == 403
     assert get("/ip-local").status_code == 200
-    unrestricted = get("/unrestricted")
+    unrestricted = get("/unrestricted", **{"x-consumer-id": "forged", "x-consumer-username": "x"})
     assert unrestricted.status_code == 200
+    # An open route: a client cannot pass itself off as a Kong consumer either.
+    assert not {"x-consumer-id", "x-consumer-username"} & set(unrestricted.json()["headers"])
     # preserve_host false (Kong's default): the upstream gets the service's host.
     assert unrestricted.json()["headers"]["host"] == urlsplit(upstreams["blue"].url).netloc
     # X-Forwarded-For is written by the client: it does not get past the list.
@@ -238,3 +251,48 @@ def test_upstream_health_checks_and_tags(
         wait_for(lambda: served() == {"blue", "green"}, timeout=20, what="green healthy again")
     except TimeoutError:
         raise AssertionError(httpx.get(f"{envoy.admin_url}/clusters").text) from None
+
+
+def test_passive_health_checks_eject_a_failing_target(
+    import_kong: Importer,
+    envoy: EnvoyProcess,
+    upstreams: dict[str, EchoUpstream],
+    http: httpx.Client,
+) -> None:
+    blue, green = upstreams["blue"], upstreams["green"]
+    green.answer_with(500)
+    report = import_kong("passive.yaml")
+    assert "passive checks eject a target after 3 consecutive every 5xx" in report
+    before = green.requests
+    # Round robin over both targets until green has failed 3 times in a row; then
+    # Kong (and Envoy) send everything to blue. Counted at the upstreams.
+
+    def only_blue() -> bool:
+        seen_green, seen_blue = green.requests, blue.requests
+        codes = {http.get(f"{envoy.url}/flaky").status_code for _ in range(20)}
+        return codes == {200} and green.requests == seen_green and blue.requests == seen_blue + 20
+
+    wait_for(only_blue, timeout=20, what="green ejected after consecutive 500s")
+    # Ejected after its third consecutive failure (one more may be in flight when
+    # the ejection lands).
+    assert 3 <= green.requests - before <= 4, green.requests - before
+    stats = httpx.get(f"{envoy.admin_url}/stats?filter=outlier_detection.ejections_enforced").text
+    assert "cluster.flaky.outlier_detection.ejections_enforced_consecutive_5xx: 1" in stats, stats
+
+    # Connection failures are counted apart (Kong's tcp_failures): the dead target
+    # is ejected after 2, every request is answered by blue (retried on connect
+    # failure, as Kong does).
+    def dead_ejected() -> bool:
+        http.get(f"{envoy.url}/half-down")
+        stats = httpx.get(f"{envoy.admin_url}/stats?filter=half-down.outlier_detection").text
+        return "ejections_enforced_consecutive_local_origin_failure: 1" in stats
+
+    try:
+        wait_for(dead_ejected, timeout=20, what="dead target ejected after connection failures")
+    except TimeoutError:
+        raise AssertionError(
+            httpx.get(f"{envoy.admin_url}/stats?filter=cluster.half-down").text
+        ) from None
+    served = blue.requests
+    assert all(http.get(f"{envoy.url}/half-down").status_code == 200 for _ in range(10))
+    assert blue.requests == served + 10

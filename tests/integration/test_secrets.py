@@ -15,6 +15,7 @@ from turnout.testing.processes import (
     TurnoutProcess,
     wait_status,
 )
+from turnout.xds.translate.api_key_auth import API_KEY_AUTH_FILTER
 from turnout.xds.translate.resources import EXTENSION_CONFIG_TYPE
 
 IMPORTED = "Imported.Key-0123456789abcdef"
@@ -48,7 +49,9 @@ def test_keys_are_shown_once_and_never_again(
     try:
         config = viewer.http.get(f"/proxies/{envoy.node_id}/config")
         assert config.status_code == 200
-        (ecds,) = config.json()[EXTENSION_CONFIG_TYPE]
+        ecds = next(
+            c for c in config.json()[EXTENSION_CONFIG_TYPE] if c["name"] == API_KEY_AUTH_FILTER
+        )
         credentials = ecds["typed_config"]["credentials"]
         assert [c["client"] for c in credentials] == ["alice", "alice"]
         assert {c["key"] for c in credentials} == {"[redacted]"}

@@ -52,6 +52,33 @@ class TestServiceSpec:
             ),
             ({"name": "a", "url": "http://x", "timeout": 1}, ("timeout",), "Extra inputs"),
             ({"name": "a", "url": "http://x", "tags": ["a b"]}, ("tags", 0), "pattern"),
+            (
+                {
+                    "name": "a",
+                    "url": "http://x",
+                    "policies": {"outlier_detection": {"consecutive_local_origin_failure": 2}},
+                },
+                ("policies", "outlier_detection"),
+                "needs split_local_origin_errors: true",
+            ),
+            (
+                {
+                    "name": "a",
+                    "url": "http://x",
+                    "policies": {"outlier_detection": {"consecutive_5xx": 0}},
+                },
+                ("policies", "outlier_detection"),
+                "ejects nothing",
+            ),
+            (
+                {
+                    "name": "a",
+                    "url": "http://x",
+                    "policies": {"outlier_detection": {"consecutive_gateway_failure": 0}},
+                },
+                ("policies", "outlier_detection", "consecutive_gateway_failure"),
+                "greater than or equal to 1",
+            ),
         ],
     )
     def test_rejects(self, data: dict[str, Any], loc: tuple[Any, ...], reason: str) -> None:

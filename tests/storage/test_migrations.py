@@ -40,3 +40,33 @@ def test_default_url_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert db.database_url_from_env() == "sqlite:///turnout.db"
     monkeypatch.setenv(db.DATABASE_URL_ENV, "postgresql+psycopg://u@h/d")
     assert db.database_url_from_env() == "postgresql+psycopg://u@h/d"
+
+
+def test_0007_keeps_consumers_and_adds_kong_ids(empty_database_url: str) -> None:
+    """A database at 0006 with a consumer: after 0007 it is there, without Kong ids."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    engine = db.make_engine(empty_database_url)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0006")
+            conn.execute(
+                text(
+                    "INSERT INTO consumers (name, groups, limits, tags) "
+                    "VALUES ('acme', '[]', NULL, '[]')"
+                )
+            )
+    finally:
+        engine.dispose()
+    db.upgrade(empty_database_url)
+    store = Store(empty_database_url)
+    try:
+        consumer = store.load().consumers["acme"]
+        assert consumer.kong_id is None and consumer.custom_id is None
+    finally:
+        store.close()

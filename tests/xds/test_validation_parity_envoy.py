@@ -225,7 +225,10 @@ service_policies = opt(
         healthy_threshold=numbers(1, 100),
     ),
     outlier_detection=opt(
-        consecutive_5xx=numbers(1, 5),
+        consecutive_5xx=numbers(0, 1, 5),
+        consecutive_gateway_failure=numbers(0, 1, 1000),
+        split_local_origin_errors=st.booleans(),
+        consecutive_local_origin_failure=numbers(0, 1, 1000),
         interval_ms=numbers(100, 10_000),
         base_ejection_time_ms=numbers(100, 30_000),
         max_ejection_percent=numbers(0, 10, 100),
@@ -430,7 +433,12 @@ RICH: dict[str, list[dict[str, Any]]] = {
             "policies": {
                 "protocol": "http2",
                 "health_check": {"path": "/healthz?full=1", "interval_ms": 1000},
-                "outlier_detection": {"consecutive_5xx": 3, "max_ejection_percent": 50},
+                "outlier_detection": {
+                    "consecutive_5xx": 3,
+                    "max_ejection_percent": 50,
+                    "split_local_origin_errors": True,
+                    "consecutive_local_origin_failure": 2,
+                },
                 "circuit_breakers": {"max_connections": 100, "retry_budget_percent": 20.0},
                 "tls": {"sni": "orders.internal", "ca_pem": CA},
             },

@@ -27,6 +27,18 @@ KEY_PREFIX_LENGTH = 8
 """How many leading characters of a key are kept in clear to recognise it."""
 
 
+MAX_KONG_VALUE = 255
+"""Characters of a Kong id or custom_id (a header value)."""
+KongHeaderValue = Annotated[
+    str,
+    Field(
+        min_length=1,
+        # A header value Envoy sends as is: visible ASCII and inner spaces only.
+        pattern=r"^[!-~](?:[ -~]*[!-~])?$",
+    ),
+]
+
+
 class ConsumerSpec(BaseModel):
     """A caller of the API, authenticated by one of its keys."""
 
@@ -43,6 +55,22 @@ class ConsumerSpec(BaseModel):
     limits: Annotated[
         Limits | None,
         Field(description="This consumer's plan: quota over all routes, burst per route."),
+    ] = None
+    kong_id: Annotated[
+        KongHeaderValue | None,
+        Field(
+            description="The consumer's id in Kong, sent upstream as `X-Consumer-ID` on "
+            "routes with `auth.kong_consumer_headers` (imported from Kong).",
+            max_length=MAX_KONG_VALUE,
+        ),
+    ] = None
+    custom_id: Annotated[
+        KongHeaderValue | None,
+        Field(
+            description="Kong's `custom_id` of the consumer, sent upstream as "
+            "`X-Consumer-Custom-ID` on routes with `auth.kong_consumer_headers`.",
+            max_length=MAX_KONG_VALUE,
+        ),
     ] = None
     tags: Tags
 
@@ -62,6 +90,8 @@ class ConsumerRow(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     groups: Mapped[list[str]] = mapped_column(JSON)
     limits: Mapped[dict[str, object] | None] = mapped_column(JSON(none_as_null=True))
+    kong_id: Mapped[str | None] = mapped_column(String(MAX_KONG_VALUE), nullable=True)
+    custom_id: Mapped[str | None] = mapped_column(String(MAX_KONG_VALUE), nullable=True)
     tags: Mapped[list[str]] = mapped_column(JSON)
 
 

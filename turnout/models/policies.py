@@ -213,14 +213,72 @@ class HealthCheck(BaseModel):
 
 
 class OutlierDetection(BaseModel):
-    """Passive: eject an endpoint after consecutive 5xx responses."""
+    """Passive: eject an endpoint after consecutive failures of the proxied traffic.
+
+    An ejected endpoint gets no traffic for `base_ejection_time_ms` times the number
+    of times it was ejected (at most 5 min, or the base time if longer), or until an
+    active health check (`health_check`) passes. Only the consecutive counters eject:
+    Envoy's success-rate ejection is off.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    consecutive_5xx: Annotated[int, Field(ge=1, le=1000)] = 5
+    consecutive_5xx: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=1000,
+            description="Consecutive 5xx responses that eject an endpoint (0: not counted). "
+            "Connection failures and timeouts count as 5xx unless "
+            "`split_local_origin_errors`.",
+        ),
+    ] = 5
+    consecutive_gateway_failure: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=1000,
+            description="Consecutive 502, 503 or 504 responses that eject an endpoint.",
+        ),
+    ] = None
+    split_local_origin_errors: Annotated[
+        bool,
+        Field(
+            description="Count connection failures, resets and timeouts apart from the "
+            "endpoint's responses, in `consecutive_local_origin_failure` only."
+        ),
+    ] = False
+    consecutive_local_origin_failure: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=1000,
+            description="Consecutive connection failures, resets or timeouts that eject "
+            "an endpoint (needs `split_local_origin_errors`).",
+        ),
+    ] = None
     interval_ms: Annotated[int, Field(ge=100, le=3_600_000)] = 10_000
     base_ejection_time_ms: Annotated[int, Field(ge=100, le=3_600_000)] = 30_000
     max_ejection_percent: Annotated[int, Field(ge=0, le=100)] = 10
+
+    @model_validator(mode="after")
+    def _counters(self) -> "OutlierDetection":
+        if self.consecutive_local_origin_failure is not None and not self.split_local_origin_errors:
+            # Envoy accepts it and never counts it: refuse rather than mislead.
+            raise ValueError(
+                "consecutive_local_origin_failure needs split_local_origin_errors: true "
+                "(Envoy ignores it otherwise)"
+            )
+        if (
+            not self.consecutive_5xx
+            and self.consecutive_gateway_failure is None
+            and self.consecutive_local_origin_failure is None
+        ):
+            raise ValueError(
+                "outlier_detection ejects nothing: set consecutive_5xx above 0, "
+                "consecutive_gateway_failure or consecutive_local_origin_failure"
+            )
+        return self
 
 
 class CircuitBreakers(BaseModel):

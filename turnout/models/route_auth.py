@@ -138,9 +138,12 @@ class RouteAuth(BaseModel):
     kong_consumer_headers: Annotated[
         bool,
         Field(
-            description="Also send Kong's `X-Consumer-Username` (the consumer's name) "
-            "upstream, and drop every client-sent `X-Consumer-*` header, for upstreams "
-            "moved from Kong."
+            description="Also send Kong's `X-Consumer-Username` (the consumer's name), "
+            "`X-Consumer-ID` (its `kong_id`) and `X-Consumer-Custom-ID` (its `custom_id`) "
+            "upstream, for upstreams moved from Kong. Client-sent `X-Consumer-*`, "
+            "`X-Credential-Identifier` and `X-Anonymous-Consumer` headers are dropped on "
+            "every route that checks keys, and with this set on an open route "
+            "(`required: false`) too."
         ),
     ] = False
 

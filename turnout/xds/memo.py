@@ -48,7 +48,7 @@ from turnout.xds.snapshot import (
     packed_bytes,
 )
 from turnout.xds.translate import build_cluster, build_cluster_load_assignment
-from turnout.xds.translate.api_key_auth import build_api_key_auth_config
+from turnout.xds.translate.api_key_auth import build_api_key_auth_config, build_kong_headers_config
 from turnout.xds.translate.consistency import Scope, route_clusters_of
 from turnout.xds.translate.listener import build_listener
 from turnout.xds.translate.options import ListenerOptions, route_configuration_name
@@ -310,6 +310,8 @@ class TranslationMemo:
         self._layouts: dict[str, _Layout] = {}
         self._listeners: dict[ListenerOptions, tuple[Listener, PackedResource]] = {}
         self._api_keys: tuple[object, PackedResource] | None = None
+        self._kong_headers: tuple[object, tuple[object, ...], PackedResource] | None = None
+        """The consumers Kong's headers (ECDS) were built from, their ids, the resource."""
         """The keys the credentials' ECDS resource was built from, and the resource."""
         self._shared: SharedResources | None = None
         self._shared_decl: Declaration | None = None
@@ -366,7 +368,6 @@ class TranslationMemo:
         if self._shared is not None and self._shared_decl is decl:
             return self._shared
         touched = _touched(self._services_seen, decl.services)
-        keys_changed = self._api_keys is None or self._api_keys[0] is not decl.api_keys
         if self._shared is None or len(touched) > _MAX_SERVICES_PATCHED:
             try:
                 with _no_cyclic_gc():
@@ -383,7 +384,7 @@ class TranslationMemo:
                     endpoints,
                     frozenset(self._endpoint_names),
                     frozenset(r.eds_name for r in results if r.eds_name is not None),
-                    [self.api_key_auth_config(decl)],
+                    self._extension_configs(decl),
                     frozenset(self._services),
                 ),
             )
@@ -396,8 +397,12 @@ class TranslationMemo:
             except BaseException:
                 self._shared = None
                 raise
-        elif keys_changed:
-            self._shared = replace(self._shared, extension_configs=[self.api_key_auth_config(decl)])
+        else:
+            extensions = self._extension_configs(decl)
+            if any(
+                a is not b for a, b in zip(extensions, self._shared.extension_configs, strict=True)
+            ):
+                self._shared = replace(self._shared, extension_configs=extensions)
         self._services_seen, self._shared_decl = decl.services, decl
         return self._shared
 
@@ -452,7 +457,7 @@ class TranslationMemo:
             endpoints,
             frozenset(eds_names),
             frozenset(eds_services),
-            [self.api_key_auth_config(decl)],
+            self._extension_configs(decl),
             shared.cluster_names if same_names else frozenset(names),
         )
 
@@ -469,6 +474,26 @@ class TranslationMemo:
                 self._services[name] = _service_result(spec)
         self._service_names = names
         return [self._services[n] for n in names]
+
+    def _extension_configs(self, decl: Declaration) -> list[PackedResource]:
+        return [self.api_key_auth_config(decl), self.kong_headers_config(decl)]
+
+    def kong_headers_config(self, decl: Declaration) -> PackedResource:
+        """Kong's consumer headers (ECDS), rebuilt only when a Kong id changed."""
+        cached = self._kong_headers
+        if cached is not None and cached[0] is decl.consumers:
+            return cached[2]
+        basis = tuple(
+            (n, c.kong_id, c.custom_id)
+            for n, c in sorted(decl.consumers.items())
+            if c.kong_id is not None or c.custom_id is not None
+        )
+        if cached is None or cached[1] != basis:
+            packed = pack(build_kong_headers_config(decl))
+        else:
+            packed = cached[2]
+        self._kong_headers = (decl.consumers, basis, packed)
+        return packed
 
     def api_key_auth_config(self, decl: Declaration) -> PackedResource:
         """The credentials (ECDS), rebuilt only when the keys changed."""

@@ -1,6 +1,8 @@
 """Kong consumers → Turnout consumers, their keys and their groups.
 
-- `username` (else `custom_id`) → the name; `tags` → tags;
+- `username` (else `custom_id`) → the name; `tags` → tags; `id` → `kong_id` and
+  `custom_id` → `custom_id`, which routes with `auth.kong_consumer_headers` send
+  upstream as `X-Consumer-ID` and `X-Consumer-Custom-ID`, as Kong does;
 - `acls` (Kong acl groups) → `groups`, which routes' `allow_groups` name;
 - `keyauth_credentials` → the consumer's keys, kept in clear for the importer to
   store through the key store's import path (`KeyRing.import_new`), with a
@@ -17,9 +19,10 @@ from typing import Any
 
 from turnout.admin.kong.plugins import windows
 from turnout.admin.kong.report import KongImport, name_of, tags_of, unknown_fields
-from turnout.models.consumer import KEY_PATTERN
+from turnout.models.consumer import KEY_PATTERN, MAX_KONG_VALUE
 
 _KEY = re.compile(KEY_PATTERN)
+_HEADER_VALUE = re.compile(rf"^[!-~](?:[ -~]{{0,{MAX_KONG_VALUE - 2}}}[!-~])?$")
 _FIELDS = {"id", "username", "custom_id", "tags", "keyauth_credentials", "acls", "plugins"}
 _FIELDS |= {"created_at", "updated_at", "basicauth_credentials", "jwt_secrets"}
 _FIELDS |= {"hmacauth_credentials", "groups"}
@@ -49,8 +52,24 @@ def _consumer(
     groups = sorted({name_of(str(a.get("group", ""))) for a in item.get("acls") or []})
     if groups:
         data["groups"] = groups
-    if item.get("username") and item.get("custom_id"):
-        out.once("consumers' custom_id is not kept (no X-Consumer-Custom-ID upstream)")
+    # Kong sends both upstream (X-Consumer-ID, X-Consumer-Custom-ID); kept when they
+    # fit a header value.
+    for field, key in (("id", "kong_id"), ("custom_id", "custom_id")):
+        value = item.get(field)
+        if value is None:
+            continue
+        if isinstance(value, str) and _HEADER_VALUE.match(value):
+            data[key] = value
+        else:
+            out.not_mapped.append(
+                f"{origin}: {field} not kept (not a header value of at most "
+                f"{MAX_KONG_VALUE} visible ASCII characters)"
+            )
+    if "kong_id" not in data:
+        out.once(
+            "consumers without an id in the file: no X-Consumer-ID upstream (Kong sends "
+            "the id it generated; export with `deck gateway dump --with-id` to keep it)"
+        )
     for plugin in item.get("plugins") or []:
         if not plugin.get("enabled", True):
             continue

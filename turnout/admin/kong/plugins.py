@@ -294,4 +294,8 @@ def route_fields(
     if fields:
         mapped = ", ".join(sorted(chosen))
         out.imported.append(f"{origin}: {', '.join(sorted(fields))} from Kong plugins ({mapped})")
+    if "auth" not in fields:
+        # An open route: client-sent X-Consumer-* headers are dropped, so an upstream
+        # moved from Kong (which sets them on authenticated routes) cannot be fooled.
+        fields["auth"] = {"required": False, "kong_consumer_headers": True}
     return fields

@@ -194,18 +194,91 @@ def _health(upstream: dict[str, Any], origin: str, out: KongImport) -> dict[str,
                 "unhealthy targets alike; only 200 counts as healthy (Kong: "
                 f"{healthy.get('http_statuses') or [200, 302]})"
             )
-    passive = (checks.get("passive") or {}).get("unhealthy") or {}
-    if int(passive.get("http_failures") or 0):
-        policies["outlier_detection"] = {
-            "consecutive_5xx": int(passive["http_failures"]),
-            "max_ejection_percent": 100,
-        }
-        out.differs.append(
-            f"{origin}: passive checks: a target is ejected after "
-            f"{passive['http_failures']} consecutive 5xx for 30 s at a time (Kong: its "
-            "unhealthy.http_statuses, until an active check or an operator heals it)"
-        )
-    for key in ("tcp_failures", "timeouts"):
-        if int(passive.get(key) or 0):
-            out.not_mapped.append(f"{origin}: passive unhealthy.{key} not mapped")
+    passive = _passive(checks.get("passive") or {}, "health_check" in policies, origin, out)
+    if passive:
+        policies["outlier_detection"] = passive
     return policies
+
+
+KONG_PASSIVE_UNHEALTHY_STATUSES = (429, 500, 503)
+"""Kong's default `healthchecks.passive.unhealthy.http_statuses`."""
+_GATEWAY_STATUSES = frozenset((502, 503, 504))
+"""What Envoy's `consecutive_gateway_failure` counts."""
+TURNOUT_MAX_EJECTION_MS = 3_600_000
+
+
+def _passive(passive: dict[str, Any], active: bool, origin: str, out: KongImport) -> dict[str, Any]:
+    """Kong's passive checks (circuit breaker) → `outlier_detection`, or {} when off.
+
+    Kong keeps a target's counters of unhealthy statuses, TCP failures and timeouts,
+    each reset by a healthy response, and takes the target out when one reaches its
+    threshold. Envoy's consecutive counters do the same, per kind it knows: 5xx (or
+    502/503/504) responses, and connection failures and timeouts together once
+    they are split from the responses (`split_local_origin_errors`).
+    """
+    unhealthy = passive.get("unhealthy") or {}
+    kind = passive.get("type") or "http"
+    http = int(unhealthy.get("http_failures") or 0) if kind in ("http", "https") else 0
+    if kind not in ("http", "https") and int(unhealthy.get("http_failures") or 0):
+        out.not_mapped.append(f"{origin}: passive {kind} checks' http_failures not mapped")
+    tcp, timeouts = int(unhealthy.get("tcp_failures") or 0), int(unhealthy.get("timeouts") or 0)
+    if not (http or tcp or timeouts):
+        return {}
+    # Kong counts connection failures and timeouts apart from the responses.
+    spec: dict[str, Any] = {"split_local_origin_errors": True, "max_ejection_percent": 100}
+    spec["consecutive_5xx"] = 0
+    if http:
+        statuses = {
+            int(x) for x in unhealthy.get("http_statuses") or KONG_PASSIVE_UNHEALTHY_STATUSES
+        }
+        fives = {x for x in statuses if 500 <= x <= 599}
+        others = sorted(statuses - fives)
+        if not fives:
+            out.not_mapped.append(
+                f"{origin}: passive http_failures on statuses {sorted(statuses)} not mapped "
+                "(Envoy counts only 5xx)"
+            )
+        elif fives <= _GATEWAY_STATUSES:
+            spec["consecutive_gateway_failure"] = http
+            counted = sorted(_GATEWAY_STATUSES)
+        else:
+            spec["consecutive_5xx"] = http
+            counted = ["every 5xx"]
+        if fives:
+            extra = "" if not others else f"; {others} not counted"
+            out.differs.append(
+                f"{origin}: passive checks eject a target after {http} consecutive "
+                f"{'/'.join(map(str, counted))} (Kong: {sorted(statuses)}){extra}"
+            )
+    local = min(x for x in (tcp, timeouts, 1001) if x)
+    if local <= 1000:
+        spec["consecutive_local_origin_failure"] = local
+        if tcp != timeouts:
+            out.differs.append(
+                f"{origin}: passive tcp_failures {tcp} and timeouts {timeouts}: Envoy counts "
+                f"connection failures, resets and timeouts together and ejects after {local}"
+            )
+    if "consecutive_gateway_failure" not in spec and not spec["consecutive_5xx"] and local > 1000:
+        return {}
+    if active:
+        # Kong re-admits a target only when active checks (or an operator) say it
+        # is healthy; Envoy un-ejects on a passing active check, so the ejection
+        # itself is made as long as Turnout allows.
+        spec["base_ejection_time_ms"] = TURNOUT_MAX_EJECTION_MS
+        out.differs.append(f"{origin}: passive ejection lasts until an active check passes, or 1 h")
+    else:
+        out.differs.append(
+            f"{origin}: a target ejected by passive checks comes back after 30 s (doubling "
+            "with each ejection, at most 5 min); Kong keeps it out until an operator "
+            "re-enables it"
+        )
+    if int((passive.get("healthy") or {}).get("successes") or 0):
+        out.differs.append(
+            f"{origin}: passive healthy.successes not mapped (an ejected target gets no "
+            "traffic to count in Kong either; see its ejection time)"
+        )
+    out.once(
+        "passive checks: when fewer than half of a service's targets are healthy, Envoy "
+        "balances over all of them (panic mode); Kong only over the healthy ones"
+    )
+    return spec

@@ -63,7 +63,7 @@ upstream in `consumer_header`.
 """
 
 from envoy.config.common.mutation_rules.v3.mutation_rules_pb2 import HeaderMutation as Mutation
-from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.config.core.v3.base_pb2 import DataSource, HeaderValue, HeaderValueOption
 from envoy.config.core.v3.config_source_pb2 import ExtensionConfigSource
 from envoy.config.core.v3.extension_pb2 import TypedExtensionConfig
 from envoy.config.route.v3.route_components_pb2 import (
@@ -86,12 +86,14 @@ from envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2 import
 from envoy.extensions.filters.http.header_to_metadata.v3.header_to_metadata_pb2 import (
     Config as HeaderToMetadata,
 )
+from envoy.extensions.filters.http.lua.v3.lua_pb2 import Lua, LuaPerRoute
 from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
     HttpFilter,
 )
 from envoy.type.matcher.v3.regex_pb2 import RegexMatchAndSubstitute, RegexMatcher
 from google.protobuf.any_pb2 import Any
 from google.protobuf.message import Message
+from google.protobuf.struct_pb2 import Struct
 
 from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
@@ -107,6 +109,10 @@ HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 PATH_KEY_HEADER = "x-turnout-path-key"
 KEY_FROM_HEADER = "x-turnout-key-from"
 """Marks a request authenticated from a header or query key, for the second match."""
+KONG_HEADERS_FILTER = "envoy.filters.http.lua.kong_consumer"
+"""Lua after `api_key_auth` setting Kong's consumer headers; its code comes over ECDS."""
+LUA_TYPE = "type.googleapis.com/" + Lua.DESCRIPTOR.full_name
+KONG_HEADERS_CODE = "kong"
 PATH_KEY_NAMESPACE = "turnout"
 PATH_KEY_METADATA = "path_key"
 NOBODY = "-"
@@ -139,6 +145,13 @@ def build_auth_http_filters() -> list[HttpFilter]:
             name=API_KEY_AUTH_FILTER,
             config_discovery=ExtensionConfigSource(
                 config_source=ads_config_source(), type_urls=[API_KEY_AUTH_TYPE]
+            ),
+            disabled=True,
+        ),
+        HttpFilter(
+            name=KONG_HEADERS_FILTER,
+            config_discovery=ExtensionConfigSource(
+                config_source=ads_config_source(), type_urls=[LUA_TYPE]
             ),
             disabled=True,
         ),
@@ -337,6 +350,7 @@ def build_auth_routes(
     match order: one unless a path source is combined with others (module docstring).
     `rematch`: the router matches again after authentication (split.py)."""
     if auth is None or not auth.required:
+        apply_route_auth(route, auth, decl)  # an open route may drop Kong's headers
         return [route]
     source = auth.path_source
     others = [s for s in auth.key_sources if s.path is None]
@@ -344,8 +358,7 @@ def build_auth_routes(
         apply_route_auth(route, auth, decl)
         return [route]
     explicit = _route_filters(auth, decl, others)
-    if auth.kong_consumer_headers:
-        _kong_consumer_headers(route, auth)  # before the copies: every entry gets them
+    _consumer_headers(route, auth)  # before the copies: every entry gets them
     entries: list[Route] = []
     if rematch:
         marked = Route()
@@ -380,6 +393,8 @@ def build_auth_routes(
 def apply_route_auth(route: Route, auth: RouteAuth | None, decl: Declaration) -> None:
     """Turn on key authentication for `route` (built by route.py) when `auth` asks;
     for a path source combined with others use `build_auth_routes`."""
+    if auth is not None and not auth.required and auth.kong_consumer_headers:
+        route.request_headers_to_remove.extend(KONG_CONSUMER_HEADERS)
     if auth is None or not auth.required:
         return
     filters = {API_KEY_AUTH_FILTER: _enable(build_api_key_auth_per_route(auth, decl))}
@@ -388,32 +403,88 @@ def apply_route_auth(route: Route, auth: RouteAuth | None, decl: Declaration) ->
         filters.update(_path_key_filters(source))
         route.route.regex_rewrite.CopyFrom(path_key_rewrite(source))
     _set_filters(route, filters)
-    if auth.kong_consumer_headers:
-        _kong_consumer_headers(route, auth)
+    _consumer_headers(route, auth)
 
 
 KONG_CONSUMER_HEADERS = (
     "x-consumer-id",
     "x-consumer-custom-id",
     "x-consumer-username",
+    "x-consumer-groups",
     "x-credential-identifier",
     "x-anonymous-consumer",
 )
 """What Kong's auth plugins send upstream; a client must not be able to forge them."""
 
+_LUA_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.-:@/")
+
+
+def _lua_string(text: str) -> str:
+    """A Lua string literal of `text`: anything but plain characters as `\\ddd`."""
+    return (
+        '"' + "".join(c if c in _LUA_SAFE else f"\\{b:03d}" for c in text for b in c.encode()) + '"'
+    )
+
+
+_KONG_LUA = """
+local strip = {%(strip)s}
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local from = handle:metadata():get("consumer_header") or "x-consumer-name"
+  local name = headers:get(from)
+  for _, header in ipairs(strip) do headers:remove(header) end
+  if name == nil then return end
+  headers:add("x-consumer-username", name)
+  local entry = ids[name]
+  if entry == nil then return end
+  if entry[1] ~= "" then headers:add("x-consumer-id", entry[1]) end
+  if entry[2] ~= "" then headers:add("x-consumer-custom-id", entry[2]) end
+end
+"""
+
+
+def kong_headers_code(decl: Declaration) -> str:
+    """The Lua code: consumer name → (Kong id, custom_id) for every consumer with one."""
+    rows = [
+        "["
+        + _lua_string(c.name)
+        + "]={"
+        + _lua_string(c.kong_id or "")
+        + ","
+        + _lua_string(c.custom_id or "")
+        + "}"
+        for _, c in sorted(decl.consumers.items())
+        if c.kong_id is not None or c.custom_id is not None
+    ]
+    strip = ",".join(_lua_string(h) for h in KONG_CONSUMER_HEADERS)
+    return "local ids = {\n" + ",\n".join(rows) + "\n}\n" + _KONG_LUA.replace("%(strip)s", strip)
+
+
+def build_kong_headers_config(decl: Declaration) -> TypedExtensionConfig:
+    """The ECDS resource of the Kong headers filter (every node group gets it)."""
+    lua = Lua(source_codes={KONG_HEADERS_CODE: DataSource(inline_string=kong_headers_code(decl))})
+    return TypedExtensionConfig(name=KONG_HEADERS_FILTER, typed_config=_pack(lua))
+
 
 def _kong_consumer_headers(route: Route, auth: RouteAuth) -> None:
-    """Kong's `X-Consumer-Username`: the router copies the name `api_key_auth` forwarded.
+    """Kong's consumer headers, set by the Lua filter after authentication.
 
-    Route headers are applied by the router, after every filter, so `%REQ(...)%`
-    reads the header the auth filter set; removal runs before addition.
+    The router applies route headers after every filter, so it must not remove what
+    the Lua filter set: the filter itself drops every client-sent copy first. The
+    route tells it which header `api_key_auth` put the consumer's name in.
     """
-    route.request_headers_to_remove.extend(
-        h for h in KONG_CONSUMER_HEADERS if h != auth.consumer_header
+    route.typed_per_filter_config[KONG_HEADERS_FILTER].CopyFrom(
+        _enable(LuaPerRoute(name=KONG_HEADERS_CODE))
     )
-    route.request_headers_to_add.append(
-        HeaderValueOption(
-            header=HeaderValue(key="x-consumer-username", value=f"%REQ({auth.consumer_header})%"),
-            append_action=HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
-        )
-    )
+    meta = Struct()
+    meta.update({"consumer_header": auth.consumer_header})
+    route.metadata.filter_metadata[KONG_HEADERS_FILTER].CopyFrom(meta)
+
+
+def _consumer_headers(route: Route, auth: RouteAuth) -> None:
+    """Kong's headers when asked; on every other route that checks keys, client-sent
+    copies are dropped all the same (an upstream may still trust them)."""
+    if auth.kong_consumer_headers:
+        _kong_consumer_headers(route, auth)
+    else:
+        route.request_headers_to_remove.extend(KONG_CONSUMER_HEADERS)

@@ -42,6 +42,7 @@ from google.protobuf.message import Message
 from google.protobuf.wrappers_pb2 import BoolValue, UInt32Value
 
 from turnout.models.policies import HeaderChanges, Protocol, RoutePolicies, ServicePolicies
+from turnout.models.policies import OutlierDetection as OutlierDetectionSpec
 from turnout.models.service import ServiceSpec, is_ip, parse_url
 
 CORS_FILTER = "envoy.filters.http.cors"
@@ -196,6 +197,35 @@ def _tls(service: ServiceSpec, policies: ServicePolicies) -> TransportSocket:
     return TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=_pack(tls))
 
 
+def _outlier_detection(outlier: OutlierDetectionSpec) -> OutlierDetection:
+    """Only the consecutive counters the spec names eject (Envoy's enforcing_* at 100 or 0).
+
+    Envoy enables success-rate ejection by default (enforcing 100) and gateway
+    failures off (enforcing 0); both are set so the cluster does what the spec says.
+    """
+    detection = OutlierDetection(
+        consecutive_5xx=UInt32Value(value=max(1, outlier.consecutive_5xx)),
+        enforcing_consecutive_5xx=UInt32Value(value=100 if outlier.consecutive_5xx else 0),
+        enforcing_success_rate=UInt32Value(value=0),
+        interval=_ms(outlier.interval_ms),
+        base_ejection_time=_ms(outlier.base_ejection_time_ms),
+        max_ejection_percent=UInt32Value(value=outlier.max_ejection_percent),
+    )
+    gateway = outlier.consecutive_gateway_failure
+    if gateway is not None:
+        detection.consecutive_gateway_failure.value = gateway
+        detection.enforcing_consecutive_gateway_failure.value = 100
+    if outlier.split_local_origin_errors:
+        detection.split_external_local_origin_errors = True
+        local = outlier.consecutive_local_origin_failure
+        if local is not None:
+            detection.consecutive_local_origin_failure.value = local
+        # Envoy counts local-origin failures with enforcing 100 by default.
+        detection.enforcing_consecutive_local_origin_failure.value = 100 if local else 0
+        detection.enforcing_local_origin_success_rate.value = 0
+    return detection
+
+
 def apply_service_policies(cluster: Cluster, service: ServiceSpec) -> None:
     """Apply a service's upstream policies to the cluster built by cluster.py."""
     policies = service.policies
@@ -227,14 +257,7 @@ def apply_service_policies(cluster: Cluster, service: ServiceSpec) -> None:
         )
     outlier = policies.outlier_detection
     if outlier is not None:
-        cluster.outlier_detection.CopyFrom(
-            OutlierDetection(
-                consecutive_5xx=UInt32Value(value=outlier.consecutive_5xx),
-                interval=_ms(outlier.interval_ms),
-                base_ejection_time=_ms(outlier.base_ejection_time_ms),
-                max_ejection_percent=UInt32Value(value=outlier.max_ejection_percent),
-            )
-        )
+        cluster.outlier_detection.CopyFrom(_outlier_detection(outlier))
     breakers = policies.circuit_breakers
     if breakers is not None:
         thresholds = CircuitBreakers.Thresholds()

@@ -8,7 +8,7 @@ byte-identical messages (`SerializeToString(deterministic=True)`).
 from google.protobuf.message import Message
 
 from turnout.models.declaration import Declaration
-from turnout.xds.translate.api_key_auth import build_api_key_auth_config
+from turnout.xds.translate.api_key_auth import build_api_key_auth_config, build_kong_headers_config
 from turnout.xds.translate.cluster import build_clusters
 from turnout.xds.translate.endpoint import build_endpoints
 from turnout.xds.translate.listener import build_listener
@@ -40,7 +40,7 @@ def build_resources(decl: Declaration, opts: ListenerOptions) -> dict[str, list[
     resources: dict[str, list[Message]] = {
         CLUSTER_TYPE: list(build_clusters(decl)),
         ENDPOINT_TYPE: list(build_endpoints(decl)),
-        EXTENSION_CONFIG_TYPE: [build_api_key_auth_config(decl)],
+        EXTENSION_CONFIG_TYPE: [build_api_key_auth_config(decl), build_kong_headers_config(decl)],
         LISTENER_TYPE: [build_listener(opts)],
         ROUTE_TYPE: [build_route_configuration(decl, opts)],
     }
