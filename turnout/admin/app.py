@@ -28,6 +28,7 @@ from turnout.admin.write_log import WriteLog
 from turnout.models.entities import ENTITIES
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
+from turnout.storage.feed import ChangeFeed
 from turnout.storage.store import Store
 
 DESCRIPTION = """\
@@ -55,17 +56,20 @@ def create_app(
     proxy_status: ProxyStatusSource,
     admin_token: str | None = None,
     load_stats: LoadStatsSource | None = None,
+    feed: ChangeFeed | None = None,
 ) -> FastAPI:
     """The admin app.
 
     `admin_token` (from TURNOUT_ADMIN_TOKEN) wins when given; otherwise requests are
-    checked against the hash stored with `Store.set_admin_token_hash`.
+    checked against the hash stored with `Store.set_admin_token_hash`. `feed` wakes
+    the dashboard's pages (`turnout serve`'s feed; the store's own commits if omitted).
     """
     app = FastAPI(title="Turnout admin API", description=DESCRIPTION, version="0.1.0")
     app.state.store = store
     app.state.proxy_status = proxy_status
     app.state.admin_token_hash = hash_token(admin_token) if admin_token else None
     app.state.load_stats = load_stats
+    app.state.feed = feed if feed is not None else store.commits
 
     def include(router: APIRouter) -> None:
         # The guard has already checked token and role; `get_principal` documents the

@@ -1,10 +1,13 @@
 """The snapshot cache: the current declaration, translated once per node group.
 
 Streams never translate. They ask the cache for their group's snapshot and wait on
-`changed()`; the cache reloads the declaration when the store's change feed says
-a revision was committed, translates it off the event loop, and wakes every
-stream. Reloads coalesce: while one runs, any number of commits produce one more
-reload of the newest revision, so a burst of writes yields a handful of pushes.
+`changed()`; the cache follows the change feed (`turnout.storage.feed`), brings the
+declaration up to the newest revision, translates it off the event loop, and wakes
+every stream. Commits of this process arrive with their changes, which the cache
+applies (`DeclarationSource.advance`); only a revision heard from elsewhere (another
+replica, the safety poll) makes it read what changed from the audit log
+(`load_since`). Reloads coalesce: while one runs, any number of commits produce one
+more reload of the newest revision, so a burst of writes yields a handful of pushes.
 
 Streams `join` their node group and `leave` it; groups without streams are
 evicted after a grace period, and their number is capped (`turnout.xds.groups`),
@@ -15,10 +18,11 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from turnout.models.declaration import Declaration
+from turnout.storage.feed import ChangeFeed, Commit
 from turnout.xds.groups import GroupBook, TooManyGroups
 from turnout.xds.memo import SharedResources, TranslationMemo
 from turnout.xds.metrics import GROUPS, GROUPS_REFUSED, RELOADS
@@ -41,6 +45,9 @@ QUIET_SECONDS = 0.005
 MAX_DELAY_SECONDS = 0.1
 IDLE_SECONDS = QUIET_SECONDS
 _COMMIT_TIMES_KEPT = 4096
+_PENDING_KEPT = 4096
+"""Commits held for the next reload; beyond it the oldest go, and the reload reads
+the audit log instead (`load_since`)."""
 
 # Node groups: every change is translated
 # for every group, so their number bounds the cost of a change. A group whose last
@@ -60,7 +67,7 @@ class DeclarationSource(Protocol):
 
     def load_since(self, previous: Declaration) -> Declaration: ...
 
-    def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]: ...
+    def advance(self, previous: Declaration, commits: Sequence[Commit]) -> Declaration: ...
 
 
 def _build_group(
@@ -88,6 +95,10 @@ class SnapshotCache:
         self._watchers: set[asyncio.Event] = set()
         self._dirty = asyncio.Event()
         self._committed_at: dict[int, float] = {}
+        self._pending: dict[int, Commit] = {}
+        """Commits newer than the declaration, by revision, for the next reload."""
+        self._heard = 0
+        """The newest revision the feed announced."""
         self._memo = TranslationMemo()
         self._memo_lock = threading.Lock()
         self._building: dict[ListenerOptions, asyncio.Task[None]] = {}
@@ -216,21 +227,51 @@ class SnapshotCache:
         for wake in self._watchers:
             wake.set()
 
-    def committed(self, revision: int) -> None:
-        """Called on the loop when the store committed `revision`."""
+    def committed(self, commit: Commit) -> None:
+        """Called on the loop when the feed delivers `commit`."""
+        revision = commit.revision
         self._committed_at.setdefault(revision, time.monotonic())
         if len(self._committed_at) > _COMMIT_TIMES_KEPT:
             del self._committed_at[next(iter(self._committed_at))]
+        self._heard = max(self._heard, revision)
+        if revision > (self.revision or 0):
+            # A revision may be heard twice (its NOTIFY, then its commit): the changes win.
+            if commit.changes is not None or revision not in self._pending:
+                self._pending[revision] = commit
+            if len(self._pending) > _PENDING_KEPT:
+                del self._pending[min(self._pending)]  # a gap: the reload reads the audit log
         self._dirty.set()
+
+    def _commits_after(self, revision: int) -> list[Commit] | None:
+        """Every commit after `revision` up to the newest heard, if each came with its
+        changes (this process made them all); None if any must be read from the audit log."""
+        wanted = range(revision + 1, self._heard + 1)
+        if len(wanted) > len(self._pending):
+            return None
+        commits = [self._pending.get(r) for r in wanted]
+        if any(c is None or c.changes is None for c in commits):
+            return None
+        return commits  # type: ignore[return-value]
+
+    async def _reload(self, source: DeclarationSource) -> Declaration:
+        previous = self._declaration
+        if previous is None:
+            return await asyncio.to_thread(source.load)
+        commits = self._commits_after(previous.revision)
+        if commits is None:
+            return await asyncio.to_thread(source.load_since, previous)
+        if not commits:
+            return previous
+        return await asyncio.to_thread(source.advance, previous, commits)
 
     def commit_time(self, revision: int) -> float | None:
         """`time.monotonic()` when this process learnt of `revision`'s commit."""
         return self._committed_at.get(revision)
 
-    async def run(self, source: DeclarationSource) -> None:
-        """Follow the store's change feed until cancelled."""
+    async def run(self, source: DeclarationSource, feed: ChangeFeed) -> None:
+        """Follow `feed`, reading from `source`, until cancelled."""
         loop = asyncio.get_running_loop()
-        unsubscribe = source.subscribe(lambda rev: loop.call_soon_threadsafe(self.committed, rev))
+        unsubscribe = feed.subscribe(lambda c: loop.call_soon_threadsafe(self.committed, c))
         try:
             self._dirty.set()
             last_reload_end = -float("inf")
@@ -241,14 +282,11 @@ class SnapshotCache:
                 else:
                     self._dirty.clear()  # idle: the leading edge loads at once
                 try:
-                    previous = self._declaration
-                    if previous is None:
-                        decl = await asyncio.to_thread(source.load)
-                    else:
-                        decl = await asyncio.to_thread(source.load_since, previous)
+                    decl = await self._reload(source)
                     if decl.revision != self.revision:
                         await self.set_declaration(decl)
                         RELOADS.inc()
+                    self._pending = {r: c for r, c in self._pending.items() if r > decl.revision}
                 except Exception:
                     log.exception("reloading the declaration failed; keeping the last one")
                 last_reload_end = loop.time()

@@ -187,7 +187,7 @@ async def events(request: Request) -> Response:
     if hub.full():
         raise HTTPException(503, "too many dashboard event streams", headers={"Retry-After": "5"})
     return StreamingResponse(
-        hub.stream(request.app.state.store),
+        hub.stream(request.app.state.feed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store"},
     )
