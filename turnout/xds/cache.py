@@ -23,11 +23,10 @@ from typing import Protocol, TypeVar
 
 from turnout.models.declaration import Declaration
 from turnout.storage.feed import ChangeFeed, Commit
-from turnout.xds.groups import GroupBook, TooManyGroups
+from turnout.xds.groups import GroupBook, NodeGroup, TooManyGroups
 from turnout.xds.memo import SharedResources, TranslationMemo
 from turnout.xds.metrics import GROUPS, GROUPS_REFUSED, RELOADS
 from turnout.xds.snapshot import Snapshot, build_snapshot
-from turnout.xds.translate import ListenerOptions
 from turnout.xds.translate.pipeline import translate
 
 log = logging.getLogger(__name__)
@@ -71,9 +70,9 @@ class DeclarationSource(Protocol):
 
 
 def _build_group(
-    decl: Declaration, key: ListenerOptions, previous: Snapshot | None, memo: TranslationMemo
+    decl: Declaration, node_group: NodeGroup, previous: Snapshot | None, memo: TranslationMemo
 ) -> Snapshot:
-    t = translate(decl, key, memo)
+    t = translate(decl, node_group, memo)
     refs, parts = t.route_refs, t.route_parts
     return build_snapshot(t.revision, t.packed, t.shared.eds_cluster_names, refs, previous, parts)
 
@@ -91,7 +90,7 @@ class SnapshotCache:
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._declaration: Declaration | None = None
         self._shared: SharedResources | None = None
-        self._snapshots: dict[ListenerOptions, Snapshot] = {}
+        self._snapshots: dict[NodeGroup, Snapshot] = {}
         self._watchers: set[asyncio.Event] = set()
         self._dirty = asyncio.Event()
         self._committed_at: dict[int, float] = {}
@@ -101,50 +100,52 @@ class SnapshotCache:
         """The newest revision the feed announced."""
         self._memo = TranslationMemo()
         self._memo_lock = threading.Lock()
-        self._building: dict[ListenerOptions, asyncio.Task[None]] = {}
+        self._building: dict[NodeGroup, asyncio.Task[None]] = {}
 
     @property
     def revision(self) -> int | None:
         return self._declaration.revision if self._declaration else None
 
-    def snapshot(self, key: ListenerOptions) -> Snapshot | None:
+    def snapshot(self, node_group: NodeGroup) -> Snapshot | None:
         """The group's current snapshot; for a new group None, while it is translated
         off the event loop (its streams are woken when it is ready)."""
         decl, shared = self._declaration, self._shared
         if decl is None or shared is None:
             return None
-        snap = self._snapshots.get(key)
+        snap = self._snapshots.get(node_group)
         if snap is not None and snap.revision == decl.revision:
             return snap
-        if key not in self._building:
-            self._building[key] = asyncio.create_task(self._build_new_group(key, decl))
+        if node_group not in self._building:
+            self._building[node_group] = asyncio.create_task(
+                self._build_new_group(node_group, decl)
+            )
         return None
 
-    async def _build_new_group(self, key: ListenerOptions, decl: Declaration) -> None:
+    async def _build_new_group(self, node_group: NodeGroup, decl: Declaration) -> None:
         def build(memo: TranslationMemo) -> Snapshot:
-            snap = _build_group(decl, key, None, memo)
+            snap = _build_group(decl, node_group, None, memo)
             memo.forget_layouts_except(groups)
             return snap
 
-        groups = self._groups_in_use() | {key.group}
+        groups = self._groups_in_use() | {node_group.group}
         try:
             snap = await asyncio.to_thread(self._locked, build)
             if self._declaration is decl:
-                self._snapshots[key] = snap
-            elif key not in self._snapshots:
-                self._snapshots[key] = snap  # set_declaration will bring it up to date
+                self._snapshots[node_group] = snap
+            elif node_group not in self._snapshots:
+                self._snapshots[node_group] = snap  # set_declaration will bring it up to date
         finally:
-            del self._building[key]
+            del self._building[node_group]
         for wake in self._watchers:
             wake.set()
 
     # --- node groups ------------------------------------------------------------------
 
-    def join(self, key: ListenerOptions, identity: str | None = None) -> None:
-        """A stream of group `key` started (`identity`: its mTLS certificate's
+    def join(self, node_group: NodeGroup, identity: str | None = None) -> None:
+        """A stream of group `node_group` started (`identity`: its mTLS certificate's
         fingerprint, None without mTLS). Raise `TooManyGroups` if it may not."""
         try:
-            evicted = self._groups.join(key, identity, self._evictable)
+            evicted = self._groups.join(node_group, identity, self._evictable)
         except TooManyGroups:
             GROUPS_REFUSED.inc()
             raise
@@ -152,9 +153,9 @@ class SnapshotCache:
             self._snapshots.pop(old, None)
         GROUPS.set(len(self._groups))
 
-    def leave(self, key: ListenerOptions, identity: str | None = None) -> None:
-        """A stream that joined `key` ended; its group may be evicted after the grace."""
-        self._groups.leave(key, identity)
+    def leave(self, node_group: NodeGroup, identity: str | None = None) -> None:
+        """A stream that joined `node_group` ended; its group may be evicted after the grace."""
+        self._groups.leave(node_group, identity)
         self._schedule_sweep(self._groups.grace_seconds)
 
     def groups(self) -> int:
@@ -166,7 +167,7 @@ class SnapshotCache:
         shared = self._shared
         return frozenset(r.name for r in shared.clusters) if shared is not None else frozenset()
 
-    def translated(self) -> set[ListenerOptions]:
+    def translated(self) -> set[NodeGroup]:
         """The node groups the cache holds snapshots of (re-translated on each change)."""
         return set(self._snapshots)
 
@@ -178,16 +179,16 @@ class SnapshotCache:
     def _sweep(self) -> None:
         self._sweep_handle = None
         due, next_in = self._groups.sweep(self._evictable)
-        for key in due:
-            self._snapshots.pop(key, None)
+        for node_group in due:
+            self._snapshots.pop(node_group, None)
         if due:
             log.info("evicted %d idle node group(s)", len(due))
         GROUPS.set(len(self._groups))
         if next_in is not None:
             self._schedule_sweep(next_in)
 
-    def _evictable(self, key: ListenerOptions) -> bool:
-        return key not in self._building  # a build in flight would store it again
+    def _evictable(self, node_group: NodeGroup) -> bool:
+        return node_group not in self._building  # a build in flight would store it again
 
     def _groups_in_use(self) -> set[str]:
         """Group names whose route layout the memo should keep."""
@@ -211,7 +212,7 @@ class SnapshotCache:
 
         def build(
             memo: TranslationMemo,
-        ) -> tuple[SharedResources, dict[ListenerOptions, Snapshot]]:
+        ) -> tuple[SharedResources, dict[NodeGroup, Snapshot]]:
             shared = memo.shared(decl)
             snaps = {k: _build_group(decl, k, previous.get(k), memo) for k in keys}
             memo.forget_routes_except(decl)
