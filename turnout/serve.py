@@ -1,8 +1,10 @@
 """`turnout serve`: the admin API and the ADS server in one process, one event loop.
 
-The store's change feed wakes the snapshot cache directly (no polling): a commit
+One change feed (`turnout.storage.feed`), chosen here at start-up, wakes everything
+that follows commits: the snapshot cache, key expiry and the dashboard. A commit
 through the admin API reaches every stream in the same process within
-milliseconds.
+milliseconds, carrying its changes; commits of other processes arrive through
+PostgreSQL LISTEN/NOTIFY, or on SQLite through the feed's safety poll.
 """
 
 import asyncio
@@ -20,14 +22,15 @@ from turnout.admin.app import create_app
 from turnout.admin.token_hash import generate_token, hash_token
 from turnout.controller import PlanController
 from turnout.envoy_bootstrap import split_host_port
-from turnout.models.errors import TurnoutError
 from turnout.ratelimit.batch import BatchedCounters
 from turnout.ratelimit.counters import DEFAULT_PREFIX, RedisCounters
 from turnout.ratelimit.server import RateLimitServer
 from turnout.ratelimit.service import FailureMode, RateLimitService, add_rate_limit_service
 from turnout.ratelimit.usage import QuotaReader
-from turnout.serve_production import Production, ProductionOptions
+from turnout.serve_production import Production, ProductionOptions, is_postgres
+from turnout.storage.feed import ChangeFeed, PollingFeed
 from turnout.storage.keycrypt import SECRET_KEY_ENV
+from turnout.storage.pg_feed import PgChangeFeed
 from turnout.storage.store import Store
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.lrs import LoadStats
@@ -126,14 +129,12 @@ def ensure_admin_token(store: Store, token: str | None) -> None:
     )
 
 
-async def _poll_other_writers(store: Store, every: float = 1.0) -> None:
-    """Pick up revisions committed by other processes (CLI apply/import, see Store)."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await asyncio.to_thread(store.poll_revision)
-        except TurnoutError as exc:
-            log.warning("polling the revision failed: %s", exc)
+def change_feed(store: Store) -> ChangeFeed:
+    """The feed every part of the process follows: with PostgreSQL, LISTEN/NOTIFY from
+    the other replicas; with SQLite, a poll for other writers (CLI apply/import)."""
+    if is_postgres(store.database_url):
+        return PgChangeFeed(store)
+    return PollingFeed(store)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -168,12 +169,14 @@ async def serve(opts: ServeOptions) -> None:
     load_stats = extras.load_stats(reports)  # ...and, with replicas, the others' too
     # The dashboard reads the counters this process's rate limit service keeps.
     quota_usage = QuotaReader(opts.redis_url, opts.redis_prefix) if opts.redis_url else None
+    feed = change_feed(store)
     app = create_app(
         store,
         extras.proxy_status,
         admin_token=opts.admin_token,
         load_stats=load_stats,
         quota_usage=quota_usage,
+        feed=feed,
     )
     host, port = split_host_port(opts.admin_listen)
     admin = _Uvicorn(
@@ -221,14 +224,14 @@ async def serve(opts: ServeOptions) -> None:
                 fast_counters.close()
             raise ConfigError(f"cannot listen on --ratelimit-listen: {exc}") from exc
     key_commits = asyncio.Event()
-    unsubscribe = store.subscribe(lambda _rev: loop.call_soon_threadsafe(key_commits.set))
+    unsubscribe = feed.subscribe(lambda _commit: loop.call_soon_threadsafe(key_commits.set))
+    feed.start()
     tasks = [
         asyncio.create_task(
             PlanController(store, load_stats, is_leader=lambda: extras.leader.is_leader).run(),
             name="plan-controller",
         ),
-        asyncio.create_task(_poll_other_writers(store), name="revision-poll"),
-        asyncio.create_task(cache.run(store), name="snapshot-cache"),
+        asyncio.create_task(cache.run(store, feed), name="snapshot-cache"),
         asyncio.create_task(admin.serve(), name="admin-api"),
         *extras.tasks(),
         asyncio.create_task(expire_keys(store, key_commits), name="key-expiry"),
@@ -261,6 +264,7 @@ async def serve(opts: ServeOptions) -> None:
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         extras.stop()
+        feed.stop()
         unsubscribe()
         if counters is not None:
             await counters.close()

@@ -35,7 +35,6 @@ from turnout.models.errors import StoreUnavailable
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
 from turnout.storage.leader import Leader
-from turnout.storage.pg_feed import PgChangeFeed
 from turnout.storage.replicas import SharedLoadStats, SharedProxyStatus
 from turnout.storage.store import Store
 from turnout.xds.lrs import LoadStats
@@ -123,7 +122,6 @@ class Production:
         self._store = store
         self._registry = registry
         self.opts = opts
-        self._feed: PgChangeFeed | None = None
         self._shared: SharedProxyStatus | None = None
         self._shared_load: SharedLoadStats | None = None
         if is_postgres(store.database_url):
@@ -208,7 +206,6 @@ class Production:
         self.leader.start()
         tasks = []
         if self._shared is not None:
-            self._feed = PgChangeFeed(self._store).start()
             tasks.append(asyncio.create_task(self._publish_loop(), name="proxy-status"))
         if self.opts.export_static_dir is not None:
             tasks.append(asyncio.create_task(self._export_loop(), name="export-static"))
@@ -216,8 +213,6 @@ class Production:
 
     def stop(self) -> None:
         self.leader.stop()
-        if self._feed is not None:
-            self._feed.stop()
         if self._shared is not None:
             with contextlib.suppress(StoreUnavailable):
                 self._shared.withdraw()

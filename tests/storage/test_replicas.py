@@ -7,6 +7,7 @@ import pytest
 
 from turnout.models.proxy_status import ProxyStatus
 from turnout.models.service import ServiceSpec
+from turnout.storage.feed import Commit
 from turnout.storage.pg_feed import PgChangeFeed
 from turnout.storage.replicas import SharedLoadStats, SharedProxyStatus
 from turnout.storage.store import Store
@@ -37,22 +38,30 @@ def _proxy(node_id: str, revision: int = 1) -> ProxyStatus:
 @PG
 def test_commit_in_one_store_reaches_subscribers_of_another(database_url: str) -> None:
     a, b = Store(database_url), Store(database_url)
-    seen: list[int] = []
+    seen: list[Commit] = []
     arrived = threading.Event()
+    before = b.load()
 
-    def on_revision(revision: int) -> None:
-        seen.append(revision)
-        if revision >= 2:
+    def on_commit(commit: Commit) -> None:
+        seen.append(commit)
+        if commit.revision >= 2:
             arrived.set()
 
-    b.subscribe(on_revision)
-    feed = PgChangeFeed(b).start()
+    feed = PgChangeFeed(b)
+    feed.subscribe(on_commit)
+    feed.start()
     try:
         assert feed.connected.wait(10)
-        a.create("service", ServiceSpec(name="one", url="http://x:1"), "t")
-        a.create("service", ServiceSpec(name="two", url="http://x:1"), "t")
+        one = ServiceSpec(name="one", url="http://x:1")
+        two = ServiceSpec(name="two", url="http://x:1")
+        a.create("service", one, "t")
+        a.create("service", two, "t")
         assert arrived.wait(5), seen
-        assert seen == sorted(seen) and seen[-1] == 2
+        revisions = [c.revision for c in seen]
+        assert revisions == sorted(revisions) and revisions[-1] == 2
+        # Heard from elsewhere: a bare revision, whose changes come from the audit log.
+        assert all(c.changes is None for c in seen)
+        assert b.load_since(before).services == {"one": one, "two": two}
     finally:
         feed.stop()
         a.close()

@@ -3,14 +3,17 @@
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
+from turnout.storage.feed import Commit
+from turnout.storage.store import Store
 from turnout.xds import cache as cache_module
 from turnout.xds.cache import MAX_DELAY_SECONDS, SnapshotCache
 from turnout.xds.snapshot import ROUTE_TYPE, Snapshot
@@ -18,15 +21,16 @@ from turnout.xds.translate import ListenerOptions
 
 
 class InMemorySource:
-    """A `DeclarationSource` whose commits cost nothing, so a test can commit a
-    thousand revisions in well under a second from another thread, as the admin
-    API's worker threads do."""
+    """A `DeclarationSource` and `ChangeFeed` whose commits cost nothing, so a test can
+    commit a thousand revisions in well under a second from another thread, as the
+    admin API's worker threads do. Its commits are heard as bare revisions (as from
+    another replica), so every reload is a `load`, which the tests count."""
 
     def __init__(self) -> None:
         service = ServiceSpec(name="s", url="http://127.0.0.1:1")
         self.decl = Declaration(revision=0, services={"s": service})
         self.loads = 0
-        self._subscribers: list[Callable[[int], None]] = []
+        self._subscribers: list[Callable[[Commit], None]] = []
         self._lock = threading.Lock()
 
     def commit_route(self, i: int) -> None:
@@ -39,7 +43,7 @@ class InMemorySource:
             )
             revision = self.decl.revision
         for callback in list(self._subscribers):
-            callback(revision)
+            callback(Commit(revision))
 
     def load(self) -> Declaration:
         self.loads += 1
@@ -49,9 +53,18 @@ class InMemorySource:
     def load_since(self, previous: Declaration) -> Declaration:
         return self.load()
 
-    def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]:
+    def advance(self, previous: Declaration, commits: Sequence[Commit]) -> Declaration:
+        raise AssertionError("bare revisions never advance in memory")
+
+    def subscribe(self, callback: Callable[[Commit], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
 
 async def revision_other_than(cache: SnapshotCache, revision: int | None) -> None:
@@ -78,7 +91,7 @@ async def group_snapshot(cache: SnapshotCache, key: ListenerOptions) -> Snapshot
 async def test_a_new_group_is_translated_off_the_loop_and_its_streams_woken() -> None:
     source = InMemorySource()
     cache = SnapshotCache()
-    runner = asyncio.create_task(cache.run(source))
+    runner = asyncio.create_task(cache.run(source, source))
     try:
         await revision_other_than(cache, None)
         assert cache.snapshot(ListenerOptions(group="new")) is None  # being built
@@ -91,7 +104,7 @@ async def test_a_new_group_is_translated_off_the_loop_and_its_streams_woken() ->
 async def test_a_thousand_commits_in_a_second_make_a_handful_of_reloads() -> None:
     source = InMemorySource()
     cache = SnapshotCache()
-    runner = asyncio.create_task(cache.run(source))
+    runner = asyncio.create_task(cache.run(source, source))
     key = ListenerOptions()
     try:
         await revision_other_than(cache, None)
@@ -121,7 +134,7 @@ async def test_a_thousand_commits_in_a_second_make_a_handful_of_reloads() -> Non
 async def test_a_lone_commit_is_loaded() -> None:
     source = InMemorySource()
     cache = SnapshotCache()
-    runner = asyncio.create_task(cache.run(source))
+    runner = asyncio.create_task(cache.run(source, source))
     try:
         await revision_other_than(cache, None)
         await asyncio.to_thread(source.commit_route, 1)
@@ -144,7 +157,7 @@ async def test_a_commit_to_an_idle_cache_is_loaded_at_once(
     slow_coalescing(monkeypatch, idle_seconds=0.0)  # always idle between commits
     source = InMemorySource()
     cache = SnapshotCache()
-    runner = asyncio.create_task(cache.run(source))
+    runner = asyncio.create_task(cache.run(source, source))
     try:
         await asyncio.wait_for(revision_other_than(cache, None), 5)
         for revision in (1, 2):
@@ -161,7 +174,7 @@ async def test_a_commit_right_after_a_reload_waits_for_quiet(
     slow_coalescing(monkeypatch, idle_seconds=60.0)  # never idle after the first load
     source = InMemorySource()
     cache = SnapshotCache()
-    runner = asyncio.create_task(cache.run(source))
+    runner = asyncio.create_task(cache.run(source, source))
     try:
         await asyncio.wait_for(revision_other_than(cache, None), 5)
         loads_before = source.loads
@@ -172,3 +185,47 @@ async def test_a_commit_right_after_a_reload_waits_for_quiet(
         assert source.loads == loads_before
     finally:
         runner.cancel()
+
+
+class CountingStore(Store):
+    """A real store that counts how often the cache reads the audit log."""
+
+    audit_reads = 0
+
+    def load_since(self, previous: Declaration) -> Declaration:
+        self.audit_reads += 1
+        return super().load_since(previous)
+
+
+async def test_commits_of_this_process_are_applied_without_reading_the_audit_log(
+    tmp_path: Path,
+) -> None:
+    store = CountingStore(f"sqlite:///{tmp_path / 'cache.db'}")
+    store.upgrade()
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(store, store.commits))
+    try:
+        await revision_other_than(cache, None)
+        service = ServiceSpec(name="s", url="http://127.0.0.1:1")
+        await asyncio.to_thread(store.create, "service", service, "t")
+        for i in range(5):
+            route = RouteSpec(name=f"r{i}", paths=[f"/r{i}"], service="s")
+            await asyncio.to_thread(store.create, "route", route, "t")
+        deadline = time.monotonic() + 5
+        while cache.revision != 6:
+            assert time.monotonic() < deadline, cache.revision
+            await revision_other_than(cache, cache.revision)
+        assert store.audit_reads == 0
+        # A revision heard from elsewhere (here: announced bare) is read from the audit log.
+        await asyncio.to_thread(store.delete, "route", "r0", "t")  # in-process: revision 7
+        other = CountingStore(store.database_url)
+        await asyncio.to_thread(other.delete, "route", "r1", "t")
+        store.commits.announce(8)
+        while cache.revision != 8:
+            await revision_other_than(cache, cache.revision)
+        assert store.audit_reads >= 1
+        assert cache._declaration == await asyncio.to_thread(store.load)
+        other.close()
+    finally:
+        runner.cancel()
+        store.close()

@@ -45,7 +45,7 @@ class Server:
         self.channels: list[grpc.aio.Channel] = []
 
     async def __aenter__(self) -> "Server":
-        self.runner = asyncio.create_task(self.cache.run(self.source))
+        self.runner = asyncio.create_task(self.cache.run(self.source, self.source))
         await revision_other_than(self.cache, None)
         kwargs: dict[str, Any] = {}
         if self.tls_dir is not None:

@@ -29,7 +29,7 @@ class Ads:
         self.registry = ProxyRegistry()
 
     async def __aenter__(self) -> "Ads":
-        self.runner = asyncio.create_task(self.cache.run(self.source))
+        self.runner = asyncio.create_task(self.cache.run(self.source, self.source))
         await revision_other_than(self.cache, None)
         self.server, port = await start_server(self.cache, self.registry, "127.0.0.1:0")
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from tests.xds.test_cache import InMemorySource, revision_other_than
 from tests.xds.test_server import Requests
 from turnout.models.service import ServiceSpec
+from turnout.storage.feed import Commit
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.proxy_registry import ProxyRegistry
 from turnout.xds.server import AggregatedDiscoveryService, start_server
@@ -40,7 +41,7 @@ class Server:
         self.registry = ProxyRegistry()
 
     async def __aenter__(self) -> "Server":
-        self.runner = asyncio.create_task(self.cache.run(self.source))
+        self.runner = asyncio.create_task(self.cache.run(self.source, self.source))
         await revision_other_than(self.cache, None)
         self.server, port = await start_server(
             self.cache, self.registry, "127.0.0.1:0", **self.options
@@ -232,7 +233,7 @@ class FakeContext:
 async def test_a_second_cancel_during_teardown_still_decrements_the_gauge() -> None:
     source = InMemorySource()
     cache = SnapshotCache()
-    runner = asyncio.create_task(cache.run(source))
+    runner = asyncio.create_task(cache.run(source, source))
     registry = ProxyRegistry()
     servicer = AggregatedDiscoveryService(cache, registry)
     forever = asyncio.Event()
@@ -373,7 +374,7 @@ def commit_service(source: InMemorySource, i: int) -> None:
         )
         revision = source.decl.revision
     for callback in list(source._subscribers):
-        callback(revision)
+        callback(Commit(revision))
 
 
 async def test_nack_logs_are_limited_per_stream_and_truncated(

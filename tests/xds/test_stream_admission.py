@@ -86,7 +86,7 @@ class CertContext(FakeContext):
 async def test_one_certificate_holds_at_most_its_bound_of_streams() -> None:
     source = InMemorySource()
     cache = SnapshotCache()
-    runner = asyncio.create_task(cache.run(source))
+    runner = asyncio.create_task(cache.run(source, source))
     registry = ProxyRegistry()
     servicer = AggregatedDiscoveryService(cache, registry, max_streams_per_identity=1)
     forever = asyncio.Event()

@@ -30,6 +30,7 @@ from turnout.models.entities import ENTITIES
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
 from turnout.ratelimit.usage import QuotaReader
+from turnout.storage.feed import ChangeFeed
 from turnout.storage.store import Store
 
 DESCRIPTION = """\
@@ -59,13 +60,15 @@ def create_app(
     load_stats: LoadStatsSource | None = None,
     quota_usage: QuotaReader | None = None,
     ui_event_streams: int = MAX_CLIENTS,
+    feed: ChangeFeed | None = None,
 ) -> FastAPI:
     """The admin app.
 
     `admin_token` (from TURNOUT_ADMIN_TOKEN) wins when given; otherwise requests are
     checked against the hash stored with `Store.set_admin_token_hash`. `quota_usage`
     reads the quota counters for the dashboard's Consumers page (None: no Redis);
-    `ui_event_streams` bounds the dashboard's open event streams.
+    `ui_event_streams` bounds the dashboard's open event streams. `feed` wakes
+    the dashboard's pages (`turnout serve`'s feed; the store's own commits if omitted).
     """
     app = FastAPI(title="Turnout admin API", description=DESCRIPTION, version="0.1.0")
     app.state.store = store
@@ -73,6 +76,7 @@ def create_app(
     app.state.admin_token_hash = hash_token(admin_token) if admin_token else None
     app.state.load_stats = load_stats
     app.state.quota_usage = quota_usage
+    app.state.feed = feed if feed is not None else store.commits
 
     def include(router: APIRouter) -> None:
         # The guard has already checked token and role; `get_principal` documents the

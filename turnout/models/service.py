@@ -4,7 +4,7 @@ A service is reached either through a `url` (one host, IP or DNS name) or a list
 of weighted `endpoints`. Envoy sees it as one cluster named after the service.
 """
 
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -18,6 +18,10 @@ from turnout.models.schema import Base
 from turnout.models.types import Name, Port, Tags, check_host, is_ip
 
 __all__ = ["Endpoint", "ParsedUrl", "ServiceRow", "ServiceSpec", "check_host", "is_ip", "parse_url"]
+
+
+PARSED_URLS_KEPT = 65_536
+"""Distinct service urls whose parts are kept (a declaration has one per service)."""
 
 
 class Endpoint(BaseModel):
@@ -36,12 +40,22 @@ class Endpoint(BaseModel):
 
 
 class ParsedUrl(BaseModel):
+    """A service `url` taken apart; shared between specs of the same url, so frozen."""
+
+    model_config = ConfigDict(frozen=True)
+
     scheme: Literal["http", "https"]
     host: str
     port: int
 
 
+@lru_cache(maxsize=PARSED_URLS_KEPT)
 def parse_url(url: str) -> ParsedUrl:
+    """`url` taken apart, or ValueError saying why it is not a service url.
+
+    Parsed once, when a spec is validated: translation asks `ServiceSpec.parsed_url`,
+    which finds the same `ParsedUrl` here rather than splitting the url again.
+    """
     # urlsplit drops tabs and newlines silently; refuse them (and any other invisible
     # character) rather than store a url that is not the one in use.
     if not url.isascii() or not url.isprintable() or " " in url:
@@ -117,7 +131,7 @@ class ServiceSpec(BaseModel):
 
     @cached_property
     def parsed_url(self) -> ParsedUrl | None:
-        """`url` taken apart once (translation asks for it several times)."""
+        """`url`'s parts, as validation parsed them (`parse_url` keeps them)."""
         return parse_url(self.url) if self.url else None
 
     @property

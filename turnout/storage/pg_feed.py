@@ -4,13 +4,15 @@ Several `turnout serve` replicas share one PostgreSQL database. A write through
 any of them runs `pg_notify('turnout', <revision>)` inside its transaction
 (`turnout.storage.notify`, called by the store), which PostgreSQL delivers to every
 listener only when the transaction commits. `PgChangeFeed` listens on its own
-connection in a thread and hands each revision to `Store.publish_revision`, the same
-path a local commit takes, so caches on every replica reload within
-milliseconds.
+connection in a thread and announces each revision on the store's `LocalFeed`
+(`turnout.storage.feed`), where this process's own commits are published with
+their changes, so caches on every replica reload within milliseconds. A
+notification of one of this process's commits comes after the commit itself
+and is dropped as already heard.
 
 Notifications are not durable: one sent while a listener is reconnecting is
 lost. So the feed also reads the revision every `check_interval` seconds and
-after every reconnect; `Store.publish_revision` ignores revisions it has already seen.
+after every reconnect; the local feed ignores revisions it has already delivered.
 """
 
 import logging
@@ -20,13 +22,12 @@ import time
 import psycopg
 from sqlalchemy import make_url
 
-from turnout.models.errors import StoreUnavailable
+from turnout.storage.feed import SAFETY_POLL_SECONDS, Listener, Unsubscribe, poll_once
 from turnout.storage.notify import CHANNEL
 from turnout.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-CHECK_INTERVAL_S = 5.0
 WAIT_S = 0.5
 
 
@@ -37,9 +38,9 @@ def libpq_url(database_url: str) -> str:
 
 
 class PgChangeFeed:
-    """Feeds revisions committed by other processes into `store`'s subscribers."""
+    """`store`'s own commits, and the revisions other processes committed (a `ChangeFeed`)."""
 
-    def __init__(self, store: Store, check_interval: float = CHECK_INTERVAL_S) -> None:
+    def __init__(self, store: Store, check_interval: float = SAFETY_POLL_SECONDS) -> None:
         self._store = store
         self._url = libpq_url(store.database_url)
         self._check_interval = check_interval
@@ -48,13 +49,16 @@ class PgChangeFeed:
         self.connected = threading.Event()
         """Set while LISTEN is active (tests wait on it)."""
 
-    def start(self) -> "PgChangeFeed":
+    def subscribe(self, listener: Listener) -> Unsubscribe:
+        return self._store.commits.subscribe(listener)
+
+    def start(self) -> None:
         self._thread.start()
-        return self
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         backoff = 0.2
@@ -82,7 +86,7 @@ class PgChangeFeed:
             # check_interval whether or not notifications arrive.
             for notify in conn.notifies(timeout=WAIT_S):
                 try:
-                    self._store.publish_revision(int(notify.payload))
+                    self._store.commits.announce(int(notify.payload))
                 except ValueError:
                     log.warning("change feed: ignoring payload %r", notify.payload)
             if time.monotonic() - last_check >= self._check_interval:
@@ -91,7 +95,4 @@ class PgChangeFeed:
                 self._check()
 
     def _check(self) -> None:
-        try:
-            self._store.publish_revision(self._store.revision())
-        except StoreUnavailable as exc:
-            log.debug("change feed revision check: %s", exc)
+        poll_once(self._store)

@@ -3,7 +3,8 @@
 A write is one transaction that locks the revision row, checks the rules that
 span entities (`turnout/storage/references.py`), writes the row, bumps the global revision
 and appends an audit event; either all of it commits or none of it does. After a
-commit the change feed tells every subscriber the new revision.
+commit the store publishes the revision and its changes on its in-process feed,
+`Store.commits` (`turnout/storage/feed.py`).
 
 The store is synchronous (FastAPI runs sync endpoints in its threadpool) and
 knows nothing about HTTP or Envoy.
@@ -13,8 +14,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from turnout.models.errors import Conflict, NotFound, StoreUnavailable
 from turnout.storage import changes, db, revisions
 from turnout.storage.audit import AuditEvent, AuditEventRow
 from turnout.storage.changes import Change
+from turnout.storage.feed import Commit, LocalFeed
 from turnout.storage.freezes import check_freezes
 from turnout.storage.keystore import KEY_ENTITY, KeyRing
 from turnout.storage.lenient import (
@@ -46,8 +47,6 @@ from turnout.storage.store_records import HistoryMixin
 
 log = logging.getLogger(__name__)
 
-Subscriber = Callable[[int], None]
-
 
 class Store(HistoryMixin):
     """Services, routes and splits in SQLite or PostgreSQL, with revisions and audit.
@@ -61,9 +60,8 @@ class Store(HistoryMixin):
         self._engine = db.make_engine(database_url)
         self._writer = self._engine.execution_options(**db.write_options(self._engine))
         self._reader = self._engine.execution_options(**db.snapshot_options(self._engine))
-        self._subscribers: builtins.list[Subscriber] = []
-        self._notify_lock = threading.RLock()  # a callback may (un)subscribe
-        self._notified = 0
+        self.commits = LocalFeed()
+        """This process's commits, each with its changes, as they commit (`feed.py`)."""
         self._skipped = SkippedReport()
         self.keys = KeyRing(self, secret_key)
         """The consumers' API keys (`turnout/storage/keystore.py`)."""
@@ -176,6 +174,51 @@ class Store(HistoryMixin):
                     else:
                         current.pop(name, None)
         return Declaration(revision=revision, api_keys=api_keys, **specs)
+
+    def advance(self, previous: Declaration, commits: Sequence[Commit]) -> Declaration:
+        """`previous` with the changes of `commits` applied: the declaration at the last.
+
+        `commits` are this process's, each with its changes, and follow `previous`
+        without a gap (`Commit.changes` is never None). Entities come from the changes,
+        not the database; unchanged ones stay the very same objects (what
+        `turnout.xds.memo` relies on). Only API keys are read: a change names the
+        consumer whose keys changed, never a key in clear. When the database is
+        already past the last commit, that read would not match it, so this falls
+        back to `load_since`.
+        """
+        if not commits:
+            return previous
+        if self._skipped.rows:
+            # Rows were skipped (`lenient.py`): their dependents are dropped by a whole
+            # load, which the changes alone cannot tell.
+            return self.load_since(previous)
+        revision = commits[-1].revision
+        done = [change for commit in commits for change in commit.changes or ()]
+        specs: dict[str, dict[str, BaseModel]] = {}
+        for change in done:
+            ent = ENTITIES.get(change.kind)
+            if ent is None:
+                continue  # an API key's change: read below
+            current = specs.get(ent.plural)
+            if current is None:
+                current = specs[ent.plural] = dict(getattr(previous, ent.plural))
+            if change.after is None:
+                current.pop(change.name, None)
+            else:
+                current[change.name] = change.after
+        api_keys = previous.api_keys
+        key_owners = {c.name for c in done if c.kind in (KEY_ENTITY.kind, "consumer")}
+        if key_owners:
+            with self.read_transaction() as session:
+                if _current_revision(session) != revision:
+                    return self.load_since(previous)
+                api_keys = self.keys.reload(session, datetime.now(UTC), api_keys, key_owners)
+        unchanged = {
+            ent.plural: getattr(previous, ent.plural)
+            for ent in ENTITIES.values()
+            if ent.plural not in specs
+        }
+        return Declaration(revision=revision, api_keys=api_keys, **specs, **unchanged)  # type: ignore[arg-type]
 
     def audit(
         self,
@@ -313,52 +356,6 @@ class Store(HistoryMixin):
             else:
                 row.value = token_hash
 
-    # -- change feed ---------------------------------------------------------
-
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call `callback(revision)` after every commit; returns an unsubscribe function.
-
-        Callbacks run synchronously in the committing thread, so they must be quick
-        and thread-safe (e.g. `loop.call_soon_threadsafe`). Revisions arrive in
-        increasing order; when two writers commit close together a subscriber may
-        see only the later one, which includes the earlier. An exception in a
-        callback is logged and does not affect the write or other subscribers.
-
-        On PostgreSQL `commit_changes` also runs `pg_notify('turnout', revision)` inside
-        the write transaction, and `turnout.storage.pg_feed.PgChangeFeed` calls
-        `publish_revision` for revisions committed by other processes.
-        """
-        with self._notify_lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._notify_lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def poll_revision(self) -> None:
-        """Announce the current revision if another process committed it.
-
-        The feed above is in-process; `turnout serve` calls this every second so a
-        `turnout apply` or `import` run against its database reaches its proxies.
-        (A restore with --force to a LOWER revision needs a restart.)
-        """
-        self.publish_revision(self.revision())
-
-    def publish_revision(self, revision: int) -> None:
-        with self._notify_lock:
-            if revision <= self._notified:
-                return
-            self._notified = revision
-            subscribers = builtins.list(self._subscribers)
-            for callback in subscribers:
-                try:
-                    callback(revision)
-                except Exception:
-                    log.exception("change feed subscriber %r failed", callback)
-
     # -- transactions: the public API of the storage modules beside the store --
 
     @contextmanager
@@ -391,9 +388,10 @@ class Store(HistoryMixin):
                 # The checks run under the lock, so this means a rule was missed.
                 raise Conflict(f"the database rejected the write: {exc.orig}") from exc
             revision: int | None = session.info.get("revision")
+            done: tuple[Change, ...] | None = session.info.get("changes")
         # Only here has the transaction committed.
         if revision is not None:
-            self.publish_revision(revision)
+            self.commits.publish(Commit(revision, done))
 
     def commit_changes(
         self,
@@ -436,6 +434,10 @@ class Store(HistoryMixin):
             )
         session.flush()  # surface constraint errors inside the transaction
         notify_in_transaction(session, row.value)  # other replicas (storage/pg_feed.py)
+        # What the feed carries; a second commit in one transaction makes two
+        # revisions of one publication, so then only the revision is published.
+        once = "revision" not in session.info
+        session.info["changes"] = tuple(done) if once else None
         session.info["revision"] = row.value
         return row.value
 

@@ -1,10 +1,13 @@
 """The snapshot cache: the current declaration, translated once per node group.
 
 Streams never translate. They ask the cache for their group's snapshot and wait on
-`changed()`; the cache reloads the declaration when the store's change feed says
-a revision was committed, translates it off the event loop, and wakes every
-stream. Reloads coalesce: while one runs, any number of commits produce one more
-reload of the newest revision, so a burst of writes yields a handful of pushes.
+`changed()`; the cache follows the change feed (`turnout.storage.feed`), brings the
+declaration up to the newest revision, translates it off the event loop, and wakes
+every stream. Commits of this process arrive with their changes, which the cache
+applies (`DeclarationSource.advance`); only a revision heard from elsewhere (another
+replica, the safety poll) makes it read what changed from the audit log
+(`load_since`). Reloads coalesce: while one runs, any number of commits produce one
+more reload of the newest revision, so a burst of writes yields a handful of pushes.
 
 Streams `join` their node group and `leave` it; groups without streams are
 evicted after a grace period, and their number is capped (`turnout.xds.groups`),
@@ -15,15 +18,15 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from turnout.models.declaration import Declaration
-from turnout.xds.groups import GroupBook, TooManyGroups
+from turnout.storage.feed import ChangeFeed, Commit
+from turnout.xds.groups import GroupBook, NodeGroup, TooManyGroups
 from turnout.xds.memo import SharedResources, TranslationMemo
 from turnout.xds.metrics import GROUPS, GROUPS_REFUSED, RELOADS
 from turnout.xds.snapshot import Snapshot, build_snapshot
-from turnout.xds.translate import ListenerOptions
 from turnout.xds.translate.pipeline import translate
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,9 @@ QUIET_SECONDS = 0.005
 MAX_DELAY_SECONDS = 0.1
 IDLE_SECONDS = QUIET_SECONDS
 _COMMIT_TIMES_KEPT = 4096
+_PENDING_KEPT = 4096
+"""Commits held for the next reload; beyond it the oldest go, and the reload reads
+the audit log instead (`load_since`)."""
 
 # Node groups: every change is translated
 # for every group, so their number bounds the cost of a change. A group whose last
@@ -60,13 +66,13 @@ class DeclarationSource(Protocol):
 
     def load_since(self, previous: Declaration) -> Declaration: ...
 
-    def subscribe(self, callback: Callable[[int], None]) -> Callable[[], None]: ...
+    def advance(self, previous: Declaration, commits: Sequence[Commit]) -> Declaration: ...
 
 
 def _build_group(
-    decl: Declaration, key: ListenerOptions, previous: Snapshot | None, memo: TranslationMemo
+    decl: Declaration, node_group: NodeGroup, previous: Snapshot | None, memo: TranslationMemo
 ) -> Snapshot:
-    t = translate(decl, key, memo)
+    t = translate(decl, node_group, memo)
     refs, parts = t.route_refs, t.route_parts
     return build_snapshot(t.revision, t.packed, t.shared.eds_cluster_names, refs, previous, parts)
 
@@ -84,56 +90,62 @@ class SnapshotCache:
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._declaration: Declaration | None = None
         self._shared: SharedResources | None = None
-        self._snapshots: dict[ListenerOptions, Snapshot] = {}
+        self._snapshots: dict[NodeGroup, Snapshot] = {}
         self._watchers: set[asyncio.Event] = set()
         self._dirty = asyncio.Event()
         self._committed_at: dict[int, float] = {}
+        self._pending: dict[int, Commit] = {}
+        """Commits newer than the declaration, by revision, for the next reload."""
+        self._heard = 0
+        """The newest revision the feed announced."""
         self._memo = TranslationMemo()
         self._memo_lock = threading.Lock()
-        self._building: dict[ListenerOptions, asyncio.Task[None]] = {}
+        self._building: dict[NodeGroup, asyncio.Task[None]] = {}
 
     @property
     def revision(self) -> int | None:
         return self._declaration.revision if self._declaration else None
 
-    def snapshot(self, key: ListenerOptions) -> Snapshot | None:
+    def snapshot(self, node_group: NodeGroup) -> Snapshot | None:
         """The group's current snapshot; for a new group None, while it is translated
         off the event loop (its streams are woken when it is ready)."""
         decl, shared = self._declaration, self._shared
         if decl is None or shared is None:
             return None
-        snap = self._snapshots.get(key)
+        snap = self._snapshots.get(node_group)
         if snap is not None and snap.revision == decl.revision:
             return snap
-        if key not in self._building:
-            self._building[key] = asyncio.create_task(self._build_new_group(key, decl))
+        if node_group not in self._building:
+            self._building[node_group] = asyncio.create_task(
+                self._build_new_group(node_group, decl)
+            )
         return None
 
-    async def _build_new_group(self, key: ListenerOptions, decl: Declaration) -> None:
+    async def _build_new_group(self, node_group: NodeGroup, decl: Declaration) -> None:
         def build(memo: TranslationMemo) -> Snapshot:
-            snap = _build_group(decl, key, None, memo)
+            snap = _build_group(decl, node_group, None, memo)
             memo.forget_layouts_except(groups)
             return snap
 
-        groups = self._groups_in_use() | {key.group}
+        groups = self._groups_in_use() | {node_group.group}
         try:
             snap = await asyncio.to_thread(self._locked, build)
             if self._declaration is decl:
-                self._snapshots[key] = snap
-            elif key not in self._snapshots:
-                self._snapshots[key] = snap  # set_declaration will bring it up to date
+                self._snapshots[node_group] = snap
+            elif node_group not in self._snapshots:
+                self._snapshots[node_group] = snap  # set_declaration will bring it up to date
         finally:
-            del self._building[key]
+            del self._building[node_group]
         for wake in self._watchers:
             wake.set()
 
     # --- node groups ------------------------------------------------------------------
 
-    def join(self, key: ListenerOptions, identity: str | None = None) -> None:
-        """A stream of group `key` started (`identity`: its mTLS certificate's
+    def join(self, node_group: NodeGroup, identity: str | None = None) -> None:
+        """A stream of group `node_group` started (`identity`: its mTLS certificate's
         fingerprint, None without mTLS). Raise `TooManyGroups` if it may not."""
         try:
-            evicted = self._groups.join(key, identity, self._evictable)
+            evicted = self._groups.join(node_group, identity, self._evictable)
         except TooManyGroups:
             GROUPS_REFUSED.inc()
             raise
@@ -141,9 +153,9 @@ class SnapshotCache:
             self._snapshots.pop(old, None)
         GROUPS.set(len(self._groups))
 
-    def leave(self, key: ListenerOptions, identity: str | None = None) -> None:
-        """A stream that joined `key` ended; its group may be evicted after the grace."""
-        self._groups.leave(key, identity)
+    def leave(self, node_group: NodeGroup, identity: str | None = None) -> None:
+        """A stream that joined `node_group` ended; its group may be evicted after the grace."""
+        self._groups.leave(node_group, identity)
         self._schedule_sweep(self._groups.grace_seconds)
 
     def groups(self) -> int:
@@ -155,7 +167,7 @@ class SnapshotCache:
         shared = self._shared
         return frozenset(r.name for r in shared.clusters) if shared is not None else frozenset()
 
-    def translated(self) -> set[ListenerOptions]:
+    def translated(self) -> set[NodeGroup]:
         """The node groups the cache holds snapshots of (re-translated on each change)."""
         return set(self._snapshots)
 
@@ -167,16 +179,16 @@ class SnapshotCache:
     def _sweep(self) -> None:
         self._sweep_handle = None
         due, next_in = self._groups.sweep(self._evictable)
-        for key in due:
-            self._snapshots.pop(key, None)
+        for node_group in due:
+            self._snapshots.pop(node_group, None)
         if due:
             log.info("evicted %d idle node group(s)", len(due))
         GROUPS.set(len(self._groups))
         if next_in is not None:
             self._schedule_sweep(next_in)
 
-    def _evictable(self, key: ListenerOptions) -> bool:
-        return key not in self._building  # a build in flight would store it again
+    def _evictable(self, node_group: NodeGroup) -> bool:
+        return node_group not in self._building  # a build in flight would store it again
 
     def _groups_in_use(self) -> set[str]:
         """Group names whose route layout the memo should keep."""
@@ -200,7 +212,7 @@ class SnapshotCache:
 
         def build(
             memo: TranslationMemo,
-        ) -> tuple[SharedResources, dict[ListenerOptions, Snapshot]]:
+        ) -> tuple[SharedResources, dict[NodeGroup, Snapshot]]:
             shared = memo.shared(decl)
             snaps = {k: _build_group(decl, k, previous.get(k), memo) for k in keys}
             memo.forget_routes_except(decl)
@@ -216,21 +228,51 @@ class SnapshotCache:
         for wake in self._watchers:
             wake.set()
 
-    def committed(self, revision: int) -> None:
-        """Called on the loop when the store committed `revision`."""
+    def committed(self, commit: Commit) -> None:
+        """Called on the loop when the feed delivers `commit`."""
+        revision = commit.revision
         self._committed_at.setdefault(revision, time.monotonic())
         if len(self._committed_at) > _COMMIT_TIMES_KEPT:
             del self._committed_at[next(iter(self._committed_at))]
+        self._heard = max(self._heard, revision)
+        if revision > (self.revision or 0):
+            # A revision may be heard twice (its NOTIFY, then its commit): the changes win.
+            if commit.changes is not None or revision not in self._pending:
+                self._pending[revision] = commit
+            if len(self._pending) > _PENDING_KEPT:
+                del self._pending[min(self._pending)]  # a gap: the reload reads the audit log
         self._dirty.set()
+
+    def _commits_after(self, revision: int) -> list[Commit] | None:
+        """Every commit after `revision` up to the newest heard, if each came with its
+        changes (this process made them all); None if any must be read from the audit log."""
+        wanted = range(revision + 1, self._heard + 1)
+        if len(wanted) > len(self._pending):
+            return None
+        commits = [self._pending.get(r) for r in wanted]
+        if any(c is None or c.changes is None for c in commits):
+            return None
+        return commits  # type: ignore[return-value]
+
+    async def _reload(self, source: DeclarationSource) -> Declaration:
+        previous = self._declaration
+        if previous is None:
+            return await asyncio.to_thread(source.load)
+        commits = self._commits_after(previous.revision)
+        if commits is None:
+            return await asyncio.to_thread(source.load_since, previous)
+        if not commits:
+            return previous
+        return await asyncio.to_thread(source.advance, previous, commits)
 
     def commit_time(self, revision: int) -> float | None:
         """`time.monotonic()` when this process learnt of `revision`'s commit."""
         return self._committed_at.get(revision)
 
-    async def run(self, source: DeclarationSource) -> None:
-        """Follow the store's change feed until cancelled."""
+    async def run(self, source: DeclarationSource, feed: ChangeFeed) -> None:
+        """Follow `feed`, reading from `source`, until cancelled."""
         loop = asyncio.get_running_loop()
-        unsubscribe = source.subscribe(lambda rev: loop.call_soon_threadsafe(self.committed, rev))
+        unsubscribe = feed.subscribe(lambda c: loop.call_soon_threadsafe(self.committed, c))
         try:
             self._dirty.set()
             last_reload_end = -float("inf")
@@ -241,14 +283,11 @@ class SnapshotCache:
                 else:
                     self._dirty.clear()  # idle: the leading edge loads at once
                 try:
-                    previous = self._declaration
-                    if previous is None:
-                        decl = await asyncio.to_thread(source.load)
-                    else:
-                        decl = await asyncio.to_thread(source.load_since, previous)
+                    decl = await self._reload(source)
                     if decl.revision != self.revision:
                         await self.set_declaration(decl)
                         RELOADS.inc()
+                    self._pending = {r: c for r, c in self._pending.items() if r > decl.revision}
                 except Exception:
                     log.exception("reloading the declaration failed; keeping the last one")
                 last_reload_end = loop.time()

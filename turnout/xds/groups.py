@@ -24,6 +24,11 @@ from dataclasses import dataclass, field
 from turnout.models.errors import TurnoutError
 from turnout.xds.translate import ListenerOptions
 
+NodeGroup = ListenerOptions
+"""The node-group key, named once: what one group of proxies is translated for (its
+listener address and port, and the node cluster `group`, from the node's metadata,
+`turnout.xds.node.node_group`). Proxies of one group share one snapshot."""
+
 
 class TooManyGroups(TurnoutError):
     """A new node group would exceed a bound; the stream is closed (RESOURCE_EXHAUSTED)."""
@@ -53,32 +58,32 @@ class GroupBook:
         self.max_per_identity = max_per_identity
         self.grace_seconds = grace_seconds
         self._clock = clock
-        self._groups: dict[ListenerOptions, _Group] = {}
-        self._by_identity: dict[str, set[ListenerOptions]] = {}
+        self._groups: dict[NodeGroup, _Group] = {}
+        self._by_identity: dict[str, set[NodeGroup]] = {}
 
     def __len__(self) -> int:
         return len(self._groups)
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._groups
+    def __contains__(self, node_group: object) -> bool:
+        return node_group in self._groups
 
     def join(
         self,
-        key: ListenerOptions,
+        node_group: NodeGroup,
         identity: str | None,
-        evictable: Callable[[ListenerOptions], bool] = lambda _k: True,
-    ) -> list[ListenerOptions]:
-        """Count one more stream in `key`; return the idle groups evicted to make room
+        evictable: Callable[[NodeGroup], bool] = lambda _k: True,
+    ) -> list[NodeGroup]:
+        """Count one more stream in `node_group`; return the idle groups evicted to make room
         (the caller drops their snapshots). Raise `TooManyGroups` naming the bound."""
         if identity is not None:
             held = self._by_identity.get(identity, set())
-            if key not in held and len(held) >= self.max_per_identity:
+            if node_group not in held and len(held) >= self.max_per_identity:
                 raise TooManyGroups(
-                    f"node group {key.group!r} refused: this client certificate already "
+                    f"node group {node_group.group!r} refused: this client certificate already "
                     f"holds streams in {len(held)} node groups (the limit)"
                 )
-        evicted: list[ListenerOptions] = []
-        if key not in self._groups and len(self._groups) >= self.max_groups:
+        evicted: list[NodeGroup] = []
+        if node_group not in self._groups and len(self._groups) >= self.max_groups:
             idle = sorted(
                 (g.idle_since, k)
                 for k, g in self._groups.items()
@@ -86,22 +91,22 @@ class GroupBook:
             )
             if not idle:
                 raise TooManyGroups(
-                    f"node group {key.group!r} refused: {len(self._groups)} node groups "
+                    f"node group {node_group.group!r} refused: {len(self._groups)} node groups "
                     "have live streams (the limit)"
                 )
             evicted.append(idle[0][1])
             del self._groups[idle[0][1]]
-        group = self._groups.setdefault(key, _Group())
+        group = self._groups.setdefault(node_group, _Group())
         group.streams += 1
         group.idle_since = None
         if identity is not None:
             group.identities[identity] += 1
-            self._by_identity.setdefault(identity, set()).add(key)
+            self._by_identity.setdefault(identity, set()).add(node_group)
         return evicted
 
-    def leave(self, key: ListenerOptions, identity: str | None) -> None:
-        """One stream of `key` ended (called exactly once per successful `join`)."""
-        group = self._groups.get(key)
+    def leave(self, node_group: NodeGroup, identity: str | None) -> None:
+        """One stream of `node_group` ended (called exactly once per successful `join`)."""
+        group = self._groups.get(node_group)
         if group is None:
             return
         group.streams -= 1
@@ -110,27 +115,27 @@ class GroupBook:
             if group.identities[identity] <= 0:
                 del group.identities[identity]
                 held = self._by_identity.get(identity, set())
-                held.discard(key)
+                held.discard(node_group)
                 if not held:
                     self._by_identity.pop(identity, None)
         if group.streams <= 0:
             group.idle_since = self._clock()
 
     def sweep(
-        self, evictable: Callable[[ListenerOptions], bool] = lambda _k: True
-    ) -> tuple[list[ListenerOptions], float | None]:
+        self, evictable: Callable[[NodeGroup], bool] = lambda _k: True
+    ) -> tuple[list[NodeGroup], float | None]:
         """Forget groups idle for the grace period; return them and the seconds until
         the next idle group is due (None: no group is idle)."""
         now = self._clock()
-        due: list[ListenerOptions] = []
+        due: list[NodeGroup] = []
         next_in: float | None = None
-        for key, group in list(self._groups.items()):
+        for node_group, group in list(self._groups.items()):
             if group.idle_since is None:
                 continue
             left = group.idle_since + self.grace_seconds - now
-            if left <= 0 and evictable(key):
-                due.append(key)
-                del self._groups[key]
+            if left <= 0 and evictable(node_group):
+                due.append(node_group)
+                del self._groups[node_group]
             else:
                 wait = max(left, 0.05)
                 next_in = wait if next_in is None else min(next_in, wait)

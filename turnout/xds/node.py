@@ -14,8 +14,8 @@ import math
 from envoy.config.core.v3.base_pb2 import Node
 from google.protobuf.struct_pb2 import Value
 
+from turnout.xds.groups import NodeGroup
 from turnout.xds.stream import ProtocolError
-from turnout.xds.translate import ListenerOptions
 
 DEFAULT_LISTENER_PORT = 10000
 DEFAULT_LISTENER_ADDRESS = "0.0.0.0"
@@ -27,7 +27,7 @@ class InvalidNode(ProtocolError):
     """The first request's `node` is unusable; the stream is closed."""
 
 
-def node_group(node: Node) -> ListenerOptions:
+def node_group(node: Node) -> NodeGroup:
     """The node group a proxy belongs to (node cluster, listener address and port);
     raise `InvalidNode` naming the field and the reason."""
     _check_name("node.id", node.id)
@@ -39,7 +39,7 @@ def node_group(node: Node) -> ListenerOptions:
     address = DEFAULT_LISTENER_ADDRESS
     if "listener_address" in fields:
         address = _address(fields["listener_address"])
-    return ListenerOptions(address=address, port=port, group=node.cluster or "default")
+    return NodeGroup(address=address, port=port, group=node.cluster or "default")
 
 
 def _check_name(field: str, value: str) -> None:

@@ -15,17 +15,17 @@ from google.protobuf.json_format import MessageToDict
 
 from turnout.models.proxy_status import ProxyStatus, QuarantinedResource, TypeStatus
 from turnout.xds import metrics
+from turnout.xds.groups import NodeGroup
 from turnout.xds.nack import NackLog
 from turnout.xds.snapshot import TYPE_ORDER, Snapshot
 from turnout.xds.stream import StreamState
-from turnout.xds.translate import ListenerOptions
 
 
 @dataclass
 class ConnectedProxy:
     stream_id: int
     node_id: str
-    key: ListenerOptions
+    node_group: NodeGroup
     state: StreamState
     connected_since: datetime = field(default_factory=lambda: datetime.now(UTC))
     revision: int | None = None
@@ -123,10 +123,10 @@ def _read_status(proxy: ConnectedProxy) -> ProxyStatus:
         )
     return ProxyStatus(
         node_id=proxy.node_id,
-        node_cluster=proxy.key.group,
+        node_cluster=proxy.node_group.group,
         connected_since=proxy.connected_since,
         xds="delta" if proxy.state.delta else "sotw",
-        listener_port=proxy.key.port,
+        listener_port=proxy.node_group.port,
         revision=proxy.revision,
         types=types,
         quarantined=[

@@ -125,12 +125,12 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             check_request(state, first)
             _receive(state, first)
             assert state.node is not None
-            key = node_group(state.node)  # bad metadata: INVALID_ARGUMENT, nothing built
+            group = node_group(state.node)  # bad metadata: INVALID_ARGUMENT, nothing built
             if self._authorize is not None:
                 self._authorize(auth, state.node.id, state.node.cluster)
-            self._cache.join(key, fingerprint)
-            undo.append(lambda: self._cache.leave(key, fingerprint))
-            proxy = ConnectedProxy(stream_id, state.node.id, key, state)
+            self._cache.join(group, fingerprint)
+            undo.append(lambda: self._cache.leave(group, fingerprint))
+            proxy = ConnectedProxy(stream_id, state.node.id, group, state)
             self._registry.add(proxy)
             undo.append(lambda: self._registry.remove(stream_id))
             metrics.CONNECTED_PROXIES.labels(kind).inc()
@@ -139,7 +139,11 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             self._live.open(identity, stream_id, lambda: _cluster_names(proxy))
             undo.append(lambda: self._live.close(identity, stream_id))
             log.info(
-                "%s stream %d opened by node %s (%s)", kind, stream_id, proxy.node_id, proxy.key
+                "%s stream %d opened by node %s (%s)",
+                kind,
+                stream_id,
+                proxy.node_id,
+                proxy.node_group,
             )
             reader = asyncio.create_task(self._read(requests, proxy, wake))
             undo.append(lambda: proxy.count_quarantine(closing=True))
@@ -227,7 +231,7 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
             if reader.done():
                 reader.result()  # re-raise a protocol error from the reader
                 return
-            snapshot = self._cache.snapshot(proxy.key)
+            snapshot = self._cache.snapshot(proxy.node_group)
             if snapshot is None:
                 continue  # nothing loaded yet; the cache wakes us
             proxy.snapshot = snapshot

@@ -10,24 +10,24 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from turnout.xds.groups import NodeGroup
 from turnout.xds.snapshot import Snapshot
-from turnout.xds.translate import ListenerOptions
 
 
 class ConfigWatcher(Protocol):
-    def join(self, key: ListenerOptions, identity: str | None = None) -> None:
-        """A stream of group `key` started; raise `TooManyGroups` if it may not."""
+    def join(self, node_group: NodeGroup, identity: str | None = None) -> None:
+        """A stream of group `node_group` started; raise `TooManyGroups` if it may not."""
         ...
 
-    def leave(self, key: ListenerOptions, identity: str | None = None) -> None:
-        """A stream that joined `key` ended."""
+    def leave(self, node_group: NodeGroup, identity: str | None = None) -> None:
+        """A stream that joined `node_group` ended."""
         ...
 
     def watch(self, wake: asyncio.Event) -> Callable[[], None]:
         """Set `wake` whenever there is a new revision; returns the undo."""
         ...
 
-    def snapshot(self, key: ListenerOptions) -> Snapshot | None:
+    def snapshot(self, node_group: NodeGroup) -> Snapshot | None:
         """The group's current snapshot, or None while it is not built yet."""
         ...
 

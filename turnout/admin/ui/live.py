@@ -1,25 +1,20 @@
 """What wakes the dashboard's pages: the store's change notifications, as SSE.
 
-`subscribe_changes` is the one place that knows how the store announces a commit,
-so pointing the dashboard at another change feed changes only this function.
+The app's change feed (`app.state.feed`, `turnout.storage.feed`) is the one that
+`turnout serve` chose, so a commit by another replica wakes the pages too.
 """
 
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 
-from turnout.storage.store import Store
+from turnout.storage.feed import ChangeFeed
 
 MAX_CLIENTS = 100
 """Event streams served at once; more are answered 503."""
 TICK_SECONDS = 1.0
 """Between "tick" events: proxy status and load reports change without a commit."""
-
-
-def subscribe_changes(store: Store, wake: Callable[[int], None]) -> Callable[[], None]:
-    """Call `wake(revision)` after every commit; returns the unsubscribe function."""
-    return store.subscribe(wake)
 
 
 class EventHub:
@@ -45,18 +40,18 @@ class EventHub:
     def full(self) -> bool:
         return self.clients >= self.max_clients
 
-    def open(self, store: Store) -> AsyncIterator[str] | None:
+    def open(self, feed: ChangeFeed) -> AsyncIterator[str] | None:
         """A new event stream holding a slot, or None when all slots are taken."""
         if self.full():
             return None
-        stream = self._stream(store)
+        stream = self._stream(feed)
         self._open.add(stream)
         return stream
 
-    async def _stream(self, store: Store) -> AsyncGenerator[str, None]:
+    async def _stream(self, feed: ChangeFeed) -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
-        unsubscribe = subscribe_changes(store, lambda _rev: loop.call_soon_threadsafe(changed.set))
+        unsubscribe = feed.subscribe(lambda _commit: loop.call_soon_threadsafe(changed.set))
         try:
             yield "retry: 1000\n\n"
             while True:

@@ -192,7 +192,7 @@ async def events(request: Request) -> Response:
     if _signed_in(request) is None:
         raise HTTPException(401, "not signed in")
     hub: EventHub = request.app.state.ui_events
-    stream = hub.open(request.app.state.store)
+    stream = hub.open(request.app.state.feed)
     if stream is None:
         raise HTTPException(
             503,
