@@ -36,7 +36,7 @@ from turnout.testing.processes import free_port, wait_for
 from turnout.xds.memo import TranslationMemo
 from turnout.xds.node import node_group
 from turnout.xds.snapshot import TYPE_ORDER, pack
-from turnout.xds.translate import LISTENER_TYPE, ROUTE_TYPE, ListenerOptions
+from turnout.xds.translate import LISTENER_TYPE, ROUTE_TYPE, NodeGroup
 from turnout.xds.translate.listener import build_listener
 from turnout.xds.translate.pipeline import translate
 
@@ -167,7 +167,7 @@ def declarations(upstream_url: str, changes: int) -> list[Declaration]:
 def prepare(upstream_url: str, changes: int) -> tuple[dict[str, list[Any]], list[list[Any]]]:
     """Turnout's translation of every step, packed: shared resources, routes per step."""
     memo = TranslationMemo()
-    group = ListenerOptions(address="127.0.0.1", port=10000, group="default")
+    group = NodeGroup(address="127.0.0.1", port=10000, group="default")
     shared: dict[str, list[Any]] = {}
     routes: list[list[Any]] = []
     for decl in declarations(upstream_url, changes):

@@ -26,7 +26,7 @@ from turnout.models.consumer import ApiKey, ConsumerSpec
 from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
-from turnout.xds.translate import ListenerOptions, build_route_configuration
+from turnout.xds.translate import NodeGroup, build_route_configuration
 from turnout.xds.translate import api_key_auth as auth_translate
 
 
@@ -55,7 +55,7 @@ def _translate(decl: Declaration) -> tuple[float, int, int]:
     """Both resources keys touch: the RouteConfiguration and the credentials' ECDS
     config, serialized. (Milliseconds, route bytes, ECDS bytes.)"""
     start = time.perf_counter()
-    routes = build_route_configuration(decl, ListenerOptions())
+    routes = build_route_configuration(decl, NodeGroup())
     keys = auth_translate.build_api_key_auth_config(decl)
     route_bytes = routes.SerializeToString(deterministic=True)
     keys_bytes = keys.SerializeToString(deterministic=True)

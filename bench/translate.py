@@ -58,7 +58,7 @@ from turnout.xds.translate import (
     EXTENSION_CONFIG_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
-    ListenerOptions,
+    NodeGroup,
     build_clusters,
     build_endpoints,
     build_listener,
@@ -75,7 +75,7 @@ from turnout.xds.translate.route import (
     sort_route_entries,
 )
 
-OPTS = ListenerOptions(address="0.0.0.0", port=10000, group="default")
+OPTS = NodeGroup(address="0.0.0.0", port=10000, group="default")
 METHODS = (["GET"], ["GET", "POST"], [], ["PUT", "PATCH", "DELETE"])
 
 

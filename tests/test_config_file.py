@@ -9,7 +9,7 @@ import yaml
 from turnout.cli import main
 from turnout.models.consumer import ConsumerSpec
 from turnout.storage.store import Store
-from turnout.xds.translate import ListenerOptions, build_resources
+from turnout.xds.translate import NodeGroup, build_resources
 
 DECLARATION: dict[str, list[dict[str, Any]]] = {
     "services": [
@@ -52,7 +52,7 @@ DECLARATION: dict[str, list[dict[str, Any]]] = {
 def _xds_bytes(url: str) -> dict[str, list[bytes]]:
     store = Store(url)
     try:
-        resources = build_resources(store.load(), ListenerOptions())
+        resources = build_resources(store.load(), NodeGroup())
     finally:
         store.close()
     return {

@@ -33,7 +33,7 @@ from turnout.storage import backup as model_backup
 from turnout.storage.keycrypt import KeyCipher
 from turnout.storage.revisions import diff
 from turnout.storage.store import Store
-from turnout.xds.translate import ListenerOptions, build_resources, resource_name
+from turnout.xds.translate import NodeGroup, build_resources, resource_name
 
 FORMAT_VERSION = "2"
 READABLE_FORMATS = ("1", "2")
@@ -51,9 +51,9 @@ def groups_of(*decls: Declaration) -> list[str]:
     return sorted(names)
 
 
-def xds_digests(decl: Declaration, opts: ListenerOptions | None = None) -> dict[str, str]:
+def xds_digests(decl: Declaration, opts: NodeGroup | None = None) -> dict[str, str]:
     """`<type_url>/<name>` -> sha256 of the resource's deterministic bytes (one group)."""
-    resources = build_resources(decl, opts or ListenerOptions())
+    resources = build_resources(decl, opts or NodeGroup())
     return {
         f"{type_url}/{resource_name(msg)}": hashlib.sha256(
             msg.SerializeToString(deterministic=True)
@@ -65,7 +65,7 @@ def xds_digests(decl: Declaration, opts: ListenerOptions | None = None) -> dict[
 
 def group_digests(decl: Declaration, groups: list[str]) -> dict[str, dict[str, str]]:
     """Per node group, what `xds_digests` gives for a proxy with the default listener."""
-    return {group: xds_digests(decl, ListenerOptions(group=group)) for group in groups}
+    return {group: xds_digests(decl, NodeGroup(group=group)) for group in groups}
 
 
 def _specs(data: dict[str, Any]) -> dict[str, dict[str, BaseModel]]:

@@ -30,7 +30,7 @@ from turnout.xds.translate import (
     EXTENSION_CONFIG_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
-    ListenerOptions,
+    NodeGroup,
     build_resources,
     check_consistent,
     resource_name,
@@ -45,9 +45,7 @@ def _to_dict(message: Message) -> dict[str, Any]:
     return out
 
 
-def static_config(
-    decl: Declaration, opts: ListenerOptions, admin_port: int = 9901
-) -> dict[str, Any]:
+def static_config(decl: Declaration, opts: NodeGroup, admin_port: int = 9901) -> dict[str, Any]:
     """A complete Envoy bootstrap (dict) serving `decl` with no xDS."""
     resources = build_resources(decl, opts)
     check_consistent(resources)
@@ -96,7 +94,7 @@ def _inline_endpoints(cluster: Cluster, endpoints: dict[str, Message]) -> Cluste
     return static
 
 
-def render(decl: Declaration, opts: ListenerOptions, admin_port: int = 9901) -> str:
+def render(decl: Declaration, opts: NodeGroup, admin_port: int = 9901) -> str:
     config = static_config(decl, opts, admin_port)
     revision = config.pop("turnout_revision_comment")
     header = (

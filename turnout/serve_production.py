@@ -39,7 +39,7 @@ from turnout.storage.replicas import SharedLoadStats, SharedProxyStatus
 from turnout.storage.store import Store
 from turnout.xds.lrs import LoadStats
 from turnout.xds.proxy_registry import ProxyRegistry
-from turnout.xds.translate import ListenerOptions
+from turnout.xds.translate import NodeGroup
 
 log = logging.getLogger("turnout")
 
@@ -248,7 +248,7 @@ class Production:
                 if revision != exported:
                     decl = await asyncio.to_thread(self._store.load)
                     for group in self.opts.export_static_node_clusters:
-                        text = render(decl, ListenerOptions(host, port, group))
+                        text = render(decl, NodeGroup(host, port, group))
                         path = self.opts.export_static_dir / f"{group}.yaml"
                         await asyncio.to_thread(write_atomically, path, text)
                     exported = decl.revision

@@ -20,7 +20,7 @@ from turnout.admin.declarative import FORMAT_KEY, FORMAT_VERSION, parse_document
 from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
-from turnout.xds.translate import ListenerOptions
+from turnout.xds.translate import NodeGroup
 
 TESTDATA = Path(__file__).parent / "testdata"
 IN_DIR = TESTDATA / "in"
@@ -44,7 +44,7 @@ class GoldenCase:
     path: Path
     """The input file."""
 
-    def load(self) -> tuple[Declaration, ListenerOptions]:
+    def load(self) -> tuple[Declaration, NodeGroup]:
         """The entities through the declarative-config loader (what `turnout apply`
         and `POST /config` read); keys, revision and listener are the test's own."""
         raw = yaml.safe_load(self.path.read_text()) or {}
@@ -56,7 +56,7 @@ class GoldenCase:
             api_keys=tuple(keys),
             **{ent.plural: target.get(kind, {}) for kind, ent in ENTITIES.items()},  # type: ignore[arg-type]
         )
-        return decl, ListenerOptions(**(extras.get("listener") or {}))
+        return decl, NodeGroup(**(extras.get("listener") or {}))
 
     @property
     def expected_error(self) -> str | None:

@@ -17,7 +17,7 @@ from turnout.storage.store import Store
 from turnout.xds import cache as cache_module
 from turnout.xds.cache import MAX_DELAY_SECONDS, SnapshotCache
 from turnout.xds.snapshot import ROUTE_TYPE, Snapshot
-from turnout.xds.translate import ListenerOptions
+from turnout.xds.translate import NodeGroup
 
 
 class InMemorySource:
@@ -75,7 +75,7 @@ async def revision_other_than(cache: SnapshotCache, revision: int | None) -> Non
         await asyncio.sleep(0.005)
 
 
-async def group_snapshot(cache: SnapshotCache, key: ListenerOptions) -> Snapshot:
+async def group_snapshot(cache: SnapshotCache, key: NodeGroup) -> Snapshot:
     """The group's snapshot, once translated (a new group is translated off the loop)."""
     wake = asyncio.Event()
     unwatch = cache.watch(wake)
@@ -94,8 +94,8 @@ async def test_a_new_group_is_translated_off_the_loop_and_its_streams_woken() ->
     runner = asyncio.create_task(cache.run(source, source))
     try:
         await revision_other_than(cache, None)
-        assert cache.snapshot(ListenerOptions(group="new")) is None  # being built
-        snapshot = await group_snapshot(cache, ListenerOptions(group="new"))
+        assert cache.snapshot(NodeGroup(group="new")) is None  # being built
+        snapshot = await group_snapshot(cache, NodeGroup(group="new"))
         assert snapshot.revision == cache.revision
     finally:
         runner.cancel()
@@ -105,7 +105,7 @@ async def test_a_thousand_commits_in_a_second_make_a_handful_of_reloads() -> Non
     source = InMemorySource()
     cache = SnapshotCache()
     runner = asyncio.create_task(cache.run(source, source))
-    key = ListenerOptions()
+    key = NodeGroup()
     try:
         await revision_other_than(cache, None)
         await group_snapshot(cache, key)  # a connected group

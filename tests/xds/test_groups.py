@@ -4,7 +4,7 @@ per-certificate bound."""
 import pytest
 
 from turnout.xds.groups import GroupBook, TooManyGroups
-from turnout.xds.translate import ListenerOptions
+from turnout.xds.translate import NodeGroup
 
 
 class Clock:
@@ -15,8 +15,8 @@ class Clock:
         return self.now
 
 
-def g(name: str) -> ListenerOptions:
-    return ListenerOptions(group=name)
+def g(name: str) -> NodeGroup:
+    return NodeGroup(group=name)
 
 
 def test_an_idle_group_is_swept_once_its_grace_is_over() -> None:

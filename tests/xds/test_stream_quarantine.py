@@ -29,7 +29,7 @@ from turnout.xds.snapshot import (
     Snapshot,
 )
 from turnout.xds.stream import Response, StreamState, TypeState
-from turnout.xds.translate import ListenerOptions
+from turnout.xds.translate import NodeGroup
 
 ROUTES = "turnout_routes_default"
 REGEX = "/v[0-9]+/items/[a-z]+"
@@ -77,7 +77,7 @@ class Group:
             routes={r.name: r for r in routes},
             splits={s.name: s for s in splits},
         )
-        snap = _build_group(decl, ListenerOptions(), self.previous, self.memo)
+        snap = _build_group(decl, NodeGroup(), self.previous, self.memo)
         self.previous = snap
         return snap
 
@@ -393,7 +393,7 @@ def test_proxies_name_the_quarantined_entity_and_envoys_message() -> None:
     answer(state, rds, error=RE2_MESSAGE)
     assert state.node is not None
     registry = ProxyRegistry()
-    proxy = ConnectedProxy(1, state.node.id, ListenerOptions(), state, snapshot=snap)
+    proxy = ConnectedProxy(1, state.node.id, NodeGroup(), state, snapshot=snap)
     registry.add(proxy)
     (status,) = registry.proxies()
     (held,) = status.quarantined

@@ -24,7 +24,7 @@ from turnout.xds.translate import (
     ENDPOINT_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
-    ListenerOptions,
+    NodeGroup,
     TranslationError,
     build_clusters,
     build_endpoints,
@@ -114,14 +114,14 @@ def test_translation_error_is_a_turnout_error() -> None:
 
 
 def test_names_follow_the_options() -> None:
-    opts = ListenerOptions(address="127.0.0.1", port=18000, group="blue")
+    opts = NodeGroup(address="127.0.0.1", port=18000, group="blue")
     assert route_configuration_name(opts) == "turnout_routes_blue"
     assert build_listener(opts).name == "turnout_http_18000"
     assert build_route_configuration(sample(), opts).name == "turnout_routes_blue"
 
 
 def test_build_resources_sorts_each_type_by_name() -> None:
-    resources = build_resources(sample(), ListenerOptions())
+    resources = build_resources(sample(), NodeGroup())
     assert [c.name for c in resources[CLUSTER_TYPE]] == ["canary", "dns", "svc"]
     assert [e.cluster_name for e in resources[ENDPOINT_TYPE]] == ["canary", "svc"]
     assert resources[CLUSTER_TYPE] == build_clusters(sample())
@@ -133,7 +133,7 @@ def test_build_resources_sorts_each_type_by_name() -> None:
 
 
 def test_equal_input_gives_identical_bytes() -> None:
-    opts = ListenerOptions()
+    opts = NodeGroup()
     assert serialized(build_resources(sample(), opts)) == serialized(
         build_resources(sample(), opts)
     )
@@ -155,8 +155,8 @@ def test_declaration_order_does_not_matter() -> None:
                 s = s.model_copy(update={"endpoints": eps})
             shuffled_services.append(s)
         other = declaration(shuffled_services, routes, list(decl.splits.values()))
-        assert serialized(build_resources(other, ListenerOptions())) == serialized(
-            build_resources(decl, ListenerOptions())
+        assert serialized(build_resources(other, NodeGroup())) == serialized(
+            build_resources(decl, NodeGroup())
         )
 
 
@@ -233,7 +233,7 @@ def test_entry_names() -> None:
 
 
 def _only_vhost_routes(decl: Declaration) -> list:
-    (vhost,) = build_route_configuration(decl, ListenerOptions()).virtual_hosts
+    (vhost,) = build_route_configuration(decl, NodeGroup()).virtual_hosts
     return list(vhost.routes)
 
 
@@ -321,7 +321,7 @@ def test_host_covers(host: str, pattern: str, covers: bool) -> None:
 
 def test_catch_all_virtual_host_always_exists() -> None:
     config = build_route_configuration(
-        declaration([service("svc")], [route("r", hosts=["a.com"])]), ListenerOptions()
+        declaration([service("svc")], [route("r", hosts=["a.com"])]), NodeGroup()
     )
     assert [(v.name, list(v.domains), len(v.routes)) for v in config.virtual_hosts] == [
         ("host:a.com", ["a.com"], 1),
@@ -333,7 +333,7 @@ def test_catch_all_virtual_host_always_exists() -> None:
 
 
 def _good() -> dict[str, list[Message]]:
-    return build_resources(sample(), ListenerOptions())
+    return build_resources(sample(), NodeGroup())
 
 
 def test_check_consistent_accepts_a_translation() -> None:

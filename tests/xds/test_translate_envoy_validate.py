@@ -34,7 +34,7 @@ from turnout.xds.translate import (
     EXTENSION_CONFIG_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
-    ListenerOptions,
+    NodeGroup,
     build_resources,
 )
 from turnout.xds.translate.listener import inline_discovered
@@ -135,7 +135,7 @@ def test_envoy_accepts_golden_case(golden_case: "GoldenCase", tmp_path: Path) ->
 
 
 def test_harness_fails_on_a_bad_regex(tmp_path: Path) -> None:
-    resources = build_resources(_decl_with_one_route(), ListenerOptions())
+    resources = build_resources(_decl_with_one_route(), NodeGroup())
     route_config = resources[ROUTE_TYPE][0]
     assert isinstance(route_config, RouteConfiguration)
     route_config.virtual_hosts[-1].routes[0].match.safe_regex.regex = "[a-z"
@@ -145,7 +145,7 @@ def test_harness_fails_on_a_bad_regex(tmp_path: Path) -> None:
 
 
 def test_harness_fails_on_empty_weighted_clusters(tmp_path: Path) -> None:
-    resources = build_resources(_decl_with_one_route(), ListenerOptions())
+    resources = build_resources(_decl_with_one_route(), NodeGroup())
     route_config = resources[ROUTE_TYPE][0]
     assert isinstance(route_config, RouteConfiguration)
     action = route_config.virtual_hosts[-1].routes[0].route

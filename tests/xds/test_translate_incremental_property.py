@@ -26,14 +26,14 @@ from turnout.xds import memo as memo_module
 from turnout.xds.memo import TranslationMemo
 from turnout.xds.snapshot import pack
 from turnout.xds.translate import (
-    ListenerOptions,
+    NodeGroup,
     TranslationError,
     build_resources,
     check_consistent,
 )
 from turnout.xds.translate.pipeline import translate
 
-GROUPS = (ListenerOptions(), ListenerOptions(group="edge", port=10001))
+GROUPS = (NodeGroup(), NodeGroup(group="edge", port=10001))
 HOSTS = (
     [],
     ["a.example.com"],
@@ -187,7 +187,7 @@ def _apply(decl: Declaration, write: Write) -> Declaration:
 
 
 def _served_bytes(
-    decl: Declaration, group: ListenerOptions, memo: TranslationMemo
+    decl: Declaration, group: NodeGroup, memo: TranslationMemo
 ) -> dict[str, list[tuple[str, bytes]]] | str:
     try:
         t = translate(decl, group, memo)
@@ -196,9 +196,7 @@ def _served_bytes(
     return {url: [(p.name, p.any.value) for p in packed] for url, packed in t.packed.items()}
 
 
-def _scratch_bytes(
-    decl: Declaration, group: ListenerOptions
-) -> dict[str, list[tuple[str, bytes]]] | str:
+def _scratch_bytes(decl: Declaration, group: NodeGroup) -> dict[str, list[tuple[str, bytes]]] | str:
     resources = build_resources(decl, group)
     try:
         check_consistent(resources)

@@ -37,7 +37,7 @@ from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import TurnoutError
 from turnout.storage.store import Store
-from turnout.xds.translate import ListenerOptions
+from turnout.xds.translate import NodeGroup
 
 ENVOY = Path(sys.executable).parent / "envoy"
 pytestmark = pytest.mark.skipif(not ENVOY.exists(), reason="no envoy beside the interpreter")
@@ -397,7 +397,7 @@ def test_envoy_accepts_every_declaration_the_admin_api_accepts(tmp_path: Path) -
         decl = admit(store, doc, stats)
         groups = {"default"} | {g for r in decl.routes.values() for g in r.groups}
         for group in sorted(groups):
-            opts = ListenerOptions(address="127.0.0.1", port=10000, group=group)
+            opts = NodeGroup(address="127.0.0.1", port=10000, group=group)
             text = render(decl, opts)
             result = envoy_validate(text, tmp_path)
             stats["envoy runs"] += 1
@@ -586,7 +586,7 @@ def test_envoy_accepts_every_accepted_change_of_one_value(tmp_path: Path) -> Non
         stats["refusals seen"] = refused
         groups = {"default"} | {g for r in decl.routes.values() for g in r.groups}
         for group in sorted(groups):
-            text = render(decl, ListenerOptions(address="127.0.0.1", port=10000, group=group))
+            text = render(decl, NodeGroup(address="127.0.0.1", port=10000, group=group))
             result = envoy_validate(text, tmp_path)
             stats["envoy runs"] += 1
             assert result.returncode == 0, f"Envoy refused:\n{result.stderr}\n{text}"
@@ -595,7 +595,7 @@ def test_envoy_accepts_every_accepted_change_of_one_value(tmp_path: Path) -> Non
     whole: Counter[str] = Counter()
     decl = admit(store, RICH, whole)
     assert not any("refused" in k for k in whole) and len(decl.api_keys) == 1, whole
-    text = render(decl, ListenerOptions(address="127.0.0.1", port=10000))
+    text = render(decl, NodeGroup(address="127.0.0.1", port=10000))
     assert envoy_validate(text, tmp_path).returncode == 0
     try:
         accepted_means_envoy_accepts()

@@ -12,33 +12,33 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, Discovery
 from turnout.xds.proxy_registry import ProxyRegistry
 from turnout.xds.server import AggregatedDiscoveryService
 from turnout.xds.snapshot import CLUSTER_TYPE, Snapshot, build_snapshot, pack
-from turnout.xds.translate import ListenerOptions
+from turnout.xds.translate import NodeGroup
 
 
 class FakeWatcher:
     """A `ConfigWatcher` whose snapshots the test publishes."""
 
     def __init__(self) -> None:
-        self.snapshots: dict[ListenerOptions, Snapshot] = {}
-        self.joined: list[ListenerOptions] = []
+        self.snapshots: dict[NodeGroup, Snapshot] = {}
+        self.joined: list[NodeGroup] = []
         self.wakes: set[asyncio.Event] = set()
 
-    def publish(self, key: ListenerOptions, snapshot: Snapshot) -> None:
+    def publish(self, key: NodeGroup, snapshot: Snapshot) -> None:
         self.snapshots[key] = snapshot
         for wake in self.wakes:
             wake.set()
 
-    def join(self, key: ListenerOptions, identity: str | None = None) -> None:
+    def join(self, key: NodeGroup, identity: str | None = None) -> None:
         self.joined.append(key)
 
-    def leave(self, key: ListenerOptions, identity: str | None = None) -> None:
+    def leave(self, key: NodeGroup, identity: str | None = None) -> None:
         self.joined.remove(key)
 
     def watch(self, wake: asyncio.Event) -> Callable[[], None]:
         self.wakes.add(wake)
         return lambda: self.wakes.discard(wake)
 
-    def snapshot(self, key: ListenerOptions) -> Snapshot | None:
+    def snapshot(self, key: NodeGroup) -> Snapshot | None:
         return self.snapshots.get(key)
 
     def commit_time(self, revision: int) -> float | None:

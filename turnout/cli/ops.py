@@ -226,14 +226,14 @@ def _certs_init(args: argparse.Namespace) -> int:
 def _export_static(args: argparse.Namespace) -> int:
     from turnout.export_static import render, write_atomically
     from turnout.storage.store import Store
-    from turnout.xds.translate import ListenerOptions
+    from turnout.xds.translate import NodeGroup
 
     store = Store(_database_url(args.database_url))
     try:
         decl = store.load()
     finally:
         store.close()
-    opts = ListenerOptions(args.listener_address, args.listener_port, args.node_cluster)
+    opts = NodeGroup(args.listener_address, args.listener_port, args.node_cluster)
     text = render(decl, opts, admin_port=args.admin_port)
     if args.output:
         write_atomically(Path(args.output), text)

@@ -22,12 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from turnout.models.errors import TurnoutError
-from turnout.xds.translate import ListenerOptions
-
-NodeGroup = ListenerOptions
-"""The node-group key, named once: what one group of proxies is translated for (its
-listener address and port, and the node cluster `group`, from the node's metadata,
-`turnout.xds.node.node_group`). Proxies of one group share one snapshot."""
+from turnout.xds.translate import NodeGroup
 
 
 class TooManyGroups(TurnoutError):

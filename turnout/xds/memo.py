@@ -51,7 +51,7 @@ from turnout.xds.translate import build_cluster, build_cluster_load_assignment
 from turnout.xds.translate.api_key_auth import build_api_key_auth_config, build_kong_headers_config
 from turnout.xds.translate.consistency import Scope, route_clusters_of
 from turnout.xds.translate.listener import build_listener
-from turnout.xds.translate.options import ListenerOptions, route_configuration_name
+from turnout.xds.translate.options import NodeGroup, route_configuration_name
 from turnout.xds.translate.route import (
     CATCH_ALL_VIRTUAL_HOST,
     HOST_VIRTUAL_HOST_PREFIX,
@@ -308,7 +308,7 @@ class TranslationMemo:
         self._forgot_at: Mapping[str, RouteSpec] | None = None
         self._route_entries: dict[str, tuple[RouteSpec, list[RouteEntry]]] = {}
         self._layouts: dict[str, _Layout] = {}
-        self._listeners: dict[ListenerOptions, tuple[Listener, PackedResource]] = {}
+        self._listeners: dict[NodeGroup, tuple[Listener, PackedResource]] = {}
         self._api_keys: tuple[object, PackedResource] | None = None
         self._kong_headers: tuple[object, tuple[object, ...], PackedResource] | None = None
         """The consumers Kong's headers (ECDS) were built from, their ids, the resource."""
@@ -501,7 +501,7 @@ class TranslationMemo:
             self._api_keys = (decl.api_keys, pack(build_api_key_auth_config(decl)))
         return self._api_keys[1]
 
-    def listener(self, opts: ListenerOptions) -> tuple[Listener, PackedResource]:
+    def listener(self, opts: NodeGroup) -> tuple[Listener, PackedResource]:
         """The group's listener (a function of its options only), built once."""
         cached = self._listeners.get(opts)
         if cached is None:
@@ -518,11 +518,11 @@ class TranslationMemo:
 
     # --- routes -----------------------------------------------------------------------
 
-    def route_configuration(self, decl: Declaration, opts: ListenerOptions) -> PackedResource:
+    def route_configuration(self, decl: Declaration, opts: NodeGroup) -> PackedResource:
         """The group's RouteConfiguration, packed, from cached route entries."""
         return self.route_parts(decl, opts).full
 
-    def route_parts(self, decl: Declaration, opts: ListenerOptions) -> RouteParts:
+    def route_parts(self, decl: Declaration, opts: NodeGroup) -> RouteParts:
         """The group's RouteConfiguration with its per-route parts (`route_parts.py`)."""
         splits = self._splits_by_route(decl)
         epoch = self._consumer_epoch(decl)

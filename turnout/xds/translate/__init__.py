@@ -1,10 +1,10 @@
 """Pure translation of a `Declaration` into Envoy v3 resources.
 
-    options.py      ListenerOptions and the names derived from it
+    options.py      NodeGroup and the names derived from it
     cluster.py      services → Cluster
     endpoint.py     services with IP endpoints → ClusterLoadAssignment (EDS)
     route.py        routes + splits → RouteConfiguration (virtual hosts, order)
-    listener.py     ListenerOptions → Listener (HTTP connection manager over RDS)
+    listener.py     NodeGroup → Listener (HTTP connection manager over RDS)
     api_key_auth.py route auth → api_key_auth (credentials over ECDS) and path keys
     resources.py    everything by type URL
     consistency.py  the one reference check before publishing
@@ -20,7 +20,7 @@ from turnout.xds.translate.consistency import check_consistent
 from turnout.xds.translate.endpoint import build_cluster_load_assignment, build_endpoints
 from turnout.xds.translate.errors import TranslationError
 from turnout.xds.translate.listener import build_listener
-from turnout.xds.translate.options import ListenerOptions, listener_name, route_configuration_name
+from turnout.xds.translate.options import NodeGroup, listener_name, route_configuration_name
 from turnout.xds.translate.resources import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -38,7 +38,7 @@ __all__ = [
     "EXTENSION_CONFIG_TYPE",
     "LISTENER_TYPE",
     "ROUTE_TYPE",
-    "ListenerOptions",
+    "NodeGroup",
     "TranslationError",
     "build_cluster",
     "build_cluster_load_assignment",

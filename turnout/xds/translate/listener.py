@@ -1,4 +1,4 @@
-"""`ListenerOptions` → the one HTTP `Listener` of a node group.
+"""`NodeGroup` → the one HTTP `Listener` of a node group.
 
 Owns the HTTP connection manager settings. The listener does not depend on the
 declaration: routes arrive over RDS, so a route change never rebuilds (and never
@@ -26,7 +26,7 @@ from google.protobuf.wrappers_pb2 import BoolValue
 
 from turnout.xds.translate.api_key_auth import build_auth_http_filters
 from turnout.xds.translate.cluster import ads_config_source
-from turnout.xds.translate.options import ListenerOptions, listener_name, route_configuration_name
+from turnout.xds.translate.options import NodeGroup, listener_name, route_configuration_name
 from turnout.xds.translate.policies import build_cors_http_filter, build_rbac_http_filter
 from turnout.xds.translate.ratelimit import build_ratelimit_http_filters
 from turnout.xds.translate.split import build_rematch_http_filter
@@ -44,7 +44,7 @@ def _pack(message: Message) -> Any:
     return packed
 
 
-def build_http_connection_manager(opts: ListenerOptions) -> HttpConnectionManager:
+def build_http_connection_manager(opts: NodeGroup) -> HttpConnectionManager:
     return HttpConnectionManager(
         stat_prefix=STAT_PREFIX,
         codec_type=HttpConnectionManager.AUTO,
@@ -86,7 +86,7 @@ def build_http_connection_manager(opts: ListenerOptions) -> HttpConnectionManage
     )
 
 
-def build_listener(opts: ListenerOptions) -> Listener:
+def build_listener(opts: NodeGroup) -> Listener:
     """`turnout_http_<port>` on `opts.address:opts.port` with one filter chain."""
     return Listener(
         name=listener_name(opts),

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class ListenerOptions:
-    """What one group of proxies needs besides the declaration."""
+class NodeGroup:
+    """The node-group key, named once: what one group of proxies is translated for (its
+    listener address and port, and the node cluster `group`, from the node's metadata,
+    `turnout.xds.node.node_group`). Proxies of one group share one snapshot."""
 
     address: str = "0.0.0.0"
     """Address the HTTP listener binds to (node metadata `listener_address`)."""
@@ -19,11 +21,11 @@ class ListenerOptions:
     """The node group (`node.cluster`): its proxies see only the routes attached to it."""
 
 
-def listener_name(opts: ListenerOptions) -> str:
+def listener_name(opts: NodeGroup) -> str:
     """`turnout_http_<port>`: one HTTP listener per port."""
     return f"turnout_http_{opts.port}"
 
 
-def route_configuration_name(opts: ListenerOptions) -> str:
+def route_configuration_name(opts: NodeGroup) -> str:
     """`turnout_routes_<group>`: the RDS name the group's listeners ask for."""
     return f"turnout_routes_{opts.group}"

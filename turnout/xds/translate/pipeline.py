@@ -14,7 +14,7 @@ from turnout.xds.memo import SharedResources, TranslationMemo
 from turnout.xds.route_parts import RouteParts
 from turnout.xds.snapshot import PackedResource
 from turnout.xds.translate.consistency import References, check_references, references_of
-from turnout.xds.translate.options import ListenerOptions
+from turnout.xds.translate.options import NodeGroup
 from turnout.xds.translate.resources import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -39,7 +39,7 @@ class Translation:
     """Route configuration name → its per-route parts."""
 
 
-def translate(decl: Declaration, group: ListenerOptions, previous: TranslationMemo) -> Translation:
+def translate(decl: Declaration, group: NodeGroup, previous: TranslationMemo) -> Translation:
     """`group`'s resources for `decl`, rebuilding only what changed since the
     translations `previous` remembers; `TranslationError` if a reference is broken.
     The references are checked whole for a group's first translation (and after a

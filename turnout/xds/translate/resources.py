@@ -12,7 +12,7 @@ from turnout.xds.translate.api_key_auth import build_api_key_auth_config, build_
 from turnout.xds.translate.cluster import build_clusters
 from turnout.xds.translate.endpoint import build_endpoints
 from turnout.xds.translate.listener import build_listener
-from turnout.xds.translate.options import ListenerOptions
+from turnout.xds.translate.options import NodeGroup
 from turnout.xds.translate.route import build_route_configuration
 
 _PREFIX = "type.googleapis.com/"
@@ -32,7 +32,7 @@ def resource_name(message: Message) -> str:
     return str(message.cluster_name)  # type: ignore[attr-defined]
 
 
-def build_resources(decl: Declaration, opts: ListenerOptions) -> dict[str, list[Message]]:
+def build_resources(decl: Declaration, opts: NodeGroup) -> dict[str, list[Message]]:
     """Every resource of one node group, by type URL, each list sorted by name.
 
     Does not call `check_consistent`; the caller does before publishing.

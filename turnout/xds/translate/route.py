@@ -72,7 +72,7 @@ from turnout.models.regex import methods_regex, strip_prefix_regex
 from turnout.models.route import DEFAULT_GROUP, PathKind, PathMatch, RouteSpec
 from turnout.models.split import SplitSpec
 from turnout.xds.translate.api_key_auth import build_auth_routes
-from turnout.xds.translate.options import ListenerOptions, route_configuration_name
+from turnout.xds.translate.options import NodeGroup, route_configuration_name
 from turnout.xds.translate.policies import apply_route_policies
 from turnout.xds.translate.ratelimit import apply_route_limits
 from turnout.xds.translate.split import needs_rematch, split_routes
@@ -266,7 +266,7 @@ def build_virtual_hosts(decl: Declaration, group: str = DEFAULT_GROUP) -> list[V
     ]
 
 
-def build_route_configuration(decl: Declaration, opts: ListenerOptions) -> RouteConfiguration:
+def build_route_configuration(decl: Declaration, opts: NodeGroup) -> RouteConfiguration:
     return RouteConfiguration(
         name=route_configuration_name(opts), virtual_hosts=build_virtual_hosts(decl, opts.group)
     )
