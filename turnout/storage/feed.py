@@ -128,19 +128,13 @@ def poll_once(store: RevisionSource) -> None:
         log.debug("change feed revision check: %s", exc)
 
 
-class PollingFeed:
-    """This process's commits, and every `interval` the revision from the database.
+class ThreadFeed:
+    """The local commits, plus news of other processes' heard by `_run` in a thread."""
 
-    For SQLite, where no notification crosses processes: a `turnout apply` or
-    `import` against the serving database reaches its proxies within `interval`.
-    (A restore with --force to a LOWER revision needs a restart.)
-    """
-
-    def __init__(self, store: RevisionSource, interval: float = SAFETY_POLL_SECONDS) -> None:
+    def __init__(self, store: RevisionSource, name: str) -> None:
         self._store = store
-        self._interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="change-poll")
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
 
     def subscribe(self, listener: Listener) -> Unsubscribe:
         return self._store.commits.subscribe(listener)
@@ -152,6 +146,22 @@ class PollingFeed:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class PollingFeed(ThreadFeed):
+    """This process's commits, and every `interval` the revision from the database.
+
+    For SQLite, where no notification crosses processes: a `turnout apply` or
+    `import` against the serving database reaches its proxies within `interval`.
+    (A restore with --force to a LOWER revision needs a restart.)
+    """
+
+    def __init__(self, store: RevisionSource, interval: float = SAFETY_POLL_SECONDS) -> None:
+        super().__init__(store, "change-poll")
+        self._interval = interval
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

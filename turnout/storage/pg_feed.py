@@ -22,7 +22,7 @@ import time
 import psycopg
 from sqlalchemy import make_url
 
-from turnout.storage.feed import SAFETY_POLL_SECONDS, Listener, Unsubscribe, poll_once
+from turnout.storage.feed import SAFETY_POLL_SECONDS, ThreadFeed, poll_once
 from turnout.storage.notify import CHANNEL
 from turnout.storage.store import Store
 
@@ -37,28 +37,15 @@ def libpq_url(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-class PgChangeFeed:
+class PgChangeFeed(ThreadFeed):
     """`store`'s own commits, and the revisions other processes committed (a `ChangeFeed`)."""
 
     def __init__(self, store: Store, check_interval: float = SAFETY_POLL_SECONDS) -> None:
-        self._store = store
+        super().__init__(store, "pg-change-feed")
         self._url = libpq_url(store.database_url)
         self._check_interval = check_interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="pg-change-feed")
         self.connected = threading.Event()
         """Set while LISTEN is active (tests wait on it)."""
-
-    def subscribe(self, listener: Listener) -> Unsubscribe:
-        return self._store.commits.subscribe(listener)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         backoff = 0.2
