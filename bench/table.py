@@ -132,6 +132,51 @@ def simple(
     return rows
 
 
+def _before_after(was: dict[str, Any] | None, now: dict[str, Any], key: str, unit: str) -> str:
+    figure = f"{_n(now[key])}{unit}"
+    if key == "healthz_p99_ms" and not now.get("healthz_max_ms"):
+        figure = f"not sampled (the attack was over in {_n(now['wall_s'])} s)"
+    return f"{_n(was[key])}{unit} → {figure}" if was and key in was else figure
+
+
+def hostile(items: list[dict[str, Any]]) -> list[Row]:
+    """One row per attack: the run labelled "after" beside hostile-before.json."""
+    path = RESULTS / "hostile-before.json"
+    before = json.loads(path.read_text()) if path.exists() else {}
+    rows = []
+    for r in items:
+        for attack, now in r["attacks"].items():
+            was = before.get("attacks", {}).get(attack)
+            rows.append(
+                (
+                    f"`hostile.py`: {attack} (before → after the bounds)",
+                    f"server CPU {_before_after(was, now, 'server_cpu_s', ' s')}, RSS growth "
+                    f"{_before_after(was, now, 'rss_growth_mib', ' MiB')}, `/healthz` p99 "
+                    f"{_before_after(was, now, 'healthz_p99_ms', ' ms')}",
+                    "",
+                    f"before {_load(before)}; after {_load(r)}",
+                    "",
+                )
+            )
+    return rows
+
+
+def ui_pages(items: list[dict[str, Any]]) -> list[Row]:
+    return [
+        (
+            f"`ui_pages.py`: dashboard page {page}, server side, {r['splits']} splits, "
+            f"{r['proxies']} proxies",
+            f"p50 {_n(round(f['p50_ms'], 1))} ms, p95 {_n(round(f['p95_ms'], 1))} ms, "
+            f"max {_n(round(f['max_ms'], 1))} ms",
+            "",
+            _load(r),
+            "< 200 ms",
+        )
+        for r in items
+        for page, f in r["pages"].items()
+    ]
+
+
 # File stem → rows; the order of the README's table.
 TABLE: dict[str, Callable[[list[dict[str, Any]]], list[Row]]] = {
     "write_to_served": write_to_served,
@@ -189,6 +234,8 @@ TABLE: dict[str, Callable[[list[dict[str, Any]]], list[Row]]] = {
         lambda r: "`revisions.py`: SQLite",
         {"plan_step_p50_ms": "plan step p50 ms", "declaration_at_last_ms": "replay ms"},
     ),
+    "hostile": hostile,
+    "ui_pages": ui_pages,
 }
 
 
