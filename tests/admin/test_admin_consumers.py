@@ -58,6 +58,8 @@ def test_consumer_crud(api: TestClient) -> None:
         "groups": ["free"],
         "limits": None,
         "tags": [],
+        "kong_id": None,
+        "custom_id": None,
     }
     patched = api.patch("/consumers/bob", json={"groups": ["paid", "free"]})
     assert patched.status_code == 200 and patched.json()["groups"] == ["free", "paid"]
