@@ -151,3 +151,19 @@ def test_bad_option_of_a_server_command_is_a_usage_error(
     assert "--ratelimit-failure-mode" in err and "sideways" in err
     assert run(["bootstrap"]) == EXIT_USAGE
     assert "--node-id" in capsys.readouterr().err
+
+
+def test_ratelimit_workers_get_the_parents_options_without_workers() -> None:
+    from turnout.cli import parse
+    from turnout.cli.server import _worker_options
+
+    argv = ["ratelimit", "--workers", "2", "--listen", "127.0.0.1:9"]
+    argv += ["--tls-cert", "s.pem", "--tls-key", "s.key", "--client-ca", "ca.pem", "--no-pin"]
+    argv += ["--ratelimit-failure-mode", "closed"]
+    options = _worker_options(parse(argv).params)
+    assert "--workers" not in options
+    worker = parse(["ratelimit", *options]).params
+    parent = parse(argv).params
+    assert {k: v for k, v in worker.items() if k != "workers"} == {
+        k: v for k, v in parent.items() if k != "workers"
+    }

@@ -217,24 +217,8 @@ def ratelimit_cmd(
         if count > 1:
             from turnout.ratelimit.workers import run_workers
 
-            files = {
-                "--tls-cert": tls_cert,
-                "--tls-key": tls_key,
-                "--client-ca": client_ca,
-                "--client-allow-list": client_allow_list,
-            }
-            # Each worker is this command line again, without --workers.
-            worker_args = [
-                *_root_argv(ctx),
-                "ratelimit",
-                "--listen",
-                listen,
-                "--ratelimit-failure-mode",
-                ratelimit_failure_mode,
-                *[arg for flag, path in files.items() if path for arg in (flag, str(path))],
-                *(["--no-pin"] if no_pin else []),
-            ]
-            return run_workers(count, listen, worker_args)
+            worker_args = ["ratelimit", *_worker_options(ctx.params)]
+            return run_workers(count, listen, [*_root_argv(ctx), *worker_args])
         pin = None if no_pin else (cpu if cpu is not None else min_cpu())
         run_ratelimit(
             listen, env.redis_url, mode, env.redis_prefix, secure, reuse_port=reuse_port, cpu=pin
@@ -242,6 +226,17 @@ def ratelimit_cmd(
     except (OSError, ValueError) as exc:
         return _fail("ratelimit", exc)
     return 0
+
+
+def _worker_options(params: dict[str, Any]) -> list[str]:
+    """The options of one worker of `ratelimit --workers N`: the parent's, without
+    --workers (run_workers adds `--workers 1` and the worker-only options)."""
+    out = ["--listen", params["listen"], "--ratelimit-failure-mode"]
+    out.append(params["ratelimit_failure_mode"])
+    for name in ("tls_cert", "tls_key", "client_ca", "client_allow_list"):
+        if params[name] is not None:
+            out += ["--" + name.replace("_", "-"), str(params[name])]
+    return [*out, "--no-pin"] if params["no_pin"] else out
 
 
 def _root_argv(ctx: click.Context) -> list[str]:
