@@ -38,9 +38,9 @@ def _failure_mode_option(f: Callable[..., Any]) -> Callable[..., Any]:
         "--ratelimit-failure-mode",
         type=click.Choice(["open", "closed"]),
         default=lambda: current_settings().ratelimit_failure_mode,
-        show_default=settings.DEFAULT_FAILURE_MODE,
         help="when Redis is unreachable, let quota-limited requests through (open) or "
-        "refuse them with 429 (closed); $TURNOUT_RATELIMIT_FAILURE_MODE",
+        f"refuse them with 429 (closed); default: $TURNOUT_RATELIMIT_FAILURE_MODE or "
+        f"{settings.DEFAULT_FAILURE_MODE}",
     )(f)
 
 
