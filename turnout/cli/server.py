@@ -39,7 +39,7 @@ def _failure_mode_option(f: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Choice(["open", "closed"]),
         default=lambda: current_settings().ratelimit_failure_mode,
         help="when Redis is unreachable, let quota-limited requests through (open) or "
-        f"refuse them with 429 (closed); default: $TURNOUT_RATELIMIT_FAILURE_MODE or "
+        "refuse them with 429 (closed); default: $TURNOUT_RATELIMIT_FAILURE_MODE or "
         f"{settings.DEFAULT_FAILURE_MODE}",
     )(f)
 
