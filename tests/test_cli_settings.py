@@ -92,7 +92,8 @@ def test_completion_scripts_for_each_shell(capsys: pytest.CaptureFixture[str]) -
 def test_every_command_has_examples_in_its_help(capsys: pytest.CaptureFixture[str]) -> None:
     import click
 
-    from turnout.cli.app import SERVER_COMMANDS, cli
+    from turnout.cli.app import cli
+    from turnout.cli.server import COMMANDS
 
     def walk(cmd: click.Command, path: list[str]) -> list[list[str]]:
         out = [path]
@@ -101,22 +102,68 @@ def test_every_command_has_examples_in_its_help(capsys: pytest.CaptureFixture[st
                 out += walk(sub, [*path, name])
         return out
 
+    paths = walk(cli, [])
+    # The server-side commands are native click commands: walked like the others.
+    assert {c.name for c in COMMANDS} <= {p[0] for p in paths if p}
     lacking = []
-    for path in walk(cli, []):
-        if path and path[0] in SERVER_COMMANDS:
-            continue  # argparse's help: checked below
-        run([*path, "--help"])
+    for path in paths:
+        assert run([*path, "--help"]) == 0
         if "examples:" not in capsys.readouterr().out:
             lacking.append(" ".join(path))
     assert lacking == []
-    from turnout.cli.server import EXAMPLES
-
-    assert sorted(set(SERVER_COMMANDS) - set(EXAMPLES)) == []
-    help_text = parser_help("serve")
-    assert "examples:" in help_text
 
 
-def parser_help(command: str) -> str:
-    from turnout.cli import parser
+def test_server_command_help_is_clicks_with_every_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run(["serve", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Usage: turnout serve [OPTIONS]")
+    for flag in ("--database-url", "--admin-listen", "--xds-tls-cert", "--ratelimit-failure-mode"):
+        assert flag in out
+    assert run(["import", "kong", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("Usage: turnout import kong [OPTIONS] FILE")
+    # Hidden worker options stay out of the help.
+    assert run(["ratelimit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--workers" in out and "--reuse-port" not in out and "--cpu" not in out
 
-    return str(parser()._subparsers._group_actions[0].choices[command].format_help())  # type: ignore[union-attr]
+
+def test_environment_defaults_are_read_at_parse_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from turnout.cli import parse
+
+    assert parse(["ratelimit"]).params["ratelimit_failure_mode"] == "open"
+    monkeypatch.setenv("TURNOUT_RATELIMIT_FAILURE_MODE", "closed")
+    monkeypatch.setenv("TURNOUT_RATELIMIT_WORKERS", "3")
+    monkeypatch.setenv("TURNOUT_REPLICA_ID", "r-env")
+    params = parse(["ratelimit"]).params
+    assert (params["ratelimit_failure_mode"], params["workers"]) == ("closed", "3")
+    assert parse(["serve"]).params["replica_id"] == "r-env"
+    # A flag wins over the variable.
+    assert parse(["serve", "--replica-id", "r-flag"]).params["replica_id"] == "r-flag"
+
+
+def test_bad_option_of_a_server_command_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run(["serve", "--ratelimit-failure-mode", "sideways"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--ratelimit-failure-mode" in err and "sideways" in err
+    assert run(["bootstrap"]) == EXIT_USAGE
+    assert "--node-id" in capsys.readouterr().err
+
+
+def test_ratelimit_workers_get_the_parents_options_without_workers() -> None:
+    from turnout.cli import parse
+    from turnout.cli.server import _worker_options
+
+    argv = ["ratelimit", "--workers", "2", "--listen", "127.0.0.1:9"]
+    argv += ["--tls-cert", "s.pem", "--tls-key", "s.key", "--client-ca", "ca.pem", "--no-pin"]
+    argv += ["--ratelimit-failure-mode", "closed"]
+    options = _worker_options(parse(argv).params)
+    assert "--workers" not in options
+    worker = parse(["ratelimit", *options]).params
+    parent = parse(argv).params
+    assert {k: v for k, v in worker.items() if k != "workers"} == {
+        k: v for k, v in parent.items() if k != "workers"
+    }

@@ -9,11 +9,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 from sqlalchemy import make_url
 
-from turnout.cli import parser
+from turnout.cli import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -50,8 +51,8 @@ def test_every_turnout_command_parses(compose: dict[str, Any]) -> None:
     assert {"certs", "turnout-1", "turnout-2", "envoy-bootstrap"} <= set(services)
     for name, svc in services.items():
         try:
-            parser().parse_args([str(a) for a in svc["command"]])
-        except SystemExit:
+            parse([str(a) for a in svc["command"]])
+        except click.UsageError:
             pytest.fail(f"service {name}: `turnout {' '.join(svc['command'])}` does not parse")
 
 

@@ -22,6 +22,8 @@ def test_json_log_lines() -> None:
 
 
 def test_cli_accepts_log_format() -> None:
-    from turnout.cli import parser
+    from turnout.cli import parse
 
-    assert parser().parse_args(["--log-format", "json", "db", "upgrade"]).log_format == "json"
+    ctx = parse(["--log-format", "json", "db", "upgrade"])
+    assert ctx.command_path == "turnout db upgrade"
+    assert ctx.find_root().params["log_format"] == "json"

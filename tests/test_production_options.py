@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from turnout.cli import main, parser
-from turnout.serve_production import options_from_args
+from turnout.cli import main, parse
+from turnout.serve_production import options_from_params
 
 
 def _opts(*args: str) -> object:
-    return options_from_args(parser().parse_args(["serve", *args]))
+    return options_from_params(parse(["serve", *args]).params)
 
 
 @pytest.mark.parametrize(

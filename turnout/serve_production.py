@@ -16,12 +16,12 @@ source for the admin API, and background tasks, and stops it at shutdown.
   per node cluster, rewritten whenever the revision changed.
 """
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,19 +92,20 @@ class ProductionOptions:
                 raise ValueError(f"no such file: {path}")
 
 
-def options_from_args(args: argparse.Namespace) -> ProductionOptions:
+def options_from_params(params: Mapping[str, Any]) -> ProductionOptions:
+    """The production options of `turnout serve`'s parsed command line (click's params)."""
     opts = ProductionOptions(
-        admin_tls_cert=args.admin_tls_cert,
-        admin_tls_key=args.admin_tls_key,
-        xds_tls_cert=args.xds_tls_cert,
-        xds_tls_key=args.xds_tls_key,
-        xds_client_ca=args.xds_client_ca,
-        xds_allow_list=args.xds_allow_list,
-        replica_id=args.replica_id or default_replica_id(),
-        export_static_dir=args.export_static_dir,
-        export_static_interval=args.export_static_interval,
-        export_static_node_clusters=tuple(args.export_static_node_clusters or ("default",)),
-        export_static_listener=args.export_static_listener,
+        admin_tls_cert=params["admin_tls_cert"],
+        admin_tls_key=params["admin_tls_key"],
+        xds_tls_cert=params["xds_tls_cert"],
+        xds_tls_key=params["xds_tls_key"],
+        xds_client_ca=params["xds_client_ca"],
+        xds_allow_list=params["xds_allow_list"],
+        replica_id=params["replica_id"] or default_replica_id(),
+        export_static_dir=params["export_static_dir"],
+        export_static_interval=params["export_static_interval"],
+        export_static_node_clusters=tuple(params["export_static_node_clusters"] or ("default",)),
+        export_static_listener=params["export_static_listener"],
     )
     opts.validate()
     split_host_port(opts.export_static_listener)  # ValueError names a bad address

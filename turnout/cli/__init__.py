@@ -6,7 +6,8 @@
   the config file's named contexts;
 - `resources.py` (get/describe/create/edit/delete), `migration.py` (split, plan, freeze,
   revisions, proxies, status), `declarative.py` (dump/diff/apply, token): API commands;
-- `server.py`, `ops.py`: the commands that run a server or work on the database.
+- `server.py`: the commands that run a server or work on the database; `ops.py`: the
+  database form of `token`.
 
 Kept light: storage code imports `turnout.cli.settings`, which must not load click.
 """
@@ -21,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     return run(argv)
 
 
-def parser() -> Any:
-    """The argparse parser of the server-side commands (`turnout/cli/server.py`)."""
-    from turnout.cli.server import parser as server_parser
+def parse(argv: list[str]) -> Any:
+    """`argv` parsed, not run: the click context of its command (`app.parse`)."""
+    from turnout.cli.app import parse as parse_argv
 
-    return server_parser()
+    return parse_argv(argv)

@@ -9,7 +9,10 @@ Two kinds of command live under it:
   audit actor (the token's owner) apply as for any client.
 - Server-side commands (`serve`, `ratelimit`, `bootstrap`, `db upgrade`, `demo`,
   `import kong`, `backup`, `restore`, `verify`, `certs`, `export-static`) run a server
-  or open the database; their options are parsed by `turnout/cli/server.py`.
+  or open the database (`turnout/cli/server.py`).
+
+Every command is a native click command, so `--help` and shell completion know
+every option; `parse()` parses a command line without running it.
 """
 
 import logging
@@ -38,57 +41,12 @@ open the database instead when no server is given (or with --database-url).
 {EXIT_CODES_HELP}
 """
 
-SERVER_COMMANDS: dict[str, str] = {
-    "serve": "run the admin API and the ADS server (database)",
-    "ratelimit": "run only the rate limit service (quotas; Redis: $TURNOUT_REDIS_URL)",
-    "bootstrap": "print an Envoy bootstrap pointing at Turnout",
-    "db": "database maintenance: `turnout db upgrade`",
-    "demo": "run Turnout, a real Envoy and two demo upstreams (what `make run` does)",
-    "import": "import another gateway's configuration: `turnout import kong FILE` (database)",
-    "backup": "write a backup (declaration, keys, history, xDS digests) (database)",
-    "restore": "restore a backup into an empty database (database)",
-    "verify": "prove the database serves the backup's exact xDS bytes (database)",
-    "certs": "certificates for mTLS between Turnout and Envoy",
-    "export-static": "write a static Envoy config of now (database)",
-}
-"""Commands whose options `turnout/cli/server.py` parses: `turnout CMD --help` shows them."""
-
 
 def _version() -> str:
     try:
         return metadata.version("turnout")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _root_argv(ctx: click.Context) -> list[str]:
-    """The root options again, for the server-side parser."""
-    obj = ctx.find_root().obj
-    argv = ["--log-level", obj["log_level"], "--log-format", obj["log_format"]]
-    return [*argv, "-v"] if obj["verbose"] else argv
-
-
-def _server_command(name: str, help_text: str) -> click.Command:
-    @click.pass_context
-    def run(ctx: click.Context) -> None:
-        from turnout.cli.server import run as run_server
-
-        code = run_server([*_root_argv(ctx), name, *ctx.args])
-        ctx.exit(code)
-
-    return click.Command(
-        name,
-        callback=run,
-        help=help_text,
-        short_help=help_text,
-        # Every argument (and --help) goes to the argparse parser of the command.
-        context_settings={
-            "ignore_unknown_options": True,
-            "allow_extra_args": True,
-            "help_option_names": [],
-        },
-        add_help_option=False,
-    )
 
 
 def api(ctx: click.Context) -> Api:
@@ -188,10 +146,10 @@ def cli(
 
 
 def _register() -> None:
-    from turnout.cli import declarative, migration, resources
+    from turnout.cli import declarative, migration, resources, server
 
-    for name, help_text in SERVER_COMMANDS.items():
-        cli.add_command(_server_command(name, help_text))
+    for command in server.COMMANDS:
+        cli.add_command(command)
     cli.add_command(context_group)
     for group in (*resources.COMMANDS, *migration.COMMANDS, *declarative.COMMANDS):
         cli.add_command(group)
@@ -217,6 +175,20 @@ def completion(shell: str) -> None:
 
 
 _register()
+
+
+def parse(argv: list[str]) -> click.Context:
+    """The context of the command `argv` names, its options parsed (defaults, checks:
+    click.UsageError if bad) and nothing run: for tests and tools that check a command
+    line, e.g. the ones docker-compose.yml runs."""
+    ctx = cli.make_context("turnout", list(argv))
+    command: click.Command = cli
+    while isinstance(command, click.Group):
+        name, sub, rest = command.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+        assert name is not None and sub is not None  # resolve_command fails otherwise
+        ctx = sub.make_context(name, rest, parent=ctx)
+        command = sub
+    return ctx
 
 
 def run(argv: list[str] | None = None) -> int:
