@@ -54,6 +54,7 @@ class Store(HistoryMixin):
         self._engine = db.make_engine(database_url)
         self._writer = self._engine.execution_options(**db.write_options(self._engine))
         self._reader = self._engine.execution_options(**db.snapshot_options(self._engine))
+        self._sqlite = self._engine.dialect.name == "sqlite"
         self.commits = LocalFeed()
         """This process's commits, each with its changes, as they commit (`feed.py`)."""
         self.keys = KeyRing(self, secret_key)
@@ -346,11 +347,16 @@ class Store(HistoryMixin):
         with _unavailable_on_connect_errors(), Session(self._writer) as session:
             try:
                 with session.begin():
-                    session.execute(
-                        select(_REVISION.c.value)
-                        .where(_REVISION.c.id == REVISION_ROW_ID)
-                        .with_for_update()  # ignored on SQLite, which is IMMEDIATE instead
-                    )
+                    if self._sqlite:
+                        # BEGIN IMMEDIATE (`db.write_options`) already holds the write
+                        # lock: opening the connection takes it, a SELECT would add nothing.
+                        session.connection()
+                    else:
+                        session.execute(
+                            select(_REVISION.c.value)
+                            .where(_REVISION.c.id == REVISION_ROW_ID)
+                            .with_for_update()
+                        )
                     yield session
             except sa_exc.IntegrityError as exc:
                 # The checks run under the lock, so this means a rule was missed.
