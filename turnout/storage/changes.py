@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Table, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from turnout.models.consumer import ConsumerKeyRow
@@ -74,23 +74,29 @@ class KeysWouldBeDeleted(Conflict):
 
 def create(session: Session, ent: Entity, spec: BaseModel) -> Change:
     name: str = spec.name  # type: ignore[attr-defined]
-    if session.get(ent.row, name) is not None:
+    table = _table(ent)
+    # Core statements, not the ORM: one admin write pays ~1 ms less (issue 17), and
+    # nothing later in the transaction needs the row as an object.
+    if session.scalar(select(exists().where(table.c.name == name))):
         raise Conflict(f"{ent.kind} {name!r} already exists", field="name")
     check_write(session, ent, spec)
-    session.add(ent.to_row(spec))
-    session.flush()
+    session.execute(insert(table).values(spec.model_dump(mode="json")))
     return Change(Action.CREATE, ent.kind, name, None, spec)
 
 
 def replace(session: Session, ent: Entity, name: str, spec: BaseModel) -> Change:
-    row = session.get(ent.row, name)
-    if row is None:
+    table = _table(ent)
+    columns = [table.c[field] for field in ent.spec.model_fields]
+    stored = session.execute(select(*columns).where(table.c.name == name)).first()
+    if stored is None:
         raise NotFound(ent.kind, name)
-    before = _json(ent, row)
+    try:
+        before = ent.spec.model_validate(stored._asdict()).model_dump(mode="json")
+    except ValidationError:
+        before = stored._asdict()  # refused by today's rules: recorded as stored (lenient.py)
     check_write(session, ent, spec)
-    for field, value in spec.model_dump(mode="json").items():
-        setattr(row, field, value)
-    session.flush()
+    session.execute(update(table).where(table.c.name == name).values(spec.model_dump(mode="json")))
+    _expire(session, ent, name)
     return Change(Action.UPDATE, ent.kind, name, before, spec)
 
 
@@ -105,6 +111,18 @@ def delete(session: Session, ent: Entity, name: str) -> Change:
     session.delete(row)
     session.flush()
     return Change(Action.DELETE, ent.kind, name, before, None, keys=keys)
+
+
+def _table(ent: Entity) -> Table:
+    return ent.row.__table__  # type: ignore[return-value]
+
+
+def _expire(session: Session, ent: Entity, name: str) -> None:
+    """Forget a loaded copy of the row a Core statement just changed, so a later
+    `session.get` in this transaction (a reference check) reads the new one."""
+    loaded = session.identity_map.get(session.identity_key(ent.row, name))
+    if loaded is not None:
+        session.expire(loaded)
 
 
 def _key_count(session: Session, consumer: str) -> int:

@@ -22,8 +22,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES, Entity, entity
@@ -60,6 +61,7 @@ class Store(HistoryMixin):
         self._engine = db.make_engine(database_url)
         self._writer = self._engine.execution_options(**db.write_options(self._engine))
         self._reader = self._engine.execution_options(**db.snapshot_options(self._engine))
+        self._sqlite = self._engine.dialect.name == "sqlite"
         self.commits = LocalFeed()
         """This process's commits, each with its changes, as they commit (`feed.py`)."""
         self._skipped = SkippedReport()
@@ -378,11 +380,16 @@ class Store(HistoryMixin):
         with _unavailable_on_connect_errors(), Session(self._writer) as session:
             try:
                 with session.begin():
-                    session.execute(
-                        select(RevisionRow)
-                        .where(RevisionRow.id == REVISION_ROW_ID)
-                        .with_for_update()  # ignored on SQLite, which is IMMEDIATE instead
-                    )
+                    if self._sqlite:
+                        # BEGIN IMMEDIATE (`db.write_options`) already holds the write
+                        # lock: opening the connection takes it, a SELECT would add nothing.
+                        session.connection()
+                    else:
+                        session.execute(
+                            select(_REVISION.c.value)
+                            .where(_REVISION.c.id == REVISION_ROW_ID)
+                            .with_for_update()
+                        )
                     yield session
             except sa_exc.IntegrityError as exc:
                 # The checks run under the lock, so this means a rule was missed.
@@ -415,31 +422,46 @@ class Store(HistoryMixin):
             ids = ", ".join(str(f.id) for f in overridden)
             note = f"override of freeze {ids}: {override_reason}"
             reason = f"{reason}; {note}" if reason else note
-        row = session.get_one(RevisionRow, REVISION_ROW_ID)
-        row.value += 1
+        session.flush()  # a caller's pending rows (an API key): constraint errors surface here
+        # Core statements, not the ORM's unit of work: the revision bump and the audit
+        # events cost one statement each (issue 17).
+        revision: int = session.execute(
+            update(_REVISION)
+            .where(_REVISION.c.id == REVISION_ROW_ID)
+            .values(value=_REVISION.c.value + 1)
+            .returning(_REVISION.c.value)
+        ).scalar_one()
+        loaded = session.identity_map.get(session.identity_key(RevisionRow, REVISION_ROW_ID))
+        if loaded is not None:  # keep a copy read earlier in this transaction true
+            set_committed_value(loaded, "value", revision)
         at = datetime.now(UTC)
-        for change in done:
-            session.add(
-                AuditEventRow(
-                    revision=row.value,
-                    at=at,
-                    actor=actor,
-                    action=change.action.value,
-                    entity_kind=change.kind,
-                    entity_name=change.name,
-                    before=change.before,
-                    after=change.after_json,
-                    reason=reason,
-                )
-            )
-        session.flush()  # surface constraint errors inside the transaction
-        notify_in_transaction(session, row.value)  # other replicas (storage/pg_feed.py)
+        events = [
+            {
+                "revision": revision,
+                "at": at,
+                "actor": actor,
+                "action": change.action.value,
+                "entity_kind": change.kind,
+                "entity_name": change.name,
+                "before": change.before,
+                "after": change.after_json,
+                "reason": reason,
+            }
+            for change in done
+        ]
+        if events:
+            session.execute(insert(_AUDIT), events)
+        notify_in_transaction(session, revision)  # other replicas (storage/pg_feed.py)
         # What the feed carries; a second commit in one transaction makes two
         # revisions of one publication, so then only the revision is published.
         once = "revision" not in session.info
         session.info["changes"] = tuple(done) if once else None
-        session.info["revision"] = row.value
-        return row.value
+        session.info["revision"] = revision
+        return revision
+
+
+_REVISION = RevisionRow.__table__
+_AUDIT = AuditEventRow.__table__
 
 
 @dataclass(frozen=True)
