@@ -35,6 +35,7 @@ docs/root/api-docs/xds_protocol.rst):
 from envoy.config.core.v3.base_pb2 import Node
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
 
+from turnout.xds import sync_state
 from turnout.xds.holdings import Holdings
 from turnout.xds.nack import nack_text
 from turnout.xds.ordering import held_back, version_label
@@ -294,20 +295,11 @@ class StreamState:
         return self._holdings.resources_sent()
 
     def type_state(self, sub: Subscription, snapshot: Snapshot) -> TypeState:
-        if sub.nacked or sub.quarantined or sub.quarantined_routes:
-            return TypeState.NACKED
-        if sub.state is not State.WATCHING:
-            return TypeState.STALE
-        if sub.acked_all and self._clean(sub, self._basis(sub, snapshot)):
-            return TypeState.SYNCED
-        wanted = self._wanted(sub, snapshot)
-        synced = (
-            sub.state is State.WATCHING
-            and not sub.must_respond
-            and not sub.resend & wanted.keys()
-            and {n: r.hash for n, r in wanted.items()} == _restrict(sub.acked, sub, wanted)
+        return sync_state.type_state(
+            sub,
+            lambda s: self._clean(s, self._basis(s, snapshot)),
+            lambda s: self._wanted(s, snapshot),
         )
-        return TypeState.SYNCED if synced else TypeState.STALE
 
     def in_sync(self, snapshot: Snapshot) -> bool:
         """Every subscribed type acknowledged with the snapshot's content."""
@@ -317,49 +309,7 @@ class StreamState:
         )
 
     def _clusters_settled(self, snapshot: Snapshot) -> bool:
-        """Every cluster of the snapshot reached the proxy with its endpoints."""
-        cds = self.subscriptions.get(CLUSTER_TYPE)
-        if cds is None:
-            return True  # not a proxy that uses CDS over this stream
-        if cds.state is not State.WATCHING:
-            return False
-        eds = self.subscriptions.get(ENDPOINT_TYPE)
-        needed = snapshot.eds_cluster_names
-        if (
-            cds.acked_all
-            and self._clean(cds, self._basis(cds, snapshot))
-            and (
-                not needed
-                or (
-                    eds is not None
-                    and eds.state is State.WATCHING
-                    and eds.acked_all
-                    and (eds.wildcard or needed <= eds.names)
-                    and self._clean(eds, self._basis(eds, snapshot))
-                )
-            )
-        ):
-            return True  # the common case, without comparing every resource
-        clusters = cds.wanted(snapshot.resources(CLUSTER_TYPE))
-        clusters = held_for_quarantine(cds, clusters, self._holdings)
-        if any(cds.acked.get(n) != r.hash for n, r in clusters.items()):
-            return False
-        # A quarantined cluster the client holds an old version of (or none) does
-        # not wait for the endpoints of the rejected one.
-        needed = (snapshot.eds_cluster_names & clusters.keys()) - set(cds.quarantined)
-        if not needed:
-            return True
-        eds = self.subscriptions.get(ENDPOINT_TYPE)
-        if eds is None or eds.state is not State.WATCHING or eds.resend & needed:
-            return False
-        available = snapshot.resources(ENDPOINT_TYPE)
-        endpoints = {n: available[n] for n in needed if n in available}
-        endpoints = held_for_quarantine(eds, endpoints, self._holdings)
-        return all(eds.acked.get(name) == r.hash for name, r in endpoints.items())
+        def clean(sub: Subscription) -> bool:
+            return self._clean(sub, self._basis(sub, snapshot))
 
-
-def _restrict(acked: dict[str, str], sub: Subscription, wanted: dict[str, object]) -> dict:
-    """SotW routes and endpoints: names the client dropped do not count against it."""
-    if sub.type_url in FULL_STATE_TYPES:
-        return acked
-    return {n: h for n, h in acked.items() if n in wanted}
+        return sync_state.clusters_settled(self.subscriptions, snapshot, self._holdings, clean)
