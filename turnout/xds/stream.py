@@ -3,17 +3,20 @@
 One `StreamState` per gRPC stream holds one `Subscription` per type URL. The server
 feeds it every request (`on_request` / `on_delta_request`), asks it what to send
 (`next_response`) whenever a request arrives or the snapshot changes, and records
-what went out (`on_sent`). Rules it enforces (xDS spec,
-docs/root/api-docs/xds_protocol.rst):
+what went out (`on_sent`). It coordinates: `subscription.py` (one type's names and
+versions), `state_machine.py` (the table of its states), `holdings.py` (what the
+client was sent and accepted), `ordering.py` (make before break), `splice.py`
+(quarantine and route cuts) and `sync_state.py` (where each type stands). Rules
+it enforces (xDS spec, docs/root/api-docs/xds_protocol.rst):
 
 1. Only the first request is sure to carry `node`; it is kept for the stream.
 2. Nonces are unique within the stream (a counter); versions are per type.
 3. A NACK is a request with `error_detail`. What a client was sent is tracked by
    content, so a rejected version is never sent again while it is the newest
    (go-control-plane#962 shows the loop this avoids); the next change goes out.
-   The rejected entities are quarantined (`quarantine.py`): the client keeps its
-   last accepted version of each (or gets none) until the declaration changes
-   it, and everything else is sent; a route is never sent pointing at a cluster
+   The rejected entities are quarantined (`quarantine.py`, `splice.py`): the
+   client keeps its last accepted version of each (or gets none) until the
+   declaration changes it, and everything else is sent; a route is never sent pointing at a cluster
    the client rejected and does not hold.
 4. At most one unacknowledged response per type; changes made meanwhile collapse
    into the newest snapshot, sent when the ACK arrives.
