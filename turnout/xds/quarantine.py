@@ -2,8 +2,8 @@
 
 A proxy that rejects one resource keeps its last accepted version of it (or never
 gets one) and every unrelated change keeps flowing. This module decides what a
-rejection names; `stream.py` keeps the entries and leaves their rejected versions
-out of what it sends. Rules:
+rejection names; the stream keeps the entries and `splice.py` leaves their rejected
+versions out of what it sends. Rules:
 
 1. Envoy's message names the rejected resources ("Error adding/updating
    cluster(s) bad: ..."): those of the rejected response are quarantined.

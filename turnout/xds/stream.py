@@ -3,17 +3,20 @@
 One `StreamState` per gRPC stream holds one `Subscription` per type URL. The server
 feeds it every request (`on_request` / `on_delta_request`), asks it what to send
 (`next_response`) whenever a request arrives or the snapshot changes, and records
-what went out (`on_sent`). Rules it enforces (xDS spec,
-docs/root/api-docs/xds_protocol.rst):
+what went out (`on_sent`). It coordinates: `subscription.py` (one type's names and
+versions), `state_machine.py` (the table of its states), `holdings.py` (what the
+client was sent and accepted), `ordering.py` (make before break), `splice.py`
+(quarantine and route cuts) and `sync_state.py` (where each type stands). Rules
+it enforces (xDS spec, docs/root/api-docs/xds_protocol.rst):
 
 1. Only the first request is sure to carry `node`; it is kept for the stream.
 2. Nonces are unique within the stream (a counter); versions are per type.
 3. A NACK is a request with `error_detail`. What a client was sent is tracked by
    content, so a rejected version is never sent again while it is the newest
    (go-control-plane#962 shows the loop this avoids); the next change goes out.
-   The rejected entities are quarantined (`quarantine.py`): the client keeps its
-   last accepted version of each (or gets none) until the declaration changes
-   it, and everything else is sent; a route is never sent pointing at a cluster
+   The rejected entities are quarantined (`quarantine.py`, `splice.py`): the
+   client keeps its last accepted version of each (or gets none) until the
+   declaration changes it, and everything else is sent; a route is never sent pointing at a cluster
    the client rejected and does not hold.
 4. At most one unacknowledged response per type; changes made meanwhile collapse
    into the newest snapshot, sent when the ACK arrives.
@@ -32,16 +35,16 @@ docs/root/api-docs/xds_protocol.rst):
    only once they warmed, which takes their endpoints.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-
 from envoy.config.core.v3.base_pb2 import Node
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
 
+from turnout.xds import sync_state
+from turnout.xds.holdings import Holdings
 from turnout.xds.nack import nack_text
-from turnout.xds.ordering import held_back, missing_clusters, version_label
-from turnout.xds.quarantine import Quarantined, pin_resources, pin_routes
-from turnout.xds.route_parts import RouteCut, RouteForm, RouteParts
+from turnout.xds.ordering import held_back, version_label
+from turnout.xds.quarantine import Quarantined
+from turnout.xds.responses import RequestOutcome, Response
+from turnout.xds.route_parts import RouteCut
 from turnout.xds.snapshot import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -51,54 +54,31 @@ from turnout.xds.snapshot import (
     PackedResource,
     Snapshot,
 )
-from turnout.xds.subscription import (  # noqa: F401 (the stream's vocabulary)
-    _TRANSITIONS,
-    FULL_STATE_TYPES,
-    WILDCARD,
-    Input,
-    ProtocolError,
-    State,
-    Subscription,
-    TypeState,
+from turnout.xds.splice import (
+    effective,
+    enter_quarantine,
+    held_for_quarantine,
+    quarantined,
+    release,
+    route_cuts,
 )
+from turnout.xds.state_machine import _TRANSITIONS, Input, ProtocolError, State
+from turnout.xds.subscription import FULL_STATE_TYPES, WILDCARD, Subscription, TypeState
 
-
-@dataclass(frozen=True)
-class Response:
-    """What the server must send for one type."""
-
-    type_url: str
-    version: str
-    resources: dict[str, PackedResource]
-    """Resources to send, in name order (SotW: all wanted; Delta: changed ones)."""
-    removed: tuple[str, ...]
-    """Delta only: names the client must drop or that do not exist."""
-    nonce: str
-    route_refs: dict[str, frozenset[str]] = field(default_factory=dict)
-    """Routes only: the clusters each route configuration sent refers to."""
-    basis: tuple[object, ...] | None = None
-    """What the response was computed from (`StreamState._basis`)."""
-    updated: tuple[str, ...] = ()
-    """Names whose content the client did not hold yet."""
-    route_parts: dict[str, RouteParts] = field(default_factory=dict)
-    """Routes only: the parts the route configurations sent were cut from."""
-    route_cuts: dict[str, RouteCut] = field(default_factory=dict)
-    """Routes only: how each route configuration sent was cut from its parts."""
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self.resources)
-
-
-@dataclass
-class RequestOutcome:
-    """What a request turned out to be, for metrics and logs."""
-
-    stale: bool = False
-    ack: bool = False
-    nack: str | None = None
-    quarantined: list[Quarantined] = field(default_factory=list)
-    """What a NACK newly quarantined."""
+# The stream's vocabulary: the server, `limits.py` and the tests import it from here.
+__all__ = [
+    "FULL_STATE_TYPES",
+    "WILDCARD",
+    "_TRANSITIONS",
+    "Input",
+    "ProtocolError",
+    "RequestOutcome",
+    "Response",
+    "State",
+    "StreamState",
+    "Subscription",
+    "TypeState",
+]
 
 
 class StreamState:
@@ -109,13 +89,7 @@ class StreamState:
         self.node: Node | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self._nonce_counter = 0
-        self._resources_sent: dict[str, dict[str, PackedResource]] = {t: {} for t in TYPE_ORDER}
-        """What the client holds if it accepted everything: for `GET /proxies/{id}/config`
-        and to keep the clusters and endpoints its routes still use."""
-        self._resources_acked: dict[str, dict[str, PackedResource]] = {t: {} for t in TYPE_ORDER}
-        """What the client accepted: the versions a quarantined resource falls back to."""
-        self._route_refs_sent: dict[str, frozenset[str]] = {}
-        self._route_refs_acked: dict[str, frozenset[str]] = {}
+        self._holdings = Holdings()
         self.quarantine_version = 0
         """Bumped whenever an entry is quarantined or released (part of every basis)."""
 
@@ -167,14 +141,17 @@ class StreamState:
             sub.nacked_version, sub.nacked = sub.version_sent, True
             sub.last_nack = nack_text(request.error_detail)
             outcome.nack = sub.last_nack
-            outcome.quarantined = self._quarantine(sub, request.error_detail.message)
+            outcome.quarantined = enter_quarantine(
+                sub, request.error_detail.message, self._holdings
+            )
+            if outcome.quarantined:
+                self.quarantine_version += 1
         else:
             sub.process_input(Input.RECV_ACK)
             sub.version_acked, sub.acked, sub.nacked = sub.version_sent, dict(sub.sent), False
             sub.acked_all = True
-            self._resources_acked[sub.type_url] = dict(self._resources_sent[sub.type_url])
+            self._holdings.on_ack(sub.type_url, routes=sub.type_url == ROUTE_TYPE)
             if sub.type_url == ROUTE_TYPE:
-                self._route_refs_acked = dict(self._route_refs_sent)
                 sub.acked_parts = dict(sub.sent_cuts)
             outcome.ack = True
         return outcome
@@ -183,7 +160,7 @@ class StreamState:
 
     def next_response(self, snapshot: Snapshot) -> Response | None:
         """The first response due, in make-before-break order; None if none is."""
-        self._release(snapshot)
+        self.quarantine_version += release(self.subscriptions, snapshot, self._holdings)
         for type_url in TYPE_ORDER:
             sub = self.subscriptions.get(type_url)
             if sub is None or sub.state is not State.WATCHING:
@@ -214,7 +191,8 @@ class StreamState:
             parts = {n: snapshot.route_parts[n] for n in resources if n in snapshot.route_parts}
             cuts: dict[str, RouteCut] = {}
             if type_url == ROUTE_TYPE:
-                spliced = self._route_cuts(sub, snapshot, resources)
+                cds = self.subscriptions.get(CLUSTER_TYPE)
+                spliced = route_cuts(sub, cds, snapshot, resources, self._holdings)
                 cuts = {n: spliced.get(n) or RouteCut(p) for n, p in parts.items()}
                 # Make before break: the clusters an old form spliced in still uses
                 # stay while it is sent (`held_back`).
@@ -256,18 +234,14 @@ class StreamState:
                 sub.sent_cuts.pop(name, None)
         if response.type_url == CLUSTER_TYPE:
             self._resend_endpoints_of_changed_clusters(sub.sent, response.resources)
-        held = self._resources_sent[response.type_url]
-        if not self.delta:
-            held.clear()
-        held.update(response.resources)
-        for name in response.removed:
-            held.pop(name, None)
-        if response.type_url == ROUTE_TYPE:
-            if not self.delta:
-                self._route_refs_sent = {}
-            self._route_refs_sent.update(response.route_refs)
-            for name in response.removed:
-                self._route_refs_sent.pop(name, None)
+        routes = response.type_url == ROUTE_TYPE
+        self._holdings.on_sent(
+            response.type_url,
+            response.resources,
+            response.removed,
+            response.route_refs if routes else None,
+            self.delta,
+        )
         hashes = {n: r.hash for n, r in response.resources.items()}
         if self.delta:
             sub.sent.update(hashes)
@@ -280,15 +254,17 @@ class StreamState:
         sub.resend -= response.resources.keys()
 
     def _wanted(self, sub: Subscription, snapshot: Snapshot) -> dict[str, PackedResource]:
-        wanted = self._held_for_quarantine(sub, self._effective(sub, snapshot))
-        holding = self._resources_sent.get(sub.type_url, {})
+        cds = self.subscriptions.get(CLUSTER_TYPE)
+        wanted = effective(sub, cds, snapshot, self._holdings)
+        wanted = held_for_quarantine(sub, wanted, self._holdings)
+        holding = self._holdings.sent.get(sub.type_url, {})
         for name in self._held_back(sub, snapshot):
             wanted[name] = holding[name]
         return dict(sorted(wanted.items()))
 
     def _held_back(self, sub: Subscription, snapshot: Snapshot) -> tuple[str, ...]:
-        refs = [*self._route_refs_acked.values(), *self._route_refs_sent.values()]
-        return held_back(sub, snapshot, refs, self._resources_sent.get(sub.type_url, {}))
+        holding = self._holdings.sent.get(sub.type_url, {})
+        return held_back(sub, snapshot, self._holdings.route_refs(), holding)
 
     def _basis(self, sub: Subscription, snapshot: Snapshot) -> tuple[object, ...]:
         """Everything a type's response depends on: the snapshot's content of the type
@@ -311,150 +287,22 @@ class StreamState:
             eds = self.subscriptions.setdefault(ENDPOINT_TYPE, Subscription(ENDPOINT_TYPE))
             eds.resend |= changed
 
-    # --- quarantine (rule 3; quarantine.py) ---------------------------------------------
-
-    def _quarantine(self, sub: Subscription, message: str) -> list[Quarantined]:
-        """Quarantine what a NACK of the last response rejected."""
-        text = sub.last_nack or ""
-        if sub.type_url == ROUTE_TYPE:
-            routes = pin_routes(message, text, sub.last_updated, sub.sent_parts)
-            if routes:
-                sub.quarantined_routes.update(routes)
-                sub.nacked = False
-                self.quarantine_version += 1
-                return list(routes.values())
-        found = pin_resources(sub.type_url, message, text, sub.last_updated, sub.sent)
-        if not found:
-            return []
-        sub.quarantined.update(found)
-        sub.nacked = False  # the entries now say what is rejected, and for how long
-        self.quarantine_version += 1
-        # Envoy kept its previous version of each rejected resource (or has none),
-        # and applied the rest of the response (cds_api_helper.cc, lds_api.cc).
-        held, acked = self._resources_sent[sub.type_url], self._resources_acked[sub.type_url]
-        for name in found:
-            if name in sub.acked:
-                sub.sent[name] = sub.acked[name]
-            else:
-                sub.sent.pop(name, None)
-            if name in acked:
-                held[name] = acked[name]
-            else:
-                held.pop(name, None)
-        if set(sub.last_updated) - found.keys():
-            sub.must_respond = True  # an ACK of the rest is what lets listeners follow
-        return list(found.values())
-
-    def _release(self, snapshot: Snapshot) -> None:
-        """Drop entries whose entity changed or went: its new version is tried."""
-        for sub in self.subscriptions.values():
-            for route, q in list(sub.quarantined_routes.items()):
-                parts = snapshot.route_parts.values()
-                if not any(p.route_hash(route) == q.fingerprint for p in parts):
-                    del sub.quarantined_routes[route]
-                    self.quarantine_version += 1
-        # In type order: a released cluster changes which routes the routes type omits.
-        for type_url in TYPE_ORDER:
-            sub = self.subscriptions.get(type_url)
-            if sub is None or not sub.quarantined:
-                continue
-            current = self._effective(sub, snapshot)
-            for name, q in list(sub.quarantined.items()):
-                resource = current.get(name)
-                if resource is None or resource.hash != q.fingerprint:
-                    del sub.quarantined[name]
-                    self.quarantine_version += 1
-
-    def _effective(self, sub: Subscription, snapshot: Snapshot) -> dict[str, PackedResource]:
-        """What the subscription wants, with quarantined routes and routes to clusters
-        the client rejected and never held at their last accepted form in route
-        configurations, or left out where the client never accepted one."""
-        wanted = sub.wanted(snapshot.resources(sub.type_url))
-        if sub.type_url != ROUTE_TYPE or not snapshot.route_parts:
-            return wanted
-        for name, cut in self._route_cuts(sub, snapshot, wanted).items():
-            wanted[name] = cut.parts.with_entries(cut.excluded, cut.old)
-        return wanted
-
-    def _route_cuts(
-        self, sub: Subscription, snapshot: Snapshot, names: Iterable[str]
-    ) -> dict[str, RouteCut]:
-        """The route configurations among `names` that cannot go whole, and how each
-        is cut: which routes' current entries are replaced, and by which old form."""
-        missing = missing_clusters(
-            self.subscriptions.get(CLUSTER_TYPE), snapshot, self._resources_acked[CLUSTER_TYPE]
-        )
-        quarantined = list(sub.quarantined_routes.items())
-        if not missing and not quarantined:
-            return {}
-        cuts: dict[str, RouteCut] = {}
-        for name in names:
-            parts = snapshot.route_parts.get(name)
-            if parts is None:
-                continue
-            excluded = {r for r, q in quarantined if parts.route_hash(r) == q.fingerprint}
-            if missing:
-                excluded |= parts.routes_using(missing)
-            if not excluded:
-                continue
-            accepted = sub.acked_parts.get(name)
-            old: dict[str, RouteForm] = {}
-            for route in sorted(excluded) if accepted is not None else ():
-                form = accepted.form(route) if accepted is not None else None
-                # Never a kept form that points at a cluster the client lacks.
-                if form is not None and not form.services & missing:
-                    old[route] = form
-            cuts[name] = RouteCut(parts, frozenset(excluded), old)
-        return cuts
-
-    def _held_for_quarantine(
-        self, sub: Subscription, wanted: dict[str, PackedResource]
-    ) -> dict[str, PackedResource]:
-        """`wanted` with each quarantined resource at the client's accepted version,
-        or left out if it never accepted one."""
-        if not sub.quarantined:
-            return wanted
-        accepted = self._resources_acked[sub.type_url]
-        for name, q in list(sub.quarantined.items()):
-            resource = wanted.get(name)
-            if resource is None or resource.hash != q.fingerprint:
-                continue  # released on the next `_release`
-            if name in accepted:
-                wanted[name] = accepted[name]
-            else:
-                del wanted[name]
-        return wanted
-
     def quarantine(self) -> list[Quarantined]:
         """Every entity this client is kept on an old version of (or without)."""
-        out: list[Quarantined] = []
-        for type_url in TYPE_ORDER:
-            sub = self.subscriptions.get(type_url)
-            if sub is not None:
-                out += list(sub.quarantined.values()) + list(sub.quarantined_routes.values())
-        return out
+        return quarantined(self.subscriptions)
 
     # --- status -----------------------------------------------------------------------
 
     def resources_sent(self) -> dict[str, list[PackedResource]]:
         """By type URL, what the client holds if it accepted everything sent."""
-        return {t: list(r.values()) for t, r in self._resources_sent.items() if r}
+        return self._holdings.resources_sent()
 
     def type_state(self, sub: Subscription, snapshot: Snapshot) -> TypeState:
-        if sub.nacked or sub.quarantined or sub.quarantined_routes:
-            return TypeState.NACKED
-        if sub.state is not State.WATCHING:
-            return TypeState.STALE
-        if sub.acked_all and self._clean(sub, self._basis(sub, snapshot)):
-            return TypeState.SYNCED
-        wanted = self._wanted(sub, snapshot)
-        synced = (
-            sub.state is State.WATCHING
-            and not sub.must_respond
-            and not sub.resend & wanted.keys()
-            and {n: r.hash for n, r in wanted.items()} == _restrict(sub.acked, sub, wanted)
+        return sync_state.type_state(
+            sub,
+            lambda s: self._clean(s, self._basis(s, snapshot)),
+            lambda s: self._wanted(s, snapshot),
         )
-        return TypeState.SYNCED if synced else TypeState.STALE
 
     def in_sync(self, snapshot: Snapshot) -> bool:
         """Every subscribed type acknowledged with the snapshot's content."""
@@ -464,48 +312,7 @@ class StreamState:
         )
 
     def _clusters_settled(self, snapshot: Snapshot) -> bool:
-        """Every cluster of the snapshot reached the proxy with its endpoints."""
-        cds = self.subscriptions.get(CLUSTER_TYPE)
-        if cds is None:
-            return True  # not a proxy that uses CDS over this stream
-        if cds.state is not State.WATCHING:
-            return False
-        eds = self.subscriptions.get(ENDPOINT_TYPE)
-        needed = snapshot.eds_cluster_names
-        if (
-            cds.acked_all
-            and self._clean(cds, self._basis(cds, snapshot))
-            and (
-                not needed
-                or (
-                    eds is not None
-                    and eds.state is State.WATCHING
-                    and eds.acked_all
-                    and (eds.wildcard or needed <= eds.names)
-                    and self._clean(eds, self._basis(eds, snapshot))
-                )
-            )
-        ):
-            return True  # the common case, without comparing every resource
-        clusters = self._held_for_quarantine(cds, cds.wanted(snapshot.resources(CLUSTER_TYPE)))
-        if any(cds.acked.get(n) != r.hash for n, r in clusters.items()):
-            return False
-        # A quarantined cluster the client holds an old version of (or none) does
-        # not wait for the endpoints of the rejected one.
-        needed = (snapshot.eds_cluster_names & clusters.keys()) - set(cds.quarantined)
-        if not needed:
-            return True
-        eds = self.subscriptions.get(ENDPOINT_TYPE)
-        if eds is None or eds.state is not State.WATCHING or eds.resend & needed:
-            return False
-        available = snapshot.resources(ENDPOINT_TYPE)
-        endpoints = {n: available[n] for n in needed if n in available}
-        endpoints = self._held_for_quarantine(eds, endpoints)
-        return all(eds.acked.get(name) == r.hash for name, r in endpoints.items())
+        def clean(sub: Subscription) -> bool:
+            return self._clean(sub, self._basis(sub, snapshot))
 
-
-def _restrict(acked: dict[str, str], sub: Subscription, wanted: dict[str, object]) -> dict:
-    """SotW routes and endpoints: names the client dropped do not count against it."""
-    if sub.type_url in FULL_STATE_TYPES:
-        return acked
-    return {n: h for n, h in acked.items() if n in wanted}
+        return sync_state.clusters_settled(self.subscriptions, snapshot, self._holdings, clean)

@@ -1,49 +1,21 @@
-"""One stream's subscription to one resource type, and the table of its states.
+"""One stream's subscription to one resource type.
 
 Follows go-control-plane `pkg/server/stream/v3/subscription.go` (names, wildcard,
-nonce, versions per type URL) and h2's table-driven state machine: every legal
-(state, input) is a row of `_TRANSITIONS`, anything else is a `ProtocolError`.
-The rules the fields serve are listed in `stream.py`. No I/O.
+nonce, versions per type URL); its protocol state steps through the table of
+`state_machine.py`. The rules the fields serve are listed in `stream.py`. No I/O.
 """
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum, auto
+from enum import Enum
 
-from turnout.models.errors import TurnoutError
 from turnout.xds.quarantine import Quarantined
 from turnout.xds.route_parts import RouteCut, RouteParts
 from turnout.xds.snapshot import CLUSTER_TYPE, LISTENER_TYPE, PackedResource
+from turnout.xds.state_machine import Input, State, next_state
 
 WILDCARD = "*"
 FULL_STATE_TYPES = frozenset({CLUSTER_TYPE, LISTENER_TYPE})
-
-
-class ProtocolError(TurnoutError):
-    """The client broke the protocol; the stream is closed with INVALID_ARGUMENT."""
-
-
-class State(Enum):
-    IDLE = auto()  # nothing requested yet for this type
-    WATCHING = auto()  # requested; nothing unacknowledged in flight
-    AWAITING_ACK = auto()  # one response in flight
-
-
-class Input(Enum):
-    RECV_REQUEST = auto()
-    SEND_RESPONSE = auto()
-    RECV_ACK = auto()
-    RECV_NACK = auto()
-
-
-_TRANSITIONS: dict[tuple[State, Input], State] = {
-    (State.IDLE, Input.RECV_REQUEST): State.WATCHING,
-    (State.WATCHING, Input.RECV_REQUEST): State.WATCHING,
-    (State.WATCHING, Input.SEND_RESPONSE): State.AWAITING_ACK,
-    (State.AWAITING_ACK, Input.RECV_REQUEST): State.AWAITING_ACK,
-    (State.AWAITING_ACK, Input.RECV_ACK): State.WATCHING,
-    (State.AWAITING_ACK, Input.RECV_NACK): State.WATCHING,
-}
 
 
 class TypeState(Enum):
@@ -108,10 +80,7 @@ class Subscription:
     form of the route (or left out when the client never accepted one)."""
 
     def process_input(self, inp: Input) -> None:
-        try:
-            self.state = _TRANSITIONS[(self.state, inp)]
-        except KeyError:
-            raise ProtocolError(f"{inp.name} in {self.state.name} for {self.type_url}") from None
+        self.state = next_state(self.state, inp, self.type_url)
 
     def set_names(self, requested: Iterable[str]) -> None:
         """Apply a SotW request's `resource_names`."""
