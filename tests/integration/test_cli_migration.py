@@ -41,7 +41,12 @@ DECLARATION: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     tmp = tmp_path_factory.mktemp("cli-migration")
-    proc = TurnoutProcess(f"sqlite:///{tmp / 'server.db'}", TOKEN, log_path=tmp / "serve.log")
+    proc = TurnoutProcess(
+        f"sqlite:///{tmp / 'server.db'}",
+        TOKEN,
+        log_path=tmp / "serve.log",
+        env={"TURNOUT_SECRET_KEY": "cli-migration-secret-key"},  # API keys need one
+    )
     proc.start()
     yield proc
     proc.stop()
@@ -182,3 +187,26 @@ def test_contexts_choose_the_server(server: TurnoutProcess, tmp_path: Path) -> N
     assert "403" in viewer("create", "service", "x", "--set", "url=http://x:1", code=4).stderr
     assert [t["name"] for t in cli.json("token", "list")] == ["ci-viewer"]
     cli("token", "delete", "--name", "ci-viewer")
+
+
+def test_api_keys_created_once_listed_without_the_key_and_revoked(
+    server: TurnoutProcess, tmp_path: Path
+) -> None:
+    cli = Cli(server, tmp_path)
+    cli("create", "consumer", "acme-cli")
+    made = cli("keys", "create", "acme-cli")
+    key = made.stdout.strip()  # the key alone on stdout, once
+    assert key.startswith("tk_") and len(key) >= 40
+    imported = cli.json("keys", "create", "acme-cli", "--key", "acme-imported-key-0001")
+    assert imported["key"] == "acme-imported-key-0001"
+    listed = cli("keys", "list", "acme-cli", "-o", "json").stdout
+    keys = json.loads(listed)
+    assert len(keys) == 2 and imported["id"] in {k["id"] for k in keys}
+    for k in keys:
+        assert key.startswith(k["prefix"]) or "acme-imported-key-0001".startswith(k["prefix"])
+    assert key not in listed and "acme-imported-key-0001" not in listed  # never shown again
+    bad = cli("keys", "create", "acme-cli", "--expires-at", "tomorrow", code=1)
+    assert "422" in bad.stderr and "expires_at" in bad.stderr
+    cli("keys", "revoke", "acme-cli", *(k["id"] for k in keys))
+    assert cli.json("keys", "list", "acme-cli") == []
+    assert "404" in cli("keys", "list", "nobody", code=1).stderr

@@ -146,11 +146,12 @@ def cli(
 
 
 def _register() -> None:
-    from turnout.cli import declarative, migration, resources, server
+    from turnout.cli import declarative, keys, migration, resources, server
 
     for command in server.COMMANDS:
         cli.add_command(command)
     cli.add_command(context_group)
+    cli.add_command(keys.keys_group)
     for group in (*resources.COMMANDS, *migration.COMMANDS, *declarative.COMMANDS):
         cli.add_command(group)
     cli.add_command(completion)
