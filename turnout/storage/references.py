@@ -7,9 +7,10 @@ names the offending field.
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from turnout.models.consumer import ConsumerKeyRow, ConsumerRow, ConsumerSpec
@@ -40,8 +41,13 @@ def delete_dependents(session: Session, ent: Entity, name: str) -> None:
         session.execute(delete(ConsumerKeyRow).where(ConsumerKeyRow.consumer == name))
 
 
+def _exists(session: Session, row: type[Any], name: str) -> bool:
+    """A Core EXISTS, not `Session.get`: no ORM object built for a yes/no (issue 17)."""
+    return bool(session.scalar(select(exists().where(row.name == name))))
+
+
 def _service_exists(session: Session, name: str) -> bool:
-    return session.get(ServiceRow, name) is not None
+    return _exists(session, ServiceRow, name)
 
 
 def _check_route(session: Session, spec: BaseModel) -> None:
@@ -52,7 +58,7 @@ def _check_route(session: Session, spec: BaseModel) -> None:
     if spec.auth is None:
         return
     for consumer in spec.auth.allow_consumers:
-        if session.get(ConsumerRow, consumer) is None:
+        if not _exists(session, ConsumerRow, consumer):
             raise Conflict(f"consumer {consumer!r} does not exist", field="auth.allow_consumers")
     known = _groups(session)
     for group in spec.auth.allow_groups:
@@ -114,7 +120,7 @@ def _check_consumer_delete(session: Session, name: str) -> None:
 
 def _check_split(session: Session, spec: BaseModel) -> None:
     assert isinstance(spec, SplitSpec)
-    if session.get(RouteRow, spec.route) is None:
+    if not _exists(session, RouteRow, spec.route):
         raise Conflict(f"route {spec.route!r} does not exist", field="route")
     other = session.scalars(
         select(SplitRow.name).where(SplitRow.route == spec.route, SplitRow.name != spec.name)
@@ -153,7 +159,7 @@ def _check_sticky_consumer(session: Session, spec: SplitSpec) -> None:
             field=fields[0],
         )
     for i, pin in enumerate(spec.pins):
-        if pin.consumer and session.get(ConsumerRow, pin.consumer) is None:
+        if pin.consumer and not _exists(session, ConsumerRow, pin.consumer):
             raise Conflict(f"consumer {pin.consumer!r} does not exist", field=f"pins[{i}].consumer")
 
 
