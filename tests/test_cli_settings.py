@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from turnout.cli import settings
+from turnout import settings
 from turnout.cli.app import run
 from turnout.cli.client import EXIT_USAGE, CliError
 from turnout.cli.contexts import resolve, save

@@ -7,7 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
-from turnout.cli.settings import current as current_settings
+from turnout.settings import current as current_settings
 from turnout.testing.processes import (
     AdminClient,
     AdminError,

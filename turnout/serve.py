@@ -22,13 +22,14 @@ from turnout.admin.app import create_app
 from turnout.admin.token_hash import generate_token, hash_token
 from turnout.controller import PlanController
 from turnout.envoy_bootstrap import split_host_port
+from turnout.models.change import ChangeFeed
 from turnout.ratelimit.batch import BatchedCounters
 from turnout.ratelimit.counters import DEFAULT_PREFIX, RedisCounters
 from turnout.ratelimit.server import RateLimitServer
 from turnout.ratelimit.service import FailureMode, RateLimitService, add_rate_limit_service
 from turnout.ratelimit.usage import QuotaReader
 from turnout.serve_production import Production, ProductionOptions, is_postgres
-from turnout.storage.feed import ChangeFeed, PollingFeed
+from turnout.storage.feed import PollingFeed
 from turnout.storage.keycrypt import SECRET_KEY_ENV
 from turnout.storage.pg_feed import PgChangeFeed
 from turnout.storage.store import Store

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from turnout.models.change import Commit
 from turnout.models.consumer import ConsumerSpec, KeyCreate
 from turnout.models.errors import Conflict
 from turnout.storage.audit import Action
-from turnout.storage.feed import Commit, PollingFeed
+from turnout.storage.feed import PollingFeed
 from turnout.storage.store import Store
 
 

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from turnout.models.change import Commit
 from turnout.models.proxy_status import ProxyStatus
 from turnout.models.service import ServiceSpec
-from turnout.storage.feed import Commit
 from turnout.storage.pg_feed import PgChangeFeed
 from turnout.storage.replicas import SharedLoadStats, SharedProxyStatus
 from turnout.storage.store import Store

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from turnout.models.change import Commit
 from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
-from turnout.storage.feed import Commit
 from turnout.storage.store import Store
 from turnout.xds import cache as cache_module
 from turnout.xds.cache import MAX_DELAY_SECONDS, SnapshotCache

@@ -20,8 +20,8 @@ from prometheus_client import REGISTRY
 
 from tests.xds.test_cache import InMemorySource, revision_other_than
 from tests.xds.test_server import Requests
+from turnout.models.change import Commit
 from turnout.models.service import ServiceSpec
-from turnout.storage.feed import Commit
 from turnout.xds.cache import SnapshotCache
 from turnout.xds.proxy_registry import ProxyRegistry
 from turnout.xds.server import AggregatedDiscoveryService, start_server

@@ -26,11 +26,11 @@ from turnout.admin.ui.live import MAX_CLIENTS
 from turnout.admin.ui.router import mount_ui
 from turnout.admin.write_gate import WriteGate
 from turnout.admin.write_log import WriteLog
+from turnout.models.change import ChangeFeed
 from turnout.models.entities import ENTITIES
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
 from turnout.ratelimit.usage import QuotaReader
-from turnout.storage.feed import ChangeFeed
 from turnout.storage.store import Store
 
 DESCRIPTION = """\

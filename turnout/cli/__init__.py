@@ -1,15 +1,14 @@
 """The `turnout` command line: a click application (`app.py`), one module per group.
 
 - `app.py`: the root command, its global options and exit codes;
-- `settings.py`: every TURNOUT_* variable and default (also read by serve and storage);
+- `turnout/settings.py` (beside this package, not in it: storage and serve read it
+  too, and must not import the CLI): every TURNOUT_* variable and default;
 - `client.py`, `output.py`, `contexts.py`: the admin API client, `-o table|json|yaml`,
   the config file's named contexts;
 - `resources.py` (get/describe/create/edit/delete), `migration.py` (split, plan, freeze,
   revisions, proxies, status), `declarative.py` (dump/diff/apply, token): API commands;
 - `server.py`: the commands that run a server or work on the database; `ops.py`: the
   database form of `token`.
-
-Kept light: storage code imports `turnout.cli.settings`, which must not load click.
 """
 
 from typing import Any

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from turnout.cli import settings
+from turnout import settings
 from turnout.cli.client import EXIT_CODES_HELP, EXIT_USAGE, Api, CliError
 from turnout.cli.contexts import context_group, resolve
 

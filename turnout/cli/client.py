@@ -13,7 +13,7 @@ from typing import Any
 import click
 import httpx
 
-from turnout.cli.settings import DEFAULT_TIMEOUT_S
+from turnout.settings import DEFAULT_TIMEOUT_S
 
 EXIT_OK = 0
 EXIT_FAILED = 1

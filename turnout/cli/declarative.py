@@ -18,8 +18,8 @@ import yaml
 from turnout.cli.client import EXIT_FAILED, EXIT_USAGE, ApiError, CliError
 from turnout.cli.output import emit, output_option
 from turnout.cli.resources import KINDS
-from turnout.cli.settings import current as current_settings
-from turnout.cli.settings import database_url as resolve_database_url
+from turnout.settings import current as current_settings
+from turnout.settings import database_url as resolve_database_url
 
 _database_url = click.option(
     "--database-url",

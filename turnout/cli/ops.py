@@ -21,7 +21,7 @@ CLI_ACTOR = "cli"
 
 
 def _database_url(arg: str | None) -> str:
-    from turnout.cli.settings import database_url
+    from turnout.settings import database_url
 
     return database_url(arg)
 

@@ -3,7 +3,7 @@
 `serve`, `ratelimit`, `bootstrap`, `db upgrade`, `demo`, `import kong`, `backup`,
 `restore`, `verify`, `certs init`, `export-static`: native click commands, so their
 `--help` is click's and shell completion reaches their options. Defaults that come
-from the environment are read through `turnout/cli/settings.py` when the command line
+from the environment are read through `turnout/settings.py` when the command line
 is parsed. Each command returns its exit code (see `turnout --help`).
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
-from turnout.cli import settings
-from turnout.cli.settings import current as current_settings
-from turnout.cli.settings import database_url as resolve_database_url
+from turnout import settings
+from turnout.settings import current as current_settings
+from turnout.settings import database_url as resolve_database_url
 
 DB_HELP = "database URL (default: $TURNOUT_DATABASE_URL or sqlite:///turnout.db)"
 

@@ -4,21 +4,14 @@ The store appends events; nothing here decides what is audited.
 """
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from turnout.models.change import Action as Action
 from turnout.models.schema import Base, UtcDateTime
-
-
-class Action(StrEnum):
-    CREATE = "create"
-    UPDATE = "update"
-    DELETE = "delete"
-
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
 _EventId = BigInteger().with_variant(Integer(), "sqlite")

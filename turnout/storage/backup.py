@@ -27,11 +27,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-# Where `turnout restore --old-secret-key` reads the secret a backup's keys are under.
-from turnout.cli.settings import OLD_SECRET_KEY_ENV as OLD_SECRET_KEY_ENV
 from turnout.models.consumer import ApiKey, ConsumerKeyRow
 from turnout.models.entities import ENTITIES, Entity
 from turnout.models.errors import Conflict, NotConfigured
+
+# Where `turnout restore --old-secret-key` reads the secret a backup's keys are under.
+from turnout.settings import OLD_SECRET_KEY_ENV as OLD_SECRET_KEY_ENV
 from turnout.storage import changes
 from turnout.storage.audit import AuditEvent, AuditEventRow
 from turnout.storage.freezes import Freeze, FreezeRow

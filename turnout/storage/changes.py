@@ -12,43 +12,17 @@ entity. Any `Conflict` aborts the whole transaction: all or nothing.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from turnout.models.change import Action, Change
 from turnout.models.consumer import ConsumerKeyRow
 from turnout.models.entities import ENTITIES, Entity
 from turnout.models.errors import Conflict, NotFound
-from turnout.storage.audit import Action
 from turnout.storage.references import check_delete, check_write, delete_dependents
-
-
-@dataclass(frozen=True)
-class Change:
-    """One entity written in a transaction, as its audit event will record it."""
-
-    action: Action
-    kind: str
-    name: str
-    before: dict[str, Any] | None
-    """The stored entity before the write (JSON); None on create."""
-    after: BaseModel | None
-    """The spec written; None on delete."""
-    keys: int = 0
-    """API keys deleted with it (a consumer's); shown in the summary."""
-
-    @property
-    def after_json(self) -> dict[str, Any] | None:
-        return self.after.model_dump(mode="json") if self.after is not None else None
-
-    def summary(self) -> str:
-        text = f"{self.action.value} {self.kind} {self.name}"
-        if self.keys:
-            text += f" ({self.keys} API key{'s' if self.keys != 1 else ''})"
-        return text
 
 
 class KeysWouldBeDeleted(Conflict):

@@ -22,10 +22,10 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, ExceptionContext
 
-from turnout.cli.settings import DATABASE_URL_ENV as DATABASE_URL_ENV
-from turnout.cli.settings import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
-from turnout.cli.settings import current as current_settings
 from turnout.models.schema import Base as Base  # re-exported: `db.Base.metadata` is the schema
+from turnout.settings import DATABASE_URL_ENV as DATABASE_URL_ENV
+from turnout.settings import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
+from turnout.settings import current as current_settings
 from turnout.storage.watchdog import StatementWatchdog
 
 # How long the database may keep Turnout waiting. Each bound turns into a 503

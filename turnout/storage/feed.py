@@ -20,51 +20,15 @@ Every subscriber (the cache, key expiry, the dashboard) subscribes to that one f
 import builtins
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
+from turnout.models.change import Commit, Listener, Unsubscribe
 from turnout.models.errors import StoreUnavailable
-from turnout.storage.changes import Change
 
 log = logging.getLogger(__name__)
 
 SAFETY_POLL_SECONDS = 1.0
 """How often a feed reads the revision, for commits no notification announced."""
-
-
-@dataclass(frozen=True)
-class Commit:
-    """A committed revision, as a feed delivers it."""
-
-    revision: int
-    changes: tuple[Change, ...] | None = None
-    """Every entity the revision changed, when this process committed it; None when
-    the commit was heard of (another process, the poll): read the audit log."""
-
-
-Listener = Callable[[Commit], None]
-Unsubscribe = Callable[[], None]
-
-
-class ChangeFeed(Protocol):
-    """Where commits are heard. `subscribe` works before `start` and after `stop`."""
-
-    def subscribe(self, listener: Listener) -> Unsubscribe:
-        """Call `listener(commit)` after each commit; returns the unsubscribe function.
-
-        Listeners run in the thread that heard the commit (a writer's, a feed's), so
-        they must be quick and thread-safe (e.g. `loop.call_soon_threadsafe`). Commits
-        of this process arrive once each, possibly out of order when two writers
-        commit close together; a bare revision arrives only when it is newer than
-        every one delivered before. An exception in a listener is logged and affects
-        neither the write nor the other listeners.
-        """
-        ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 class LocalFeed:

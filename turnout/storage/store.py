@@ -26,13 +26,13 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from turnout.models.change import Change, Commit
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES, Entity, entity
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
 from turnout.storage import changes, db, revisions
 from turnout.storage.audit import AuditEvent, AuditEventRow
-from turnout.storage.changes import Change
-from turnout.storage.feed import Commit, LocalFeed
+from turnout.storage.feed import LocalFeed
 from turnout.storage.freezes import check_freezes
 from turnout.storage.keystore import KEY_ENTITY, KeyRing
 from turnout.storage.lenient import (

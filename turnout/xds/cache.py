@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
+from turnout.models.change import ChangeFeed, Commit
 from turnout.models.declaration import Declaration
-from turnout.storage.feed import ChangeFeed, Commit
 from turnout.xds.groups import GroupBook, NodeGroup, TooManyGroups
 from turnout.xds.memo import SharedResources, TranslationMemo
 from turnout.xds.metrics import GROUPS, GROUPS_REFUSED, RELOADS

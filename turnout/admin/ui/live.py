@@ -9,7 +9,7 @@ import contextlib
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 
-from turnout.storage.feed import ChangeFeed
+from turnout.models.change import ChangeFeed
 
 MAX_CLIENTS = 100
 """Event streams served at once; more are answered 503."""
