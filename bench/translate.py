@@ -65,7 +65,7 @@ from turnout.xds.translate import (
     build_route_configuration,
     check_consistent,
 )
-from turnout.xds.translate.api_key_auth import build_api_key_auth_config
+from turnout.xds.translate.api_key_auth import build_api_key_auth_config, build_kong_headers_config
 from turnout.xds.translate.pipeline import translate
 from turnout.xds.translate.route import (
     CATCH_ALL_VIRTUAL_HOST,
@@ -422,17 +422,17 @@ def bench_translate(
         # What a reload does without memoisation: build, check, pack + hash everything.
         clusters, endpoints = build_clusters(d), build_endpoints(d)
         listener, routes = build_listener(OPTS), build_route_configuration(d, OPTS)
-        keys = build_api_key_auth_config(d)
+        keys, kong = build_api_key_auth_config(d), build_kong_headers_config(d)
         check_consistent(
             {
                 CLUSTER_TYPE: clusters,
                 ENDPOINT_TYPE: endpoints,
-                EXTENSION_CONFIG_TYPE: [keys],
+                EXTENSION_CONFIG_TYPE: [keys, kong],
                 LISTENER_TYPE: [listener],
                 ROUTE_TYPE: [routes],
             }
         )
-        return [pack(m) for m in (*clusters, *endpoints, keys, listener, routes)]
+        return [pack(m) for m in (*clusters, *endpoints, keys, kong, listener, routes)]
 
     def full() -> object:
         return full_for(decl)
@@ -442,13 +442,13 @@ def bench_translate(
     r["endpoints_ms"], endpoints = timed(lambda: build_endpoints(decl), runs)
     r["routes_build_ms"], routes = timed(lambda: build_route_configuration(decl, OPTS), runs)
     r["listener_ms"], listener = timed(lambda: build_listener(OPTS), runs)
-    keys = build_api_key_auth_config(decl)
+    keys, kong = build_api_key_auth_config(decl), build_kong_headers_config(decl)
     r["check_consistent_ms"], _ = timed(
         lambda: check_consistent(
             {
                 CLUSTER_TYPE: clusters,
                 ENDPOINT_TYPE: endpoints,
-                EXTENSION_CONFIG_TYPE: [keys],
+                EXTENSION_CONFIG_TYPE: [keys, kong],
                 LISTENER_TYPE: [listener],
                 ROUTE_TYPE: [routes],
             }
