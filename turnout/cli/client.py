@@ -113,6 +113,11 @@ class Answer:
         value = self.headers.get("X-Turnout-Revision")
         return int(value) if value and value.isdigit() else None
 
+    @property
+    def revision_note(self) -> str:
+        """` (revision N)` for a message, or nothing when the answer names none."""
+        return f" (revision {self.revision})" if self.revision is not None else ""
+
 
 class Api:
     """The admin API at `server`, called with `token`."""

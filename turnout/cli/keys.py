@@ -75,7 +75,7 @@ def keys_create(
         body["expires_at"] = expires_at
     answer = _api(ctx).call("POST", f"/consumers/{consumer}/keys", json=body)
     created = answer.body
-    rev = f" (revision {answer.revision})" if answer.revision is not None else ""
+    rev = answer.revision_note
     label = f"key {created['id']} ({created['prefix']}...)"
     click.echo(f"{label} created for {consumer}{rev}", err=True)
     if output == "table":
@@ -92,5 +92,5 @@ def keys_revoke(ctx: click.Context, consumer: str, ids: tuple[str, ...]) -> None
     """Revoke CONSUMER's keys by id (Envoy refuses them once it has the change)."""
     for key_id in ids:
         answer = _api(ctx).call("DELETE", f"/consumers/{consumer}/keys/{key_id}")
-        rev = f" (revision {answer.revision})" if answer.revision is not None else ""
+        rev = answer.revision_note
         click.echo(f"key {key_id} of {consumer} revoked{rev}", err=True)

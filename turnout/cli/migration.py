@@ -22,10 +22,6 @@ def _api(ctx: click.Context) -> Any:
     return api(ctx)
 
 
-def _rev(answer: Any) -> str:
-    return f" (revision {answer.revision})" if answer.revision is not None else ""
-
-
 def parse_targets(pairs: tuple[str, ...]) -> list[dict[str, Any]]:
     """`orders-v1=90 orders-v2=10` → [{"service": "orders-v1", "weight": 90}, ...]."""
     if len(pairs) > MAX_TARGETS:
@@ -67,7 +63,7 @@ examples:
 def split_set(ctx: click.Context, name: str, targets: tuple[str, ...], output: str) -> None:
     """Replace the targets of split NAME with these weights (PATCH /splits/NAME)."""
     answer = _api(ctx).call("PATCH", f"/splits/{name}", json={"targets": parse_targets(targets)})
-    click.echo(f"split {name} set{_rev(answer)}", err=True)
+    click.echo(f"split {name} set{answer.revision_note}", err=True)
     if output != "table":
         emit(answer.body, output)
 
@@ -109,7 +105,7 @@ def _action(ctx: click.Context, name: str, action: str, reason: str, override: s
         "POST", f"/splits/{name}/{action}", json={"reason": reason}, headers=headers
     )
     status = (answer.body.get("plan_state") or {}).get("status", "")
-    click.echo(f"split {name}: {action} done, plan {status}{_rev(answer)}", err=True)
+    click.echo(f"split {name}: {action} done, plan {status}{answer.revision_note}", err=True)
     return answer.body
 
 
@@ -184,7 +180,7 @@ def plan_start(
             ]
         headers = {"X-Turnout-Override-Reason": override_freeze} if override_freeze else None
         answer = _api(ctx).call("PATCH", f"/splits/{name}", json=body, headers=headers)
-        click.echo(f"split {name}: plan set{_rev(answer)}", err=True)
+        click.echo(f"split {name}: plan set{answer.revision_note}", err=True)
     view = _action(ctx, name, "advance", reason or "plan start", override_freeze)
     _plan_view(view, output)
 

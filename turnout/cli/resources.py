@@ -363,7 +363,7 @@ def create_cmd(
         answer = _api(ctx).call("POST", k.path, json=doc)
         created.append(answer.body)
         label = answer.body.get(k.key) if isinstance(answer.body, dict) else ""
-        rev = f" (revision {answer.revision})" if answer.revision is not None else ""
+        rev = answer.revision_note
         click.echo(f"{k.singular} {label} created{rev}", err=True)
         if k.plural == "tokens":
             # The one time the token is shown: on stdout, alone, for `$(...)`.
@@ -423,7 +423,7 @@ def edit_cmd(
             click.echo("no changes", err=True)
             return
     answer = _api(ctx).call("PATCH", f"{k.path}/{name}", json=patch)
-    rev = f" (revision {answer.revision})" if answer.revision is not None else ""
+    rev = answer.revision_note
     click.echo(f"{k.singular} {name} updated{rev}", err=True)
     if output != "table":
         emit(answer.body, output)
@@ -447,7 +447,7 @@ def delete_cmd(ctx: click.Context, kind_name: str, names: tuple[str, ...]) -> No
         raise CliError(f"{k.plural} are not deleted directly: see `turnout plan --help`")
     for name in names:
         answer = _api(ctx).call("DELETE", f"{k.path}/{name}")
-        rev = f" (revision {answer.revision})" if answer.revision is not None else ""
+        rev = answer.revision_note
         click.echo(f"{k.singular} {name} deleted{rev}", err=True)
 
 

@@ -20,6 +20,7 @@ Every subscriber (the cache, key expiry, the dashboard) subscribes to that one f
 import builtins
 import logging
 import threading
+from abc import ABC, abstractmethod
 from typing import Protocol
 
 from turnout.models.change import Commit, Listener, Unsubscribe
@@ -92,7 +93,7 @@ def poll_once(store: RevisionSource) -> None:
         log.debug("change feed revision check: %s", exc)
 
 
-class ThreadFeed:
+class ThreadFeed(ABC):
     """The local commits, plus news of other processes' heard by `_run` in a thread."""
 
     def __init__(self, store: RevisionSource, name: str) -> None:
@@ -111,8 +112,9 @@ class ThreadFeed:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    @abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """Hear commits until `_stop` is set (runs in the feed's thread)."""
 
 
 class PollingFeed(ThreadFeed):
