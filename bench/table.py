@@ -208,8 +208,10 @@ TABLE: dict[str, Callable[[list[dict[str, Any]]], list[Row]]] = {
         lambda r: f"`ads_load.py`: {_n(r['streams'])} ADS streams (fake proxies that ACK)",
         {
             "kb_per_stream": "KB per stream",
-            "fanout_p50_ms": "one change to all p50 ms",
-            "fanout_max_ms": "max ms",
+            "fanout_from_request_p50_ms": "one change, write's request → all ACKed p50 ms",
+            "fanout_from_request_max_ms": "max ms",
+            "write_max_ms": "the write's response max ms",
+            "stream_errors": "stream errors",
         },
         "≤ 100 KB per stream, 0 errors",
     ),
