@@ -253,7 +253,8 @@ class StreamState:
                     sub.told_missing.add(name)
         else:
             sub.sent = hashes
-        sub.resend -= response.resources.keys()
+        if sub.resend:  # in place: `-=` with dict keys builds a new set per response
+            sub.resend.difference_update(response.resources)
 
     def _wanted(self, sub: Subscription, snapshot: Snapshot) -> dict[str, PackedResource]:
         cds = self.subscriptions.get(CLUSTER_TYPE)

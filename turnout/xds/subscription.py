@@ -28,7 +28,7 @@ class TypeState(Enum):
     NACKED = "NACKED"  # rejected the newest content; waits for the next change
 
 
-@dataclass
+@dataclass(slots=True)  # one per type per stream: thousands of them; slots save ~1 KB each
 class Subscription:
     """What one stream asked for and received of one resource type."""
 
