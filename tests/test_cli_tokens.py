@@ -38,3 +38,17 @@ def test_bad_expiry(database_url: str, capsys: pytest.CaptureFixture[str]) -> No
     args = ["token", "create", "--database-url", database_url, "--name", "x", "--role", "viewer"]
     assert main([*args, "--expires-in", "soon"]) == 2
     assert "--expires-in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_bad_name_is_refused_as_the_api_refuses_it(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["token", "create", "--database-url", database_url, "--role", "viewer"]
+    assert main([*args, "--name", "bad name"]) == 2
+    assert "--name" in capsys.readouterr().err
+    store = Store(database_url)
+    try:
+        assert store.tokens.list() == []
+    finally:
+        store.close()

@@ -70,7 +70,8 @@ class Freezes:
 
     def list(self) -> builtins.list[Freeze]:
         with self._store.read_transaction() as session:
-            return [Freeze.model_validate(r) for r in session.scalars(select(FreezeRow))]
+            rows = session.scalars(select(FreezeRow).order_by(FreezeRow.id))
+            return [Freeze.model_validate(r) for r in rows]
 
     def get(self, name: int) -> Freeze:
         with self._store.read_transaction() as session:
