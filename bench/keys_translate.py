@@ -22,8 +22,9 @@ import tracemalloc
 
 from results_io import RESULTS, write_results
 
-from turnout.models.consumer import ApiKey, ConsumerSpec
+from turnout.models.consumer import ConsumerSpec
 from turnout.models.declaration import Declaration
+from turnout.models.key import ApiKey
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.xds.translate import NodeGroup, build_route_configuration

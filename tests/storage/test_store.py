@@ -227,7 +227,8 @@ class TestLoadSince:
     ) -> None:
         from datetime import UTC, datetime, timedelta
 
-        from turnout.models.consumer import ConsumerSpec, KeyCreate
+        from turnout.models.consumer import ConsumerSpec
+        from turnout.models.key import KeyCreate
 
         keyed = Store(database_url, secret_key="store-test-secret-key-0123456789")
         try:
@@ -239,9 +240,9 @@ class TestLoadSince:
             before = keyed.load()
             assert len(before.api_keys) == 9
             soon = datetime.now(UTC) + timedelta(hours=1)
-            created, _ = keyed.keys.create("alice", KeyCreate(expires_at=soon), "t")
+            created, _ = keyed.keys.of("alice").create(KeyCreate(expires_at=soon), "t")
             bob_key = next(k for k in before.api_keys if k.consumer == "bob")
-            keyed.keys.revoke("bob", bob_key.id, "t")
+            keyed.keys.of("bob").delete(bob_key.id, "t")
             keyed.delete("consumer", "carol", "t")
             after = keyed.load_since(before)
             assert after == keyed.load()

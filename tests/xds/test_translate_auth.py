@@ -6,8 +6,9 @@ from envoy.extensions.filters.http.api_key_auth.v3.api_key_auth_pb2 import (
     Credential,
 )
 
-from turnout.models.consumer import ApiKey, ConsumerSpec
+from turnout.models.consumer import ConsumerSpec
 from turnout.models.declaration import Declaration
+from turnout.models.key import ApiKey
 from turnout.models.route import RouteSpec
 from turnout.models.route_auth import KeySource, RouteAuth
 from turnout.models.service import ServiceSpec

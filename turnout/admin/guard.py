@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from turnout.admin.errors import ERROR_STATUS, error_body
 from turnout.admin.principal import Principal, authenticate, forbidden, unauthorized
 from turnout.admin.roles import OVERRIDE_ROLE, PUBLIC_PATHS, needs_override_role, rule_for
-from turnout.storage.freezes import OVERRIDE_HEADER
+from turnout.models.freeze import OVERRIDE_HEADER
 
 PRINCIPAL_STATE = "principal"
 UI_PREFIX = "/ui"

@@ -95,8 +95,8 @@ from google.protobuf.any_pb2 import Any
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 
-from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
+from turnout.models.key import ApiKey
 from turnout.models.route_auth import KeySource as KeySourceSpec
 from turnout.models.route_auth import RouteAuth
 from turnout.xds.translate.cluster import ads_config_source
