@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from turnout.models.change import Commit
-from turnout.models.consumer import ConsumerSpec, KeyCreate
+from turnout.models.consumer import ConsumerSpec
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import NotFound, TurnoutError
+from turnout.models.key import KeyCreate
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
@@ -119,11 +120,12 @@ def _write(store: Store, w: Write) -> None:
     elif w.op == "delete_split":
         store.delete("split", f"{r}-split", "p")
     elif w.op == "key":
-        store.keys.create(c, KeyCreate(), "p")
+        store.keys.of(c).create(KeyCreate(), "p")
     elif w.op == "revoke":
-        infos = store.keys.list(c)
+        keys = store.keys.of(c)
+        infos = keys.list()
         if infos:
-            store.keys.revoke(c, infos[w.variant % len(infos)].id, "p")
+            keys.delete(infos[w.variant % len(infos)].id, "p")
     elif w.op == "apply":
         # One revision: a service and a route rewritten, a consumer dropped (keys too).
         now = store.load()
