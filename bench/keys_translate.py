@@ -63,8 +63,7 @@ def _translate(decl: Declaration) -> tuple[float, int, int]:
 
 
 def _clear_caches() -> None:
-    auth_translate._credentials_cache.clear()
-    auth_translate._encoded_credentials = {}
+    auth_translate.forget_credentials()
 
 
 def run(keys: int, consumers: int, routes: int, repeat: int) -> dict[str, object]:
