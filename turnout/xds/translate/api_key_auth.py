@@ -285,21 +285,23 @@ def build_api_key_auth_config(decl: Declaration) -> TypedExtensionConfig:
     return TypedExtensionConfig(name=API_KEY_AUTH_FILTER, typed_config=config)
 
 
-def _record(field_number: int, payload: bytes) -> bytes:
-    """One length-delimited field: tag, length, payload."""
-    return _varint(field_number << 3 | 2) + _varint(len(payload)) + payload
+def _head(field_number: int, length: int) -> bytes:
+    """The tag and length of a length-delimited field of `length` bytes."""
+    return _varint(field_number << 3 | 2) + _varint(length)
 
 
 def serialized_api_key_auth_config(decl: Declaration) -> bytes:
     """`build_api_key_auth_config(decl)` serialized, written as bytes around the spliced
-    credentials: building the messages copies the 3.5 MB list three more times
-    (~15 ms per key change on a loaded host). TypedExtensionConfig is `name` (1),
-    `typed_config` (2); Any is `type_url` (1), `value` (2, left out when empty)."""
+    credentials in one join: building the messages, or concatenating, copies the
+    3.5 MB list several more times (~15 ms per key change on a loaded host).
+    TypedExtensionConfig is `name` (1), `typed_config` (2); Any is `type_url` (1),
+    `value` (2, left out when empty)."""
     credentials = serialized_credentials(decl.api_keys)
-    packed = _record(1, API_KEY_AUTH_TYPE.encode())
-    if credentials:
-        packed += _record(2, credentials)
-    return _record(1, API_KEY_AUTH_FILTER.encode()) + _record(2, packed)
+    name, type_url = API_KEY_AUTH_FILTER.encode(), API_KEY_AUTH_TYPE.encode()
+    value = [_head(2, len(credentials)), credentials] if credentials else []
+    packed = [_head(1, len(type_url)), type_url, *value]
+    size = sum(map(len, packed))
+    return b"".join([_head(1, len(name)), name, _head(2, size), *packed])
 
 
 def build_api_key_auth_per_route(auth: RouteAuth, decl: Declaration) -> ApiKeyAuthPerRoute:
