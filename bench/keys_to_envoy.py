@@ -138,6 +138,7 @@ def run(keys: int, new: int) -> dict[str, object]:
         "envoy_cpu_ms_per_update": round(update_ms["envoy"], 1),
         "turnout_cpu_ms_per_update": round(update_ms["turnout"], 1),
         "envoy_memory_allocated_mb": round(rss.get("server.memory_allocated", 0) / 2**20, 1),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],  # per run: a run takes minutes
     }
 
 

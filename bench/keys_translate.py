@@ -28,6 +28,7 @@ from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.xds.translate import NodeGroup, build_route_configuration
 from turnout.xds.translate import api_key_auth as auth_translate
+from turnout.xds.translate.credentials import forget_credentials
 
 
 def declaration(keys: int, consumers: int, routes: int) -> Declaration:
@@ -63,7 +64,7 @@ def _translate(decl: Declaration) -> tuple[float, int, int]:
 
 
 def _clear_caches() -> None:
-    auth_translate.forget_credentials()
+    forget_credentials()
 
 
 def run(keys: int, consumers: int, routes: int, repeat: int) -> dict[str, object]:

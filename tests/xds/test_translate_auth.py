@@ -17,12 +17,11 @@ from turnout.xds.translate.api_key_auth import (
     NOBODY,
     allowed_clients,
     build_api_key_auth_config,
-    forget_credentials,
     path_key_regex,
     path_key_rewrite,
     serialized_api_key_auth_config,
-    serialized_credentials,
 )
+from turnout.xds.translate.credentials import forget_credentials, serialized_credentials
 
 
 def test_hand_encoded_credentials_equal_protobuf_bytes() -> None:

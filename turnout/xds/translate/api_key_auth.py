@@ -62,11 +62,6 @@ Allowed consumers: `allow_consumers` plus every member of `allow_groups` becomes
 upstream in `consumer_header`.
 """
 
-import bisect
-from dataclasses import dataclass
-from itertools import pairwise
-from operator import attrgetter
-
 from envoy.config.common.mutation_rules.v3.mutation_rules_pb2 import HeaderMutation as Mutation
 from envoy.config.core.v3.base_pb2 import DataSource, HeaderValue, HeaderValueOption
 from envoy.config.core.v3.config_source_pb2 import ExtensionConfigSource
@@ -100,11 +95,11 @@ from google.protobuf.any_pb2 import Any
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 
-from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
 from turnout.models.route_auth import KeySource as KeySourceSpec
 from turnout.models.route_auth import RouteAuth
 from turnout.xds.translate.cluster import ads_config_source
+from turnout.xds.translate.credentials import field_head, serialized_credentials
 
 API_KEY_AUTH_FILTER = "envoy.filters.http.api_key_auth"
 """The filter's name in the listener, in routes, and of its ECDS resource."""
@@ -163,98 +158,6 @@ def build_auth_http_filters() -> list[HttpFilter]:
     ]
 
 
-_BLOCK = 512
-"""Credentials per block when blocks are (re)cut: a new key re-encodes one block."""
-_ID = attrgetter("id")
-
-
-@dataclass(frozen=True)
-class _Blocks:
-    """The last credential list encoded, cut into consecutive blocks of the tuple."""
-
-    keys: tuple[ApiKey, ...]
-    bounds: list[str]
-    """The first id of every block but the first: where a search cuts the next tuple."""
-    blocks: list[tuple[tuple[ApiKey, ...], bytes]]
-    """Each block's keys and their wire bytes."""
-    data: bytes
-
-
-_last: _Blocks | None = None
-
-
-def forget_credentials() -> None:
-    """Drop the encoded credential blocks (benchmarks timing a cold translation)."""
-    global _last
-    _last = None
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _encode_credential(key: ApiKey) -> bytes:
-    """`credentials { key: ..., client: ... }` (field 1 of ApiKeyAuth) on the wire.
-
-    Byte for byte what protobuf's deterministic serializer writes for a Credential
-    with both strings set (a test holds it to that).
-    """
-    k, c = key.key.encode(), key.consumer.encode()
-    inner = b"\x0a" + _varint(len(k)) + k + b"\x12" + _varint(len(c)) + c
-    return b"\x0a" + _varint(len(inner)) + inner
-
-
-def _encode_block(keys: tuple[ApiKey, ...]) -> bytes:
-    return b"".join(_encode_credential(key) for key in keys)
-
-
-def _cut(keys: tuple[ApiKey, ...], previous: _Blocks | None) -> list[tuple[ApiKey, ...]]:
-    """`keys` as consecutive slices: at the previous bounds (so unchanged blocks come out
-    equal to the previous ones), or every `_BLOCK` keys. Whatever the order of `keys`,
-    the slices are contiguous and cover it: only reuse depends on it being by id."""
-    if previous is None:
-        return [keys[at : at + _BLOCK] for at in range(0, len(keys), _BLOCK)]
-    cuts = [0]
-    for bound in previous.bounds:
-        cuts.append(max(cuts[-1], bisect.bisect_left(keys, bound, key=_ID)))
-    cuts.append(len(keys))
-    slices = []
-    for start, end in pairwise(cuts):
-        if end - start > 2 * _BLOCK:  # grown: cut again, so no block gets large
-            slices.extend(keys[at : min(at + _BLOCK, end)] for at in range(start, end, _BLOCK))
-        elif end > start:
-            slices.append(keys[start:end])
-    return slices
-
-
-def serialized_credentials(keys: tuple[ApiKey, ...]) -> bytes:
-    """`ApiKeyAuth{credentials}` on the wire, in the order of `keys` (by id).
-
-    Protobuf writes a repeated message field as concatenated records, so the list is
-    kept as blocks of consecutive keys with their bytes, and the next tuple is cut at
-    the same ids: a block whose keys are the same objects (a C-speed tuple compare)
-    keeps its bytes. After one key is added or revoked, one block of `_BLOCK` keys is
-    encoded again and the rest is a join of bytes, not 100,000 encodings.
-    """
-    global _last
-    previous = _last
-    if previous is not None and previous.keys is keys:
-        return previous.data
-    old = {} if previous is None else {block[0][0].id: block for block in previous.blocks}
-    blocks = []
-    for part in _cut(keys, previous):
-        same = old.get(part[0].id)
-        blocks.append(same if same is not None and same[0] == part else (part, _encode_block(part)))
-    data = b"".join(chunk for _part, chunk in blocks)
-    _last = _Blocks(keys, [part[0].id for part, _chunk in blocks[1:]], blocks, data)
-    return data
-
-
 def allowed_clients(auth: RouteAuth, decl: Declaration) -> list[str]:
     """The consumer names allowed on the route; empty when everyone with a key is."""
     if not auth.restricted:
@@ -285,11 +188,6 @@ def build_api_key_auth_config(decl: Declaration) -> TypedExtensionConfig:
     return TypedExtensionConfig(name=API_KEY_AUTH_FILTER, typed_config=config)
 
 
-def _head(field_number: int, length: int) -> bytes:
-    """The tag and length of a length-delimited field of `length` bytes."""
-    return _varint(field_number << 3 | 2) + _varint(length)
-
-
 def serialized_api_key_auth_config(decl: Declaration) -> bytes:
     """`build_api_key_auth_config(decl)` serialized, written as bytes around the spliced
     credentials in one join: building the messages, or concatenating, copies the
@@ -298,10 +196,10 @@ def serialized_api_key_auth_config(decl: Declaration) -> bytes:
     `value` (2, left out when empty)."""
     credentials = serialized_credentials(decl.api_keys)
     name, type_url = API_KEY_AUTH_FILTER.encode(), API_KEY_AUTH_TYPE.encode()
-    value = [_head(2, len(credentials)), credentials] if credentials else []
-    packed = [_head(1, len(type_url)), type_url, *value]
+    value = [field_head(2, len(credentials)), credentials] if credentials else []
+    packed = [field_head(1, len(type_url)), type_url, *value]
     size = sum(map(len, packed))
-    return b"".join([_head(1, len(name)), name, _head(2, size), *packed])
+    return b"".join([field_head(1, len(name)), name, field_head(2, size), *packed])
 
 
 def build_api_key_auth_per_route(auth: RouteAuth, decl: Declaration) -> ApiKeyAuthPerRoute:
