@@ -235,6 +235,10 @@ TABLE: dict[str, Callable[[list[dict[str, Any]]], list[Row]]] = {
             "changed_ack_p50_ms": "ACK p50 ms",
             "envoy_cpu_us_per_entry": "µs per entry",
             "same_envoy_cpu_ms_per_update": "the same keys resent: Envoy CPU ms",
+            "sharded_all_envoy_cpu_ms_per_update": "64 shards, all resent: Envoy CPU ms",
+            "sharded_all_ack_p50_ms": "ACK p50 ms",
+            "sharded_one_envoy_cpu_ms_per_update": "64 shards, the changed one sent: Envoy CPU ms",
+            "sharded_one_ack_p50_ms": "ACK p50 ms",
         },
     ),
     "keys_translate": simple(

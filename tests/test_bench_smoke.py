@@ -112,6 +112,8 @@ def test_benchmark_runs_at_a_tiny_size(
         (run,) = results[0]
         assert run["keys"] == 100 and run["api_key_auth_config_bytes"] > 100 * 20
         assert run["changed_ack_p50_ms"] > 0 and run["same_ack_p50_ms"] > 0
+        # The split design served the newest key through its shard and kept the others.
+        assert run["sharded_one_ack_p50_ms"] > 0 and run["sharded_other_shards_kept"] is True
     if script == "keys_to_envoy.py":
         (run,) = results[0]
         # CPU is read from /proc: present, never negative (ticks may round to 0).
