@@ -78,6 +78,16 @@ def test_spliced_credential_blocks_equal_a_serialization_from_scratch(
         assert serialized_credentials(keys) == _from_scratch(keys)
 
 
+def test_credentials_out_of_id_order_are_still_the_whole_list_in_order() -> None:
+    """Reuse relies on keys by id; correctness does not (the store's order could differ)."""
+    forget_credentials()
+    keys = tuple(ApiKey(f"{i:05d}", "c", f"key-{i:05d}-long") for i in range(2000))
+    assert serialized_credentials(keys) == _from_scratch(keys)
+    shuffled = keys[1500:] + keys[:700] + keys[1000:1500] + keys[700:1000]
+    assert serialized_credentials(shuffled) == _from_scratch(shuffled)
+    assert serialized_credentials(keys[::-1]) == _from_scratch(keys[::-1])
+
+
 def test_spliced_extension_config_equals_the_message_serialized() -> None:
     """The ECDS resource written as bytes is the message's deterministic bytes,
     with no key too (an empty `value` is left out)."""
