@@ -13,11 +13,14 @@ so decrypted keys are cached by id: loading the declaration after one new key
 decrypts one key, not 100,000.
 """
 
+import bisect
 import builtins
 import secrets
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import compress
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, insert, or_, select
@@ -47,6 +50,10 @@ GENERATED_KEY_PREFIX = "tk_"
 EXPIRY_ACTOR = "turnout:expiry"
 RELOAD_CONSUMERS_AT_MOST = 500
 """Beyond this many changed consumers in one reload, all keys are read again."""
+_SPLICE_AT_MOST = 64
+"""Keys taken out or put in by a reload beyond which the list is sorted again."""
+_ID = attrgetter("id")
+_CONSUMER = attrgetter("consumer")
 
 
 def generate_key() -> str:
@@ -315,8 +322,19 @@ class KeyRing:
         if len(consumers) > RELOAD_CONSUMERS_AT_MOST:
             return self.load(session, now)
         fresh = self._read(session, now, consumers)
-        kept = [key for key in previous if key.consumer not in consumers]
-        return tuple(sorted([*kept, *fresh], key=lambda key: key.id))
+        # The changed consumers' old keys, found by C loops (map, compress): a Python
+        # loop and a sort over 100,000 keys cost ~50 ms per key change on a loaded host.
+        hits = map(consumers.__contains__, map(_CONSUMER, previous))
+        gone = builtins.list(compress(range(len(previous)), hits))
+        if len(gone) > _SPLICE_AT_MOST or len(fresh) > _SPLICE_AT_MOST:
+            kept = [key for key in previous if key.consumer not in consumers]
+            return tuple(sorted([*kept, *fresh], key=_ID))
+        keys = builtins.list(previous)
+        for at in reversed(gone):
+            del keys[at]
+        for key in fresh:  # `previous` is by id: each goes in at its place
+            bisect.insort(keys, key, key=_ID)
+        return tuple(keys)
 
     def _read(
         self, session: Session, now: datetime, consumers: set[str] | None
