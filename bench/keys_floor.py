@@ -57,8 +57,9 @@ from served import Fleet, fleet
 from xds.core.v3.extension_pb2 import TypedExtensionConfig as XdsExtension
 from xds.type.matcher.v3.matcher_pb2 import Matcher
 
-from turnout.models.consumer import ApiKey, ConsumerSpec
+from turnout.models.consumer import ConsumerSpec
 from turnout.models.declaration import Declaration
+from turnout.models.key import ApiKey
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.testing.processes import wait_for

@@ -96,7 +96,6 @@ from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 
 from turnout.models.declaration import Declaration
-from turnout.models.key import ApiKey
 from turnout.models.route_auth import KeySource as KeySourceSpec
 from turnout.models.route_auth import RouteAuth
 from turnout.xds.translate.cluster import ads_config_source

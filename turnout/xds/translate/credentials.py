@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from operator import attrgetter
 
-from turnout.models.consumer import ApiKey
+from turnout.models.key import ApiKey
 
 _BLOCK = 512
 """Credentials per block when blocks are (re)cut: a new key re-encodes one block."""
