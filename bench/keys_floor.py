@@ -197,22 +197,6 @@ class KeysServer(FloorServer):
             stream.listener = sharded_listener(node_group(request.node))
         super()._on_request(stream, request)
 
-    def push(self, type_url: str, resources: list[Any], version: str) -> None:
-        """Hand `resources` (already packed) to every stream that asked for `type_url`."""
-        with self._lock:
-            self._version = version
-            self._shared[type_url] = resources
-            for s in self._streams:
-                if type_url in s.sent:
-                    s.sent[type_url] = version
-                    s.out.put(self._response(s, type_url))
-
-    def acked(self, type_url: str, version: str) -> bool:
-        with self._lock:
-            if self.rejections:
-                raise RuntimeError(f"Envoy rejected: {self.rejections[:3]}")
-            return any(s.acked.get(type_url) == version for s in self._streams)
-
 
 def _measure(
     server: KeysServer, pid: int, steps: list[list[Any]], version: int
