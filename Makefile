@@ -44,8 +44,11 @@ bench: $(STAMP)
 	PYTHONPATH=. $(PY) bench/cross_replica.py
 	$(PY) bench/keys_translate.py
 	$(PY) bench/keys_to_envoy.py
+	$(PY) bench/keys_floor.py
 	$(PY) bench/ratelimit_rps.py
 	PYTHONPATH=. $(PY) bench/revisions.py
+	$(PY) bench/ui_pages.py --redis-url $${TURNOUT_REDIS_URL:-redis://127.0.0.1:6379/0}
+	$(PY) bench/hostile.py --label after
 	$(PY) bench/table.py --write
 
 clean:
