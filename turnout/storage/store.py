@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from turnout.models.change import Change, Commit
+from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES, Entity, entity
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
@@ -196,31 +197,26 @@ class Store(HistoryMixin):
             return self.load_since(previous)
         revision = commits[-1].revision
         done = [change for commit in commits for change in commit.changes or ()]
-        specs: dict[str, dict[str, BaseModel]] = {}
-        for change in done:
-            ent = ENTITIES.get(change.kind)
-            if ent is None:
-                continue  # an API key's change: read below
-            current = specs.get(ent.plural)
-            if current is None:
-                current = specs[ent.plural] = dict(getattr(previous, ent.plural))
-            if change.after is None:
-                current.pop(change.name, None)
-            else:
-                current[change.name] = change.after
         api_keys = previous.api_keys
-        key_owners = {c.name for c in done if c.kind in (KEY_ENTITY.kind, "consumer")}
+        key_owners = _key_owners(done)
         if key_owners:
             with self.read_transaction() as session:
                 if _current_revision(session) != revision:
                     return self.load_since(previous)
                 api_keys = self.keys.reload(session, datetime.now(UTC), api_keys, key_owners)
-        unchanged = {
-            ent.plural: getattr(previous, ent.plural)
-            for ent in ENTITIES.values()
-            if ent.plural not in specs
-        }
-        return Declaration(revision=revision, api_keys=api_keys, **specs, **unchanged)  # type: ignore[arg-type]
+        return _applied(previous, revision, done, api_keys)
+
+    def advance_in_memory(
+        self, previous: Declaration, commits: Sequence[Commit]
+    ) -> Declaration | None:
+        """`advance` when it reads nothing (no API key changed, no row skipped), so
+        it may run on the event loop; None when it would read the database."""
+        if not commits:
+            return previous
+        done = [change for commit in commits for change in commit.changes or ()]
+        if self._skipped.rows or _key_owners(done):
+            return None
+        return _applied(previous, commits[-1].revision, done, previous.api_keys)
 
     def audit(
         self,
@@ -301,7 +297,11 @@ class Store(HistoryMixin):
             row = session.get(ent.row, name)
             if row is None:
                 raise NotFound(kind, name)
-            spec = change(ent.to_spec(row))
+            try:
+                current = ent.to_spec(row)
+            except ValidationError:
+                raise invalid_row(ent, row) from None  # as `get` answers it
+            spec = change(current)
             done = changes.replace(session, ent, name, spec)
             return spec, self.commit_changes(session, actor, [done], **how)
 
@@ -458,6 +458,37 @@ class Store(HistoryMixin):
         session.info["changes"] = tuple(done) if once else None
         session.info["revision"] = revision
         return revision
+
+
+def _key_owners(done: Sequence[Change]) -> set[str]:
+    """Consumers whose API keys `done` may have changed (audit events of keys name
+    their consumer; deleting a consumer deletes its keys)."""
+    return {c.name for c in done if c.kind in (KEY_ENTITY.kind, "consumer")}
+
+
+def _applied(
+    previous: Declaration, revision: int, done: Sequence[Change], api_keys: tuple[ApiKey, ...]
+) -> Declaration:
+    """`previous` with the entity changes `done` applied, at `revision`; unchanged
+    kinds keep their very dicts."""
+    specs: dict[str, dict[str, BaseModel]] = {}
+    for change in done:
+        ent = ENTITIES.get(change.kind)
+        if ent is None:
+            continue  # an API key's change: the caller read the keys
+        current = specs.get(ent.plural)
+        if current is None:
+            current = specs[ent.plural] = dict(getattr(previous, ent.plural))
+        if change.after is None:
+            current.pop(change.name, None)
+        else:
+            current[change.name] = change.after
+    unchanged = {
+        ent.plural: getattr(previous, ent.plural)
+        for ent in ENTITIES.values()
+        if ent.plural not in specs
+    }
+    return Declaration(revision=revision, api_keys=api_keys, **specs, **unchanged)  # type: ignore[arg-type]
 
 
 _REVISION = RevisionRow.__table__
