@@ -253,7 +253,6 @@ class SnapshotCache:
         def build(
             memo: TranslationMemo,
         ) -> tuple[SharedResources, dict[NodeGroup, Snapshot]]:
-
             started = time.thread_time()
             shared = memo.shared(decl)
             snaps = {k: _build_group(decl, k, previous.get(k), memo) for k in keys}
@@ -277,7 +276,6 @@ class SnapshotCache:
 
     def committed(self, commit: Commit) -> None:
         """Called on the loop when the feed delivers `commit`."""
-
         revision = commit.revision
         now = time.monotonic()
         self._committed_at.setdefault(revision, now)

@@ -105,7 +105,6 @@ def entity_router(ent: Entity) -> APIRouter:
         actor: ActorDep,
         override: OverrideDep,
     ) -> Any:
-
         revision = await run_in_threadpool(
             store.create, kind, spec, actor, override_reason=override
         )
@@ -178,7 +177,6 @@ def entity_router(ent: Entity) -> APIRouter:
         actor: ActorDep,
         override: OverrideDep,
     ) -> Any:
-
         def merged(current: BaseModel) -> BaseModel:
             data = current.model_dump(mode="json")
             for field, value in changes.items():
