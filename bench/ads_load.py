@@ -14,9 +14,30 @@ Measured per (N, streams per channel):
 - sync: from opening the first stream until every stream ACKed (or NACKed) its last
   expected response;
 - server RSS (VmRSS of the `turnout serve` pid) before and after → KB per stream;
-- fan-out: one admin write (a new route) → time from the write's HTTP response until
-  every stream received the new RDS version and sent its ACK (repeated --changes times);
-- GET /proxies latency with N proxies connected; the registry after disconnect.
+- fan-out: one admin write (a new route) → time until every stream received the new
+  RDS version and sent its ACK (repeated --changes times), from the write's request
+  (`fanout_from_request_*`, the headline) and from its HTTP response (`fanout_ms`).
+  The admin API and ADS share the server's event loop, so the response can come
+  after the fan-out: then `fanout_ms` is negative (counted in
+  `write_answered_after_fanout`), and only the figure from the request means
+  anything. Before the cache woke streams in batches (`SnapshotCache._wake_streams`)
+  a write's response waited behind one response to every stream: 157 ms at 1,000
+  streams, up to a second at 5,000;
+- GET /proxies latency with N proxies connected; the registry after disconnect;
+- stream errors the fake proxies saw (`client_errors`; the goal is none).
+
+Stream errors at 5,000 streams (issue 17). Figures recorded before 2 December showed
+about 1,700 "INTERNAL: Internal error from Core" and 600 "CANCELLED" per run at 5,000
+streams, none at 1,000. The cause was the server's gRPC core, not the bench: it keeps
+calls that arrived but that the grpc.aio handler loop has not picked up yet in a
+queue with defaults of 1,000 (soft: beyond it new calls are refused at random), 3,000
+(hard) and 30 s (`grpc.server_max_unrequested_time_in_server`: older ones are
+cancelled). Python picks up calls one by one on the loop that also serves the
+streams, so 5,000 proxies connecting at once outran it; the client saw the refusals
+as INTERNAL and the expired ones as CANCELLED, then reconnected (hence the slower
+sync). `turnout/xds/server.py` now sets the queue to `max_streams` and 300 s. Checked
+on 3 December with the old defaults put back (load 3-5, 2 CPUs shared): 2,612
+INTERNAL + 840 CANCELLED and a 27 s sync; with the fix: none, sync 12 s.
 
 The client runs in ONE asyncio loop in this process, on the same machine as the
 server: both compete for CPU, so figures are an upper bound of the server's cost.
@@ -410,13 +431,16 @@ async def run_async(
             SHORT[t]: fleet.responses[t] - responses_before.get(t, 0) for t in (CDS, EDS, LDS, RDS)
         }
         result["fanout_ms"] = [round(s, 1) for s in samples]
+        result["write_answered_after_fanout"] = sum(1 for s in samples if s < 0)
         result["fanout_p50_ms"] = round(statistics.median(samples), 1) if samples else None
         result["fanout_max_ms"] = round(max(samples), 1) if samples else None
         result["fanout_from_request_ms"] = [round(s, 1) for s in from_request]
         result["fanout_from_request_p50_ms"] = (
             round(statistics.median(from_request), 1) if from_request else None
         )
+        result["fanout_from_request_max_ms"] = round(max(from_request), 1) if from_request else None
         result["write_ms"] = [round(s, 1) for s in write_ms]
+        result["write_max_ms"] = round(max(write_ms), 1) if write_ms else None
         result["server_cpu_per_fanout_s"] = (
             round(statistics.median(server_cpu_fan), 2) if server_cpu_fan else None
         )

@@ -57,16 +57,15 @@ class _Stream:
 
 
 class FloorServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
-    """SotW ADS: answers each type once per version, pushes new routes to every stream."""
+    """SotW ADS: answers each type once per version, pushes new resources to every stream."""
 
     def __init__(self, shared: dict[str, list[Any]], routes: list[Any]) -> None:
         self._lock = threading.Lock()
         self._streams: list[_Stream] = []
         self._nonces = itertools.count(1)
         self._version = "1"
-        self._shared = shared
-        """Type URL → packed resources, except listeners (per node) and routes."""
-        self._routes = routes
+        self._shared = {**shared, ROUTE_TYPE: routes}
+        """Type URL → packed resources, except listeners (built per node)."""
         self.rejections: list[str] = []
         self.port = free_port()
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
@@ -90,8 +89,6 @@ class FloorServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def _response(self, stream: _Stream, type_url: str) -> DiscoveryResponse:
         if type_url == LISTENER_TYPE:
             resources = [stream.listener] if stream.listener is not None else []
-        elif type_url == ROUTE_TYPE:
-            resources = self._routes
         else:
             resources = self._shared.get(type_url, [])
         nonce = str(next(self._nonces))
@@ -134,21 +131,22 @@ class FloorServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             with self._lock:
                 self._streams.remove(stream)
 
-    def push_routes(self, routes: list[Any], version: str) -> None:
-        """Hand `routes` (already packed) to every stream that asked for routes."""
+    def push(self, type_url: str, resources: list[Any], version: str) -> None:
+        """Hand `resources` (already packed) to every stream that asked for `type_url`."""
         with self._lock:
             self._version = version
-            self._routes = routes
+            self._shared[type_url] = resources
             for s in self._streams:
-                if ROUTE_TYPE in s.sent:
-                    s.sent[ROUTE_TYPE] = version
-                    s.out.put(self._response(s, ROUTE_TYPE))
+                if type_url in s.sent:
+                    s.sent[type_url] = version
+                    s.out.put(self._response(s, type_url))
 
-    def acked_routes(self, streams: int, version: str) -> bool:
+    def acked(self, type_url: str, version: str, streams: int = 1) -> bool:
+        """At least `streams` streams acknowledged `version` of `type_url`."""
         with self._lock:
             if self.rejections:
                 raise RuntimeError(f"Envoy rejected: {self.rejections[:3]}")
-            live = [s for s in self._streams if s.acked.get(ROUTE_TYPE) == version]
+            live = [s for s in self._streams if s.acked.get(type_url) == version]
             return len(live) >= streams
 
 
@@ -185,7 +183,7 @@ def run(changes: int, envoys: int) -> dict[str, object]:
         server = FloorServer(shared, routes[0]).start()
         try:
             f.add_envoys(envoys, server.address, prefix="floor")
-            wait_for(lambda: server.acked_routes(envoys, "1"), 30, "Envoys to ACK routes")
+            wait_for(lambda: server.acked(ROUTE_TYPE, "1", envoys), 30, "Envoys to ACK routes")
             samples: list[float] = []
             trivial = 0
             for i in range(changes):
@@ -193,7 +191,7 @@ def run(changes: int, envoys: int) -> dict[str, object]:
                 if f.already_served(path):
                     trivial += 1
                 start = time.perf_counter()
-                server.push_routes(routes[i + 1], str(i + 2))
+                server.push(ROUTE_TYPE, routes[i + 1], str(i + 2))
                 samples.append((f.wait_served(path) - start) * 1000)
             if server.rejections:
                 raise RuntimeError(f"Envoy rejected: {server.rejections[:3]}")

@@ -22,12 +22,14 @@ import tracemalloc
 
 from results_io import RESULTS, write_results
 
-from turnout.models.consumer import ApiKey, ConsumerSpec
+from turnout.models.consumer import ConsumerSpec
 from turnout.models.declaration import Declaration
+from turnout.models.key import ApiKey
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.xds.translate import NodeGroup, build_route_configuration
 from turnout.xds.translate import api_key_auth as auth_translate
+from turnout.xds.translate.credentials import forget_credentials
 
 
 def declaration(keys: int, consumers: int, routes: int) -> Declaration:
@@ -63,8 +65,7 @@ def _translate(decl: Declaration) -> tuple[float, int, int]:
 
 
 def _clear_caches() -> None:
-    auth_translate._credentials_cache.clear()
-    auth_translate._encoded_credentials = {}
+    forget_credentials()
 
 
 def run(keys: int, consumers: int, routes: int, repeat: int) -> dict[str, object]:

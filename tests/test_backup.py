@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from turnout.cli import main
-from turnout.models.consumer import ConsumerSpec, KeyCreate
+from turnout.models.consumer import ConsumerSpec
 from turnout.models.errors import Conflict
+from turnout.models.freeze import FreezeCreate, FreezeScope
+from turnout.models.key import KeyCreate
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
-from turnout.storage.freezes import FreezeCreate, FreezeScope
 from turnout.storage.store import Store
 from turnout.xds.translate import EXTENSION_CONFIG_TYPE
 
@@ -55,7 +56,7 @@ def _seed(url: str) -> Store:
     route = {"name": "api", "service": "api", "groups": ["default", "edge"], "auth": {}}
     store.create("route", RouteSpec.model_validate(route), "t")
     store.keys.import_keys("alice", ALICE_KEYS, "t")
-    store.keys.create("bob", KeyCreate(), "t")
+    store.keys.of("bob").create(KeyCreate(), "t")
     return store
 
 
@@ -90,7 +91,7 @@ def test_backup_restore_keeps_every_key_and_verify_passes(
     restored = Store(second_url, secret_key=SECRET)
     try:
         with pytest.raises(Conflict):
-            restored.keys.create("bob", KeyCreate(key=ALICE_KEYS[0]), "t")
+            restored.keys.of("bob").create(KeyCreate(key=ALICE_KEYS[0]), "t")
     finally:
         restored.close()
 
@@ -121,7 +122,7 @@ def test_restore_force_replaces_consumers_that_have_keys(
 ) -> None:
     store = _seed(database_url)
     path = _backup(database_url, tmp_path)
-    store.keys.create("bob", KeyCreate(), "t")  # drift: a fourth key
+    store.keys.of("bob").create(KeyCreate(), "t")  # drift: a fourth key
     store.close()
     assert main(["restore", "--force", str(path), "--database-url", database_url]) == 0
     capsys.readouterr()
@@ -179,7 +180,7 @@ def test_restore_with_old_secret_re_encrypts_under_the_new_one(
     restored = Store(second_url, secret_key=OTHER_SECRET)
     try:
         with pytest.raises(Conflict, match="already in use"):
-            restored.keys.create("bob", KeyCreate(key=ALICE_KEYS[1]), "t")
+            restored.keys.of("bob").create(KeyCreate(key=ALICE_KEYS[1]), "t")
     finally:
         restored.close()
     verify = ["verify", "--old-secret-key", str(path), "--database-url", second_url]
@@ -208,18 +209,18 @@ def test_freeze_ids_survive_a_restore(
 ) -> None:
     store = _seed(database_url)
     scope = FreezeScope(all=True)
-    first = store.create_freeze(FreezeCreate(reason="one", scope=scope), "t")
-    second = store.create_freeze(FreezeCreate(reason="two", scope=scope), "t")
-    store.lift_freeze(first.id, "t")
+    first = store.freezes.create(FreezeCreate(reason="one", scope=scope), "t")[0]
+    second = store.freezes.create(FreezeCreate(reason="two", scope=scope), "t")[0]
+    store.freezes.delete(first.id, "t")
     path = _backup(database_url, tmp_path)
-    store.create_freeze(FreezeCreate(reason="three", scope=scope), "t")
+    store.freezes.create(FreezeCreate(reason="three", scope=scope), "t")
     store.close()
     assert main(["restore", "--force", str(path), "--database-url", database_url]) == 0
     store = Store(database_url, secret_key=SECRET)
     try:
-        assert [f.id for f in store.freezes()] == [first.id, second.id]
+        assert [f.id for f in store.freezes.list()] == [first.id, second.id]
         # New freezes are numbered after the restored ones (PostgreSQL's sequence moved).
-        assert store.create_freeze(FreezeCreate(reason="four", scope=scope), "t").id > second.id
+        assert store.freezes.create(FreezeCreate(reason="four", scope=scope), "t")[0].id > second.id
     finally:
         store.close()
     capsys.readouterr()

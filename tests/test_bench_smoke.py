@@ -44,6 +44,7 @@ CASES: list[tuple[str, list[str], str | None]] = [
         None,
     ),
     ("keys_to_envoy.py", ["--keys", "100", "--new", "3"], None),
+    ("keys_floor.py", ["--keys", "100", "--updates", "2"], None),
     (
         "ratelimit_rps.py",
         ["--seconds", "1", "--concurrency", "2", "--connections", "1", "--workers", "1"],
@@ -107,7 +108,16 @@ def test_benchmark_runs_at_a_tiny_size(
         ops = {r["operation"]: r for r in results[0]}
         assert set(ops) == {"POST /routes", "PATCH /splits/{name}"}
         assert all(r["writes"] == 5 and r["p50_ms"] > 0 for r in ops.values())
+    if script == "keys_floor.py":
+        (run,) = results[0]
+        assert run["keys"] == 100 and run["api_key_auth_config_bytes"] > 100 * 20
+        assert run["changed_ack_p50_ms"] > 0 and run["same_ack_p50_ms"] > 0
+        # The split design served the newest key through its shard and kept the others.
+        assert run["sharded_one_ack_p50_ms"] > 0 and run["sharded_other_shards_kept"] is True
     if script == "keys_to_envoy.py":
         (run,) = results[0]
         # CPU is read from /proc: present, never negative (ticks may round to 0).
         assert run["envoy_cpu_ms_per_key"] >= 0 and run["turnout_cpu_ms_per_key"] >= 0
+        assert run["envoy_cpu_ms_per_update"] >= 0 and run["turnout_cpu_ms_per_update"] >= 0
+        # Every sample polled Envoy at least once; the ACK round waited for each key.
+        assert run["envoy_requests_per_key"] >= 1 and run["acked_p50_ms"] > 0

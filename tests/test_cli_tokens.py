@@ -2,10 +2,9 @@
 
 import pytest
 
-from turnout.admin.token_hash import hash_token
 from turnout.cli import main
+from turnout.models.token import Role, hash_token
 from turnout.storage.store import Store
-from turnout.storage.tokens import Role, TokenStore
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -20,14 +19,14 @@ def test_token_lifecycle(database_url: str, capsys: pytest.CaptureFixture[str]) 
     assert "role operator" in out.err and "shown only once" in out.err
     store = Store(database_url)
     try:
-        info = TokenStore(store).lookup(hash_token(token))
+        info = store.tokens.lookup(hash_token(token))
         assert info is not None and info.role is Role.OPERATOR and info.created_by == "cli"
         assert main(["token", "create", *db, "--name", "ci", "--role", "viewer"]) == 1
         assert "already exists" in capsys.readouterr().err
         assert main(["token", "list", *db]) == 0
         assert capsys.readouterr().out.startswith("ci\toperator\texpires ")
         assert main(["token", "delete", *db, "--name", "ci"]) == 0
-        assert TokenStore(store).list() == []
+        assert store.tokens.list() == []
         assert main(["token", "delete", *db, "--name", "ci"]) == 1
         assert store.audit(1)[0].actor == "cli"
     finally:
@@ -39,3 +38,17 @@ def test_bad_expiry(database_url: str, capsys: pytest.CaptureFixture[str]) -> No
     args = ["token", "create", "--database-url", database_url, "--name", "x", "--role", "viewer"]
     assert main([*args, "--expires-in", "soon"]) == 2
     assert "--expires-in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_bad_name_is_refused_as_the_api_refuses_it(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["token", "create", "--database-url", database_url, "--role", "viewer"]
+    assert main([*args, "--name", "bad name"]) == 2
+    assert "--name" in capsys.readouterr().err
+    store = Store(database_url)
+    try:
+        assert store.tokens.list() == []
+    finally:
+        store.close()

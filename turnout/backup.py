@@ -23,10 +23,10 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel, ValidationError
 
-from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import TurnoutError
+from turnout.models.key import ApiKey
 from turnout.models.route import DEFAULT_GROUP
 from turnout.settings import current as current_settings
 from turnout.storage import backup as model_backup

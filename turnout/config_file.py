@@ -48,7 +48,7 @@ def diff_file(store: Store, path: str, out: TextIO) -> int:
     except DocumentError as exc:
         print(f"turnout diff: {path}: {exc}", file=sys.stderr)
         return DIFF_ERROR
-    return print_diff(store.load(), target, out, lambda name: len(store.keys.list(name)))
+    return print_diff(store.load(), target, out, lambda name: len(store.keys.of(name).list()))
 
 
 def print_diff(

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 from turnout.models.errors import TurnoutError
+from turnout.models.freeze import now
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.plan import PlanAction, PlanState, PlanStatus, judge, next_due
 from turnout.models.split import SplitSpec
-from turnout.storage.freezes import now
 from turnout.storage.plan_steps import CONTROLLER_ACTOR, step_split
 from turnout.storage.store import Store
 

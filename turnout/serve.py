@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 import uvicorn
 
 from turnout.admin.app import create_app
-from turnout.admin.token_hash import generate_token, hash_token
 from turnout.controller import PlanController
 from turnout.envoy_bootstrap import split_host_port
 from turnout.models.change import ChangeFeed, Commit
+from turnout.models.token import generate_token, hash_token
 from turnout.ratelimit.batch import BatchedCounters
 from turnout.ratelimit.counters import DEFAULT_PREFIX, RedisCounters
 from turnout.ratelimit.server import RateLimitServer

@@ -4,8 +4,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from turnout.admin.app import create_app
-from turnout.admin.token_hash import generate_token, hash_token, token_matches
 from turnout.models.proxy_status import ProxyStatusSource
+from turnout.models.token import generate_token, hash_token, token_matches
 from turnout.storage.store import Store
 
 PROTECTED = [

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from turnout.admin.app import create_app
-from turnout.models.consumer import ConsumerKeyRow
 from turnout.models.errors import Conflict
+from turnout.models.key import ConsumerKeyRow
 from turnout.models.proxy_status import ProxyStatus
 from turnout.storage.store import Store
 

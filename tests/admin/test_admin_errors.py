@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from turnout.admin.roles import PUBLIC_PATHS
-from turnout.storage.tokens import parse_duration
+from turnout.models.token import parse_duration
 
 HUGE = "99999999999999999999999"  # beyond any database integer
 

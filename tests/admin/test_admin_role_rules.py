@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from tests.admin.conftest import TOKEN, FixedProxies
 from turnout.admin.app import create_app
 from turnout.admin.roles import RULES, check_rules
+from turnout.models.token import Role
 from turnout.storage.store import Store
-from turnout.storage.tokens import Role
 
 OVERRIDE = {"X-Turnout-Override-Reason": "hotfix INC-7"}
 ROLES = [Role.VIEWER, Role.OPERATOR, Role.ADMIN]

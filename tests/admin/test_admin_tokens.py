@@ -5,9 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from turnout.admin.token_hash import hash_token
+from turnout.models.token import Role, TokenCreate, TokenRow, hash_token, parse_duration
 from turnout.storage.store import Store
-from turnout.storage.tokens import Role, TokenStore, parse_duration
 
 
 def _token(client: TestClient, name: str, role: str, **extra: object) -> str:
@@ -45,7 +44,7 @@ def test_operator_writes_and_audit_names_owner(client: TestClient, body, store: 
         "/tokens", json={"name": "x", "role": "admin"}, headers=_as(client, operator)
     )
     assert response.status_code == 403
-    assert [t.name for t in TokenStore(store).list()] == ["ci-deploy"]
+    assert [t.name for t in store.tokens.list()] == ["ci-deploy"]
 
 
 def test_admin_token_manages_tokens(client: TestClient, store: Store) -> None:
@@ -65,20 +64,18 @@ def test_admin_token_manages_tokens(client: TestClient, store: Store) -> None:
 
 def test_tokens_hashed_at_rest(client: TestClient, store: Store) -> None:
     token = _token(client, "ci", "operator")
-    info = TokenStore(store).lookup(hash_token(token))
+    info = store.tokens.lookup(hash_token(token))
     assert info is not None and info.role is Role.OPERATOR
     with store.read_transaction() as session:
-        from turnout.storage.tokens import TokenRow
-
         row = session.get_one(TokenRow, "ci")
         assert row.token_sha256 == hash_token(token) and token not in row.token_sha256
 
 
 def test_expired_token_gets_401(client: TestClient, store: Store) -> None:
-    TokenStore(store).create(
-        "old", Role.ADMIN, hash_token("old-token"), "admin", expires_in=timedelta(seconds=-1)
-    )
-    response = client.get("/services", headers=_as(client, "old-token"))
+    old, _ = store.tokens.create(TokenCreate(name="old", role=Role.ADMIN), "admin")
+    with store.write_transaction() as session:  # no API makes a token in the past
+        session.get_one(TokenRow, "old").expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    response = client.get("/services", headers=_as(client, old.token))
     assert response.status_code == 401
     assert "expired" in response.json()["detail"]
     fresh = _token(client, "fresh", "viewer", expires_in_seconds=3600)

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from tests.admin.conftest import PROXY, TOKEN, FixedProxies
 from turnout.admin.app import create_app
 from turnout.admin.roles import PUBLIC_PATHS
-from turnout.storage.freezes import OVERRIDE_HEADER
+from turnout.models.freeze import OVERRIDE_HEADER
 from turnout.storage.store import Store
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -5,9 +5,13 @@ from pydantic import BaseModel
 
 from turnout.models.consumer import ConsumerSpec
 from turnout.models.entities import ENTITIES, Entity, entity
+from turnout.models.freeze import Freeze, FreezeRow
+from turnout.models.key import ConsumerKeyRow, KeyInfo
 from turnout.models.route import RouteSpec
+from turnout.models.schema import Base
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec
+from turnout.models.token import TokenInfo, TokenRow
 
 # Columns a row may have beyond its spec's fields, and why. None so far.
 EXTRA_COLUMNS: dict[str, set[str]] = {kind: set() for kind in ENTITIES}
@@ -74,3 +78,20 @@ def test_paths_stored_as_kind_value() -> None:
 def test_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown entity kind 'consumers'"):
         entity("consumers")
+
+
+# Records beside the declaration: what is shown of one (`info`) is its row's columns
+# less the secret ones, which are never shown.
+RECORD_ROWS = [
+    pytest.param(KeyInfo, ConsumerKeyRow, {"lookup_hash", "ciphertext"}, id="key"),
+    pytest.param(TokenInfo, TokenRow, {"token_sha256"}, id="token"),
+    pytest.param(Freeze, FreezeRow, set(), id="freeze"),
+]
+
+
+@pytest.mark.parametrize(("info", "row", "secret"), RECORD_ROWS)
+def test_record_rows_match_what_is_shown(
+    info: type[BaseModel], row: type[Base], secret: set[str]
+) -> None:
+    columns = {c.name for c in row.__table__.columns}
+    assert columns - secret == set(info.model_fields)

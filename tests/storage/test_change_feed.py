@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from turnout.models.change import Commit
-from turnout.models.consumer import ConsumerSpec, KeyCreate
+from turnout.models.consumer import ConsumerSpec
 from turnout.models.errors import Conflict
+from turnout.models.key import KeyCreate
 from turnout.storage.audit import Action
 from turnout.storage.feed import PollingFeed
 from turnout.storage.store import Store
@@ -72,7 +73,7 @@ def test_advance_applies_the_changes_and_equals_a_full_load(database_url: str, m
         store.create("split", make.split(orders=50, orders_v2=50), "t")
         store.replace("service", "orders-v2", make.service("orders-v2", connect_timeout_ms=9), "t")
         soon = datetime.now(UTC) + timedelta(hours=1)
-        store.keys.create("alice", KeyCreate(expires_at=soon), "t")
+        store.keys.of("alice").create(KeyCreate(expires_at=soon), "t")
         store.create("consumer", ConsumerSpec(name="bob"), "t")
         store.delete("consumer", "bob", "t")
         after = store.advance(before, commits)

@@ -5,8 +5,9 @@ from typing import Any
 
 import pytest
 
+from turnout.models.freeze import FreezeCreate, FreezeScope, Frozen
 from turnout.models.split import SplitSpec
-from turnout.storage.freezes import FreezeCreate, FreezeScope, Frozen, covers
+from turnout.storage.freezes import covers
 from turnout.storage.store import Store
 from turnout.testing.processes import wait_for
 
@@ -25,7 +26,7 @@ def test_covers() -> None:
 
 
 def test_no_write_commits_after_the_freeze(store: Store, make: Any) -> None:
-    """Writers hammer the store while a freeze is declared: once `create_freeze`
+    """Writers hammer the store while a freeze is declared: once `freezes.create`
     returned, the revision never moves again (the check runs under the write lock)."""
     store.create("service", make.service("a"), "t")
     stop = threading.Event()
@@ -45,7 +46,7 @@ def test_no_write_commits_after_the_freeze(store: Store, make: Any) -> None:
     for thread in threads:
         thread.start()
     try:
-        store.create_freeze(FreezeCreate(reason="r", scope=FreezeScope(all=True)), "ops")
+        store.freezes.create(FreezeCreate(reason="r", scope=FreezeScope(all=True)), "ops")
         frozen_at = store.revision()
         wait_for(lambda: len(refused) >= 10, 30, "writers to be refused")
         assert store.revision() == frozen_at

@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from turnout.controller import PlanController
+from turnout.models.freeze import FreezeCreate, FreezeScope
 from turnout.models.load_stats import Load
 from turnout.models.plan import (
     PlanAction,
@@ -21,7 +22,6 @@ from turnout.models.plan import (
     waiting,
 )
 from turnout.models.split import SplitSpec
-from turnout.storage.freezes import FreezeCreate, FreezeScope
 from turnout.storage.plan_steps import step_split
 from turnout.storage.store import Store
 from turnout.xds.lrs import LoadStats
@@ -117,7 +117,7 @@ def test_controller_advances_when_held_and_healthy(planned: Store) -> None:
 def test_controller_rolls_back_through_a_freeze(planned: Store) -> None:
     stats = LoadStats()
     step_split(planned, "orders-canary", PlanAction.ADVANCE, "alice", "start", at=T0)
-    planned.create_freeze(FreezeCreate(reason="backup", scope=FreezeScope(all=True)), "ops")
+    planned.freezes.create(FreezeCreate(reason="backup", scope=FreezeScope(all=True)), "ops")
     stats.record("orders-v2", 20, 10, at=T0 + timedelta(seconds=1))
     ((_, action, reason),) = PlanController(planned, stats).tick_once(T0 + timedelta(seconds=2))
     assert action is PlanAction.ROLLBACK and "50.0%" in reason

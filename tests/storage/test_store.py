@@ -227,7 +227,8 @@ class TestLoadSince:
     ) -> None:
         from datetime import UTC, datetime, timedelta
 
-        from turnout.models.consumer import ConsumerSpec, KeyCreate
+        from turnout.models.consumer import ConsumerSpec
+        from turnout.models.key import KeyCreate
 
         keyed = Store(database_url, secret_key="store-test-secret-key-0123456789")
         try:
@@ -239,9 +240,9 @@ class TestLoadSince:
             before = keyed.load()
             assert len(before.api_keys) == 9
             soon = datetime.now(UTC) + timedelta(hours=1)
-            created, _ = keyed.keys.create("alice", KeyCreate(expires_at=soon), "t")
+            created, _ = keyed.keys.of("alice").create(KeyCreate(expires_at=soon), "t")
             bob_key = next(k for k in before.api_keys if k.consumer == "bob")
-            keyed.keys.revoke("bob", bob_key.id, "t")
+            keyed.keys.of("bob").delete(bob_key.id, "t")
             keyed.delete("consumer", "carol", "t")
             after = keyed.load_since(before)
             assert after == keyed.load()
@@ -254,5 +255,30 @@ class TestLoadSince:
             expired = keyed.load_since(after)
             assert expired == keyed.load()
             assert created.id not in {k.id for k in expired.api_keys}
+        finally:
+            keyed.close()
+
+    def test_a_reload_of_many_keys_sorts_again_and_equals_a_full_load(
+        self, database_url: str
+    ) -> None:
+        """Past `_SPLICE_AT_MOST` keys in or out, the reload sorts instead of inserting."""
+        from turnout.models.consumer import ConsumerSpec
+        from turnout.storage.keystore import _SPLICE_AT_MOST
+
+        keyed = Store(database_url, secret_key="store-test-secret-key-0123456789")
+        try:
+            for name in ("alice", "bob"):
+                keyed.create("consumer", ConsumerSpec(name=name), "t")
+            keyed.keys.import_keys("bob", [f"bob-key-{i:03d}-long-enough" for i in range(5)], "t")
+            before = keyed.load()
+            many = [f"alice-key-{i:03d}-long-enough" for i in range(_SPLICE_AT_MOST + 1)]
+            keyed.keys.import_keys("alice", many, "t")
+            after = keyed.load_since(before)
+            assert after == keyed.load()
+            assert len(after.api_keys) == len(many) + 5
+            keyed.delete("consumer", "alice", "t")
+            gone = keyed.load_since(after)
+            assert gone == keyed.load()
+            assert {k.consumer for k in gone.api_keys} == {"bob"}
         finally:
             keyed.close()

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from turnout.admin.declarative import FORMAT_KEY, FORMAT_VERSION, parse_document
-from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
+from turnout.models.key import ApiKey
 from turnout.xds.translate import NodeGroup
 
 TESTDATA = Path(__file__).parent / "testdata"

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from tests.xds.conftest import golden_cases
-from turnout.models.consumer import ApiKey
+from turnout.models.key import ApiKey
 from turnout.models.route import RouteSpec
 from turnout.xds.memo import TranslationMemo
 from turnout.xds.snapshot import pack

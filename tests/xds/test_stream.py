@@ -122,6 +122,75 @@ def test_every_state_input_pair_is_in_the_table_or_a_protocol_error(
             sub.process_input(inp)
 
 
+def test_the_table_says_when_a_response_may_go_and_what_it_pays() -> None:
+    """The shape the stream relies on: a response goes only from a state with nothing
+    in flight, and pays what was owed; only the response in flight is answered;
+    a nonce-less request or new names always owe an answer once something is
+    requested."""
+    for state in State:
+        assert ((state, Input.SEND_RESPONSE) in _TRANSITIONS) is state.watching
+        if state.watching:
+            assert _TRANSITIONS[(state, Input.SEND_RESPONSE)] is State.AWAITING_ACK
+        for answer in (Input.RECV_ACK, Input.RECV_NACK, Input.RECV_NACK_QUARANTINED):
+            assert ((state, answer) in _TRANSITIONS) is state.awaiting_ack
+        assert _TRANSITIONS[(state, Input.RECV_REQUEST)].owed
+        after_names = _TRANSITIONS[(state, Input.RECV_NEW_NAMES)]
+        assert after_names.owed or state is State.IDLE
+        # What the client said of the last response survives an owed answer.
+        assert after_names.nacked is state.nacked
+    assert not _TRANSITIONS[(State.AWAITING_ACK, Input.RECV_ACK)].owed
+    assert _TRANSITIONS[(State.AWAITING_ACK_MUST_RESPOND, Input.RECV_ACK)].owed
+    assert _TRANSITIONS[(State.AWAITING_ACK, Input.RECV_NACK_PARTIAL)].owed
+
+
+def test_a_subscription_walks_the_table_ack_new_names_in_flight_and_nack() -> None:
+    snap = snapshot(1)
+    state = StreamState()
+    state.on_request(request(CLUSTER_TYPE, node=True))
+    cds = state.subscriptions[CLUSTER_TYPE]
+    assert cds.state is State.MUST_RESPOND
+    (resp,) = drain(state, snap)
+    assert cds.state is State.AWAITING_ACK
+    ack(state, resp)
+    assert cds.state is State.ACKED
+
+    state.on_request(request(ENDPOINT_TYPE, ["a"]))
+    eds = state.subscriptions[ENDPOINT_TYPE]
+    (resp,) = drain(state, snap)
+    # Names added while the response is in flight: owed an answer after the ACK,
+    # even though nothing changed.
+    state.on_request(request(ENDPOINT_TYPE, ["a", "b"], nonce="1", version="1"))
+    assert eds.state is State.AWAITING_ACK_MUST_RESPOND
+    assert drain(state, snap) == []
+    ack(state, resp, ["a", "b"])
+    assert eds.state is State.MUST_RESPOND
+    (resp,) = drain(state, snap)
+    assert resp.names == ("a", "b")
+    ack(state, resp, ["a", "b"])
+    assert eds.state is State.ACKED
+    # A names change with the current nonce that adds nothing keeps the state.
+    state.on_request(request(ENDPOINT_TYPE, ["a"], resp.nonce, resp.version))
+    assert eds.state is State.ACKED
+
+    # A response that only removes a cluster changed nothing a quarantine could pin.
+    snap2 = snapshot(2, clusters={"a": b""}, previous=snap)
+    (resp,) = drain(state, snap2)
+    state.on_request(request(CLUSTER_TYPE, nonce=resp.nonce, version="1", error="bad"))
+    assert not state.quarantine()
+    assert cds.state is State.NACKED
+    assert state.type_state(cds, snap2).name == "NACKED"
+    assert drain(state, snap2) == []  # rejected and newest: not sent again
+    # A reconnect-like request (no nonce) is owed an answer; the proxy shows NACKED
+    # until it goes out.
+    state.on_request(request(CLUSTER_TYPE))
+    assert cds.state is State.NACKED_MUST_RESPOND
+    assert state.type_state(cds, snap2).name == "NACKED"
+    (again,) = drain(state, snap2)
+    assert again.type_url == CLUSTER_TYPE and cds.state is State.AWAITING_ACK
+    ack(state, again)
+    assert cds.state is State.ACKED and state.type_state(cds, snap2).name == "SYNCED"
+
+
 # --- rule 1: node ---------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from turnout.xds.snapshot import (
     ROUTE_TYPE,
     Snapshot,
 )
-from turnout.xds.stream import Response, StreamState, TypeState
+from turnout.xds.stream import Response, State, StreamState, TypeState
 from turnout.xds.translate import NodeGroup
 
 ROUTES = "turnout_routes_default"
@@ -179,6 +179,8 @@ def test_a_rejected_new_cluster_is_held_back_and_the_rest_flows(delta: bool) -> 
     answer(state, cds, error=cds_error("bad"))
     (held,) = state.quarantine()
     assert (held.kind, held.name, held.type_url) == ("service", "bad", CLUSTER_TYPE)
+    # `c` was applied: an answer is owed so that the proxy ACKs it.
+    assert state.subscriptions[CLUSTER_TYPE].state is State.MUST_RESPOND
     assert "NULL-byte" in held.message
 
     # The rest of the response is confirmed, without the rejected cluster.
@@ -208,6 +210,8 @@ def test_a_rejected_change_keeps_the_accepted_version_until_the_service_changes(
     rejected = group.snapshot([service("a"), service("b", port=81, timeout_ms=2000)])
     cds, eds = drain(state, rejected)  # a changed cluster gets its endpoints again
     answer(state, cds, error=cds_error("b"))
+    # Only `b` changed, and it is quarantined: nothing is owed, nothing is due.
+    assert state.subscriptions[CLUSTER_TYPE].state is State.WATCHING
     answer(state, eds)
     assert drain(state, rejected) == []  # only `b` changed: the proxy holds what it had
     assert state.resources_sent()[CLUSTER_TYPE] == accepted

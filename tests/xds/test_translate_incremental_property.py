@@ -17,8 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from turnout.models.consumer import ApiKey, ConsumerSpec
+from turnout.models.consumer import ConsumerSpec
 from turnout.models.declaration import Declaration
+from turnout.models.key import ApiKey
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec

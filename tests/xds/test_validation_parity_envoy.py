@@ -32,10 +32,10 @@ from pydantic import ValidationError
 
 from turnout.certs import make_ca
 from turnout.export_static import render
-from turnout.models.consumer import KeyCreate
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES
 from turnout.models.errors import TurnoutError
+from turnout.models.key import KeyCreate
 from turnout.storage.store import Store
 from turnout.xds.translate import NodeGroup
 
@@ -370,7 +370,7 @@ def admit(store: Store, doc: dict[str, list[dict[str, Any]]], stats: Counter[str
         if not consumers:
             break
         try:
-            store.keys.create(consumers[0], KeyCreate(key=key), "parity")
+            store.keys.of(consumers[0]).create(KeyCreate(key=key), "parity")
         except (ValidationError, TurnoutError):
             stats["key refused"] += 1
             continue

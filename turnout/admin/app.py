@@ -21,7 +21,6 @@ from turnout.admin.deps import get_principal
 from turnout.admin.errors import AUTHENTICATED, install_error_handlers
 from turnout.admin.guard import AuthGuard
 from turnout.admin.roles import check_rules
-from turnout.admin.token_hash import hash_token
 from turnout.admin.ui.live import MAX_CLIENTS
 from turnout.admin.ui.router import mount_ui
 from turnout.admin.write_gate import WriteGate
@@ -30,6 +29,7 @@ from turnout.models.change import ChangeFeed
 from turnout.models.entities import ENTITIES
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.proxy_status import ProxyStatusSource
+from turnout.models.token import hash_token
 from turnout.ratelimit.usage import QuotaReader
 from turnout.storage.store import Store
 

@@ -13,8 +13,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from turnout.admin.guard import PRINCIPAL_STATE
 from turnout.admin.principal import Principal, unauthorized
+from turnout.models.freeze import OVERRIDE_HEADER
 from turnout.models.proxy_status import ProxyStatusSource
-from turnout.storage.freezes import OVERRIDE_HEADER
 from turnout.storage.store import Store
 
 _bearer = HTTPBearer(

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from turnout.models.errors import Conflict, NotConfigured, NotFound, StoreUnavailable
-from turnout.storage.freezes import Freeze, Frozen
+from turnout.models.freeze import Freeze, Frozen
 
 ERROR_STATUS: dict[type[Exception], int] = {
     NotFound: 404,

@@ -31,7 +31,7 @@ from turnout.admin.principal import (
     unauthorized,
 )
 from turnout.admin.roles import OVERRIDE_ROLE, PUBLIC_PATHS, needs_override_role, rule_for
-from turnout.storage.freezes import OVERRIDE_HEADER
+from turnout.models.freeze import OVERRIDE_HEADER
 
 PRINCIPAL_STATE = "principal"
 UI_PREFIX = "/ui"

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, status
 
-from turnout.admin.token_hash import hash_token, token_matches
+from turnout.models.token import Role, hash_token, token_matches
 from turnout.storage.store import Store
-from turnout.storage.tokens import Role, TokenStore
 
 BOOTSTRAP_ACTOR = "admin"
 
@@ -49,7 +48,7 @@ def authenticate(bootstrap_hash: str | None, store: Store, token: str) -> Princi
     admin = bootstrap_admin(bootstrap_hash or store.admin_token_hash(), token)
     if admin is not None:
         return admin
-    info = TokenStore(store).lookup(hash_token(token))
+    info = store.tokens.lookup(hash_token(token))
     if info is None:
         raise unauthorized("invalid bearer token")
     if info.expired():

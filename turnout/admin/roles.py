@@ -25,9 +25,9 @@ from typing import Any
 from starlette.routing import compile_path
 
 from turnout.models.entities import ENTITIES
+from turnout.models.freeze import OVERRIDE_HEADER
 from turnout.models.plan import PlanAction
-from turnout.storage.freezes import OVERRIDE_HEADER
-from turnout.storage.tokens import Role
+from turnout.models.token import Role
 
 PUBLIC_PATHS = frozenset(
     {"/healthz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}

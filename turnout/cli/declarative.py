@@ -229,7 +229,7 @@ def token_create(
 ) -> int:
     """Create a token and print it once (stdout; the rest goes to stderr)."""
     from turnout.cli import ops
-    from turnout.storage.tokens import parse_duration
+    from turnout.models.token import parse_duration
 
     if not _use_api(ctx, database_url):
         args = SimpleNamespace(

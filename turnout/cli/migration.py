@@ -249,7 +249,7 @@ def freeze_group() -> None:
 
 
 def _duration(text: str) -> timedelta:
-    from turnout.storage.tokens import parse_duration
+    from turnout.models.token import parse_duration
 
     try:
         return parse_duration(text)

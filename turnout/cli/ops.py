@@ -52,43 +52,53 @@ def bootstrap_extras(
 
 
 def _token_create(args: SimpleNamespace) -> int:
-    from turnout.admin.token_hash import generate_token, hash_token
+    from pydantic import ValidationError
+
     from turnout.models.errors import Conflict
-    from turnout.storage.store import Store
-    from turnout.storage.tokens import Role, TokenStore, parse_duration
+    from turnout.models.token import TokenCreate, parse_duration
 
     try:
         expires_in = parse_duration(args.expires_in) if args.expires_in else None
     except ValueError as exc:
         print(f"turnout token create: --expires-in: {exc}", file=sys.stderr)
         return 2
+    try:
+        # The body `POST /tokens` takes, so both paths refuse the same names.
+        body = TokenCreate(
+            name=args.name,
+            role=args.role,
+            expires_in_seconds=int(expires_in.total_seconds()) if expires_in else None,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        print(f"turnout token create: {problems}", file=sys.stderr)
+        return 2
+    from turnout.storage.store import Store
+
     store = Store(_database_url(args.database_url))
     try:
         store.upgrade()
-        token = generate_token()
-        info = TokenStore(store).create(
-            args.name, Role(args.role), hash_token(token), CLI_ACTOR, expires_in
-        )
+        created, _revision = store.tokens.create(body, CLI_ACTOR)
     except Conflict as exc:
         print(f"turnout token create: {exc}", file=sys.stderr)
         return 1
     finally:
         store.close()
-    expiry = f", expires {info.expires_at:%Y-%m-%dT%H:%M:%SZ}" if info.expires_at else ""
+    expiry = f", expires {created.expires_at:%Y-%m-%dT%H:%M:%SZ}" if created.expires_at else ""
     print(
-        f"# token {info.name!r}, role {info.role.value}{expiry}; shown only once:", file=sys.stderr
+        f"# token {created.name!r}, role {created.role.value}{expiry}; shown only once:",
+        file=sys.stderr,
     )
-    print(token)
+    print(created.token)
     return 0
 
 
 def _token_list(args: SimpleNamespace) -> int:
     from turnout.storage.store import Store
-    from turnout.storage.tokens import TokenStore
 
     store = Store(_database_url(args.database_url))
     try:
-        for t in TokenStore(store).list():
+        for t in store.tokens.list():
             expires = f"{t.expires_at:%Y-%m-%dT%H:%M:%SZ}" if t.expires_at else "never"
             state = " (expired)" if t.expired() else ""
             print(f"{t.name}\t{t.role.value}\texpires {expires}{state}")
@@ -100,11 +110,10 @@ def _token_list(args: SimpleNamespace) -> int:
 def _token_delete(args: SimpleNamespace) -> int:
     from turnout.models.errors import NotFound
     from turnout.storage.store import Store
-    from turnout.storage.tokens import TokenStore
 
     store = Store(_database_url(args.database_url))
     try:
-        TokenStore(store).delete(args.name, CLI_ACTOR)
+        store.tokens.delete(args.name, CLI_ACTOR)
     except NotFound as exc:
         print(f"turnout token delete: {exc}", file=sys.stderr)
         return 1

@@ -4,7 +4,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from turnout.models.consumer import ApiKey, ConsumerSpec
+from turnout.models.consumer import ConsumerSpec
+from turnout.models.key import ApiKey
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
 from turnout.models.split import SplitSpec

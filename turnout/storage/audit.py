@@ -1,16 +1,20 @@
 """The audit trail: one event per successful write, in the write's transaction.
 
-The store appends events; nothing here decides what is audited.
+`append_events` is the one place audit rows are written: for entities and API keys by
+`Store.commit_changes`, for tokens and freezes by `turnout.storage.records.record`.
+Nothing here decides what is audited.
 """
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, BigInteger, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, BigInteger, Integer, String, Text, insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from turnout.models.change import Action as Action
+from turnout.models.change import Change
 from turnout.models.schema import Base, UtcDateTime
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
@@ -48,4 +52,35 @@ class AuditEvent(BaseModel):
     after: dict[str, Any] | None = Field(description="The entity after; null on delete.")
     reason: str | None = Field(
         None, description="Why: a plan step, a restore, a freeze override with its reason."
+    )
+
+
+def append_events(
+    session: Session,
+    revision: int,
+    actor: str,
+    changes: Sequence[Change],
+    reason: str | None = None,
+) -> None:
+    """One audit event per change, at `revision`, in the caller's transaction."""
+    if not changes:
+        return
+    at = datetime.now(UTC)
+    # One Core statement, not the ORM's unit of work: it costs one round trip (issue 17).
+    session.execute(
+        insert(AuditEventRow.__table__),
+        [
+            {
+                "revision": revision,
+                "at": at,
+                "actor": actor,
+                "action": change.action.value,
+                "entity_kind": change.kind,
+                "entity_name": change.name,
+                "before": change.before,
+                "after": change.after_json,
+                "reason": reason,
+            }
+            for change in changes
+        ],
     )

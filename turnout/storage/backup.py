@@ -27,15 +27,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from turnout.models.consumer import ApiKey, ConsumerKeyRow
 from turnout.models.entities import ENTITIES, Entity
 from turnout.models.errors import Conflict, NotConfigured
+from turnout.models.freeze import Freeze, FreezeRow
+from turnout.models.key import ApiKey, ConsumerKeyRow
 
 # Where `turnout restore --old-secret-key` reads the secret a backup's keys are under.
 from turnout.settings import OLD_SECRET_KEY_ENV as OLD_SECRET_KEY_ENV
 from turnout.storage import changes
 from turnout.storage.audit import AuditEvent, AuditEventRow
-from turnout.storage.freezes import Freeze, FreezeRow
 from turnout.storage.keycrypt import SECRET_KEY_ENV, KeyCipher, KeyCipherError
 from turnout.storage.lenient import invalid_row
 from turnout.storage.rows import REVISION_ROW_ID, RevisionRow

@@ -32,9 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from turnout.models.change import Action, Change
-from turnout.models.consumer import ConsumerKeyRow
 from turnout.models.entities import ENTITIES, Entity
 from turnout.models.errors import Conflict, NotFound
+from turnout.models.key import ConsumerKeyRow
 from turnout.storage.references import check_delete, check_write, delete_dependents
 
 

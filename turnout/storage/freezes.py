@@ -1,10 +1,14 @@
-"""Freezes: windows during which writes to some or all of the declaration are refused.
+"""Freezes in the store: kept as `Records`, and the rule that holds writes.
 
-Owns the freeze schema, its row, and the one rule that decides whether a freeze
-covers a write (`covers`). The store applies that rule inside its write
-transaction (`turnout/storage/store.py`), under the same lock as every writer, so
-no write can slip past a freeze committed just before it. Time is evaluated at
-write time: a scheduled freeze starts and ends by itself, no job runs.
+`Freezes` is a `Records` (`turnout/storage/records.py`): create, list, get, and
+delete, which lifts (the row stays, for the record). Declaring or lifting a freeze
+is audited but is no declaration change: no revision bump. The freeze's schema and
+row are `turnout/models/freeze.py`'s.
+
+This module also owns the one rule that decides whether a freeze covers a write
+(`covers`). The store applies it inside its write transaction
+(`Store.commit_changes`), under the same lock as every writer, so no write can slip
+past a freeze committed just before it.
 
 Scope: `all`, or any of `services`, `routes`, `tags`. A service is covered by its
 name or its tags; a route by its name or its tags, or when its service is covered;
@@ -15,142 +19,81 @@ after the write. Both the entity before and after the write are checked, so a
 write cannot move an entity out of a freeze either.
 """
 
+import builtins
 from collections.abc import Callable
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Annotated, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import JSON, BigInteger, Integer, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from turnout.models.errors import Conflict, TurnoutError
+from turnout.models.change import Action, Change
+from turnout.models.errors import Conflict, NotFound
+from turnout.models.freeze import Freeze, FreezeCreate, FreezeRow, FreezeScope, Frozen, now
 from turnout.models.route import RouteRow
 from turnout.models.service import ServiceRow
-from turnout.models.types import Name, Tag
-from turnout.storage.audit import UtcDateTime
-from turnout.storage.changes import Change
-from turnout.storage.db import Base
+from turnout.storage.records import record
 
-OVERRIDE_HEADER = "X-Turnout-Override-Reason"
+if TYPE_CHECKING:
+    from turnout.storage.store import Store
+
+KIND = "freeze"
+"""How freeze changes appear in the audit trail (`entity_name` is the freeze's id)."""
+LIFTED = "lifted"
+"""The audit reason of a lift."""
 
 
-class FreezeScope(BaseModel):
-    """What a freeze covers: everything (`all`), or the listed services, routes, tags."""
+class Freezes:
+    """Every freeze, scheduled, active, ended or lifted, through the store's transactions."""
 
-    model_config = ConfigDict(extra="forbid")
+    def __init__(self, store: "Store") -> None:
+        self._store = store
 
-    all: Annotated[bool, Field(description="Freeze the whole declaration.")] = False
-    services: Annotated[list[Name], Field(max_length=256)] = []
-    routes: Annotated[list[Name], Field(max_length=256)] = []
-    tags: Annotated[list[Tag], Field(max_length=64)] = []
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> "FreezeScope":
-        listed = bool(self.services or self.routes or self.tags)
-        if self.all == listed:
-            raise ValueError(
-                "give either all: true, or some services, routes or tags (not both, not none)"
+    def create(self, spec: FreezeCreate, actor: str) -> tuple[Freeze, int]:
+        """Declare a freeze; it holds from `starts_at` (default now)."""
+        at = now()
+        with self._store.write_transaction() as session:
+            check_scope_names(session, spec.scope)
+            row = FreezeRow(
+                reason=spec.reason,
+                scope=spec.scope.model_dump(mode="json"),
+                starts_at=spec.starts_at or at,
+                ends_at=spec.ends_at,
+                created_at=at,
+                created_by=actor,
             )
-        return self
+            session.add(row)
+            session.flush()  # assigns the id
+            freeze = Freeze.model_validate(row)
+            change = Change(Action.CREATE, KIND, str(freeze.id), None, freeze)
+            return freeze, record(session, actor, [change], freeze.reason)
 
+    def list(self) -> builtins.list[Freeze]:
+        with self._store.read_transaction() as session:
+            rows = session.scalars(select(FreezeRow).order_by(FreezeRow.id))
+            return [Freeze.model_validate(r) for r in rows]
 
-class FreezeCreate(BaseModel):
-    """`POST /freezes`: a reason, a scope, and optionally when it starts and ends."""
+    def get(self, name: int) -> Freeze:
+        with self._store.read_transaction() as session:
+            row = session.get(FreezeRow, name)
+            if row is None:
+                raise NotFound(KIND, str(name))
+            return Freeze.model_validate(row)
 
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Annotated[str, Field(min_length=1, max_length=1024)]
-    scope: FreezeScope
-    starts_at: Annotated[
-        datetime | None, Field(description="When the freeze starts (UTC); now if omitted.")
-    ] = None
-    ends_at: Annotated[
-        datetime | None,
-        Field(description="When the freeze ends by itself; omitted: when lifted."),
-    ] = None
-
-    @model_validator(mode="after")
-    def _times(self) -> "FreezeCreate":
-        for field in ("starts_at", "ends_at"):
-            value = getattr(self, field)
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"{field} needs a time zone (e.g. 2026-01-01T10:00:00Z)")
-        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
-        # A window wholly in the past would be stored and never hold anything: an
-        # operator's typo (wrong year, local time taken for UTC) must not look done.
-        if self.ends_at is not None and self.ends_at <= now():
-            raise ValueError(
-                f"ends_at {self.ends_at.isoformat()} is in the past: the freeze would never hold"
+    def delete(self, name: int, actor: str) -> int:
+        """Lift freeze `name`; lifting a lifted freeze changes (and audits) nothing."""
+        with self._store.write_transaction() as session:
+            row = session.get(FreezeRow, name)
+            if row is None:
+                raise NotFound(KIND, str(name))
+            if row.lifted_at is not None:
+                return record(session, actor, [])
+            before = Freeze.model_validate(row).model_dump(mode="json")
+            row.lifted_at, row.lifted_by = now(), actor
+            session.flush()
+            return record(
+                session, actor, [Change(Action.DELETE, KIND, str(name), before, None)], LIFTED
             )
-        return self
-
-
-class FreezeState(StrEnum):
-    SCHEDULED = "scheduled"
-    ACTIVE = "active"
-    ENDED = "ended"
-    LIFTED = "lifted"
-
-
-class Freeze(BaseModel):
-    """A freeze as the admin API shows it."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    reason: str
-    scope: FreezeScope
-    starts_at: datetime
-    ends_at: datetime | None
-    created_at: datetime
-    created_by: str
-    lifted_at: datetime | None = None
-    lifted_by: str | None = None
-
-    def state_at(self, now: datetime) -> FreezeState:
-        if self.lifted_at is not None and self.lifted_at <= now:
-            return FreezeState.LIFTED
-        if now < self.starts_at:
-            return FreezeState.SCHEDULED
-        if self.ends_at is not None and now >= self.ends_at:
-            return FreezeState.ENDED
-        return FreezeState.ACTIVE
-
-    def active(self, now: datetime) -> bool:
-        return self.state_at(now) is FreezeState.ACTIVE
-
-
-class FreezeView(Freeze):
-    state: FreezeState = Field(description="scheduled, active, ended or lifted, as of now.")
-
-
-class FreezeRow(Base):
-    __tablename__ = "freezes"
-
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
-    )
-    reason: Mapped[str] = mapped_column(Text)
-    scope: Mapped[dict[str, Any]] = mapped_column(JSON)
-    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    created_by: Mapped[str] = mapped_column(String(128))
-    lifted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    lifted_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
-
-
-class Frozen(TurnoutError):
-    """A write touches an entity covered by an active freeze (HTTP 423)."""
-
-    def __init__(self, freeze: Freeze, kind: str, name: str) -> None:
-        super().__init__(
-            f"{kind} {name!r} is frozen by freeze {freeze.id} ({freeze.reason}); "
-            f"an admin may override one request with header {OVERRIDE_HEADER}"
-        )
-        self.freeze = freeze
 
 
 Lookup = Callable[[str, str], dict[str, Any] | None]
@@ -221,10 +164,6 @@ def check_scope_names(session: Session, scope: FreezeScope) -> None:
                     f"{kind} {name!r} does not exist: a freeze can only name existing {field}",
                     field=f"scope.{field}[{i}]",
                 )
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def active_freezes(session: Session, at: datetime) -> list[Freeze]:

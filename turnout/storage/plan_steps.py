@@ -10,9 +10,10 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from turnout.models.freeze import Freeze, now
 from turnout.models.plan import PlanAction, PlanError, PlanState, percent, transition, weights
 from turnout.models.split import SplitSpec, SplitTarget
-from turnout.storage.freezes import Freeze, covers, now
+from turnout.storage.freezes import covers
 from turnout.storage.store import Store
 
 CONTROLLER_ACTOR = "controller"

@@ -14,9 +14,10 @@ from pydantic import BaseModel
 from sqlalchemy import Select, bindparam, delete, exists, select
 from sqlalchemy.orm import Session
 
-from turnout.models.consumer import ConsumerKeyRow, ConsumerRow, ConsumerSpec
+from turnout.models.consumer import ConsumerRow, ConsumerSpec
 from turnout.models.entities import Entity
 from turnout.models.errors import Conflict
+from turnout.models.key import ConsumerKeyRow
 from turnout.models.route import RouteRow, RouteSpec
 from turnout.models.service import ServiceRow
 from turnout.models.split import SplitRow, SplitSpec

@@ -5,7 +5,7 @@ in `turnout/storage/audit.py`.
 """
 
 from sqlalchemy import BigInteger, CheckConstraint, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from turnout.storage.db import Base
 
@@ -38,3 +38,8 @@ class SettingRow(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+def current_revision(session: Session) -> int:
+    """The revision of the last committed write, as `session` sees it."""
+    return session.get_one(RevisionRow, REVISION_ROW_ID).value

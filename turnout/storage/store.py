@@ -22,19 +22,19 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from turnout.models.change import Change, Commit
-from turnout.models.consumer import ApiKey
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES, Entity, entity
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
+from turnout.models.key import ApiKey
 from turnout.storage import changes, db, revisions
-from turnout.storage.audit import AuditEvent, AuditEventRow
+from turnout.storage.audit import AuditEvent, AuditEventRow, append_events
 from turnout.storage.feed import LocalFeed
-from turnout.storage.freezes import check_freezes
+from turnout.storage.freezes import Freezes, check_freezes
 from turnout.storage.keystore import KEY_ENTITY, KeyRing
 from turnout.storage.lenient import (
     SkippedReport,
@@ -46,6 +46,7 @@ from turnout.storage.lenient import (
 from turnout.storage.notify import notify_in_transaction
 from turnout.storage.rows import ADMIN_TOKEN_HASH_KEY, REVISION_ROW_ID, RevisionRow, SettingRow
 from turnout.storage.store_records import HistoryMixin
+from turnout.storage.tokens import Tokens
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ class Store(HistoryMixin):
         self._skipped = SkippedReport()
         self.keys = KeyRing(self, secret_key)
         """The consumers' API keys (`turnout/storage/keystore.py`)."""
+        self.tokens = Tokens(self)
+        """The admin tokens (`turnout/storage/tokens.py`)."""
+        self.freezes = Freezes(self)
+        """Every freeze (`turnout/storage/freezes.py`); the store checks them on each write."""
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration."""
@@ -429,23 +434,7 @@ class Store(HistoryMixin):
         loaded = session.identity_map.get(session.identity_key(RevisionRow, REVISION_ROW_ID))
         if loaded is not None:  # keep a copy read earlier in this transaction true
             set_committed_value(loaded, "value", revision)
-        at = datetime.now(UTC)
-        events = [
-            {
-                "revision": revision,
-                "at": at,
-                "actor": actor,
-                "action": change.action.value,
-                "entity_kind": change.kind,
-                "entity_name": change.name,
-                "before": change.before,
-                "after": change.after_json,
-                "reason": reason,
-            }
-            for change in done
-        ]
-        if events:
-            session.execute(_INSERT_AUDIT, events)
+        append_events(session, revision, actor, done, reason)
         notify_in_transaction(session, revision)  # other replicas (storage/pg_feed.py)
         # What the feed carries; a second commit in one transaction makes two
         # revisions of one publication, so then only the revision is published.
@@ -487,7 +476,6 @@ def _applied(
 
 
 _REVISION = RevisionRow.__table__
-_AUDIT = AuditEventRow.__table__
 # Built once: building a statement costs more than executing a cached one (issue 17).
 _BUMP_REVISION = (
     update(_REVISION)
@@ -495,7 +483,6 @@ _BUMP_REVISION = (
     .values(value=_REVISION.c.value + 1)
     .returning(_REVISION.c.value)
 )
-_INSERT_AUDIT = insert(_AUDIT)
 
 
 @dataclass(frozen=True)

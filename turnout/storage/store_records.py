@@ -1,4 +1,4 @@
-"""The store's history, backup and freeze methods, split out of `store.py` for size.
+"""The store's history and backup methods, split out of `store.py` for size.
 
 `Store` inherits them; they use its transactions (`read_transaction`,
 `write_transaction`) exactly as its own methods do, so every rule in `store.py`
@@ -7,28 +7,18 @@ applies to them too.
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from turnout.models.declaration import Declaration
-from turnout.models.errors import NotFound
 from turnout.storage import backup, revisions
-from turnout.storage.audit import Action, AuditEventRow
-from turnout.storage.freezes import Freeze, FreezeCreate, FreezeRow, check_scope_names
-from turnout.storage.freezes import now as freeze_now
 from turnout.storage.keycrypt import KeyCipher
 from turnout.storage.keystore import KeyRing
 from turnout.storage.revisions import RevisionInfo
-from turnout.storage.rows import REVISION_ROW_ID, RevisionRow
-
-
-def _current_revision(session: Session) -> int:
-    return session.get_one(RevisionRow, REVISION_ROW_ID).value
+from turnout.storage.rows import current_revision as _current_revision
 
 
 class HistoryMixin:
@@ -75,58 +65,3 @@ class HistoryMixin:
     def declaration_at(self, revision: int) -> Declaration:
         with self.read_transaction() as session:
             return revisions.declaration_at(session, revision, _current_revision(session))
-
-    # -- freezes -------------------------------------------------------------
-
-    def freezes(self) -> builtins.list[Freeze]:
-        with self.read_transaction() as session:
-            return [Freeze.model_validate(r) for r in session.scalars(select(FreezeRow))]
-
-    def create_freeze(self, body: FreezeCreate, actor: str) -> Freeze:
-        at = freeze_now()
-        with self.write_transaction() as session:
-            check_scope_names(session, body.scope)
-            row = FreezeRow(
-                reason=body.reason,
-                scope=body.scope.model_dump(mode="json"),
-                starts_at=body.starts_at or at,
-                ends_at=body.ends_at,
-                created_at=at,
-                created_by=actor,
-            )
-            session.add(row)
-            session.flush()
-            freeze = Freeze.model_validate(row)
-            self._freeze_event(session, actor, Action.CREATE, freeze, None)
-            return freeze
-
-    def lift_freeze(self, freeze_id: int, actor: str) -> Freeze:
-        with self.write_transaction() as session:
-            row = session.get(FreezeRow, freeze_id)
-            if row is None:
-                raise NotFound("freeze", str(freeze_id))
-            if row.lifted_at is None:
-                before = Freeze.model_validate(row)
-                row.lifted_at, row.lifted_by = freeze_now(), actor
-                session.flush()
-                self._freeze_event(session, actor, Action.DELETE, before, "lifted")
-            return Freeze.model_validate(row)
-
-    def _freeze_event(
-        self, session: Session, actor: str, action: Action, freeze: Freeze, reason: str | None
-    ) -> None:
-        """Freezes are audited but are no declaration change: no revision bump."""
-        data = freeze.model_dump(mode="json")
-        session.add(
-            AuditEventRow(
-                revision=_current_revision(session),
-                at=freeze_now(),
-                actor=actor,
-                action=action.value,
-                entity_kind="freeze",
-                entity_name=str(freeze.id),
-                before=data if action is Action.DELETE else None,
-                after=data if action is Action.CREATE else None,
-                reason=reason or freeze.reason,
-            )
-        )

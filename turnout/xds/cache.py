@@ -62,6 +62,9 @@ _PENDING_KEPT = 4096
 """Commits held for the next reload; beyond it the oldest go, and the reload reads
 the audit log instead (`load_since`)."""
 
+WAKE_BATCH = 100
+"""Streams woken per turn of the event loop after a change (`_wake_streams`)."""
+
 # Node groups: every change is translated
 # for every group, so their number bounds the cost of a change. A group whose last
 # stream closed is kept GROUP_GRACE_SECONDS (its proxies usually reconnect at once);
@@ -168,8 +171,7 @@ class SnapshotCache:
                 self._snapshots[node_group] = snap  # set_declaration will bring it up to date
         finally:
             del self._building[node_group]
-        for wake in self._watchers:
-            wake.set()
+        self._wake_streams()
 
     # --- node groups ------------------------------------------------------------------
 
@@ -271,8 +273,19 @@ class SnapshotCache:
         self._snapshots.update(
             (k, snap) for k, snap in snaps.items() if k in self._snapshots or k in self._groups
         )
-        for wake in self._watchers:
+        self._wake_streams()
+
+    def _wake_streams(self, watchers: list[asyncio.Event] | None = None) -> None:
+        """Wake every stream, WAKE_BATCH at a time with a turn of the loop between
+        batches. The admin API shares this loop: woken all at once, thousands of
+        streams would each send their response before the write that caused it gets
+        its HTTP response out (at 5,000 streams, about a second later). Not a
+        coroutine: an inline reload (`committed`) wakes them too."""
+        pending = list(self._watchers) if watchers is None else watchers
+        for wake in pending[:WAKE_BATCH]:
             wake.set()
+        if len(pending) > WAKE_BATCH:
+            asyncio.get_running_loop().call_soon(self._wake_streams, pending[WAKE_BATCH:])
 
     def committed(self, commit: Commit) -> None:
         """Called on the loop when the feed delivers `commit`."""

@@ -12,6 +12,8 @@ from turnout.xds.snapshot import TYPE_ORDER, PackedResource
 class Holdings:
     """One stream's record of what its client was sent and accepted."""
 
+    __slots__ = ("acked", "route_refs_acked", "route_refs_sent", "sent")
+
     def __init__(self) -> None:
         self.sent: dict[str, dict[str, PackedResource]] = {t: {} for t in TYPE_ORDER}
         """What the client holds if it accepted everything: for `GET /proxies/{id}/config`

@@ -42,13 +42,18 @@ from turnout.xds.route_parts import VIRTUAL_HOSTS_FIELD, RouteParts
 from turnout.xds.snapshot import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
+    EXTENSION_CONFIG_TYPE,
     ROUTE_TYPE,
     PackedResource,
     pack,
     packed_bytes,
 )
 from turnout.xds.translate import build_cluster, build_cluster_load_assignment
-from turnout.xds.translate.api_key_auth import build_api_key_auth_config, build_kong_headers_config
+from turnout.xds.translate.api_key_auth import (
+    API_KEY_AUTH_FILTER,
+    build_kong_headers_config,
+    serialized_api_key_auth_config,
+)
 from turnout.xds.translate.consistency import Scope, route_clusters_of
 from turnout.xds.translate.listener import build_listener
 from turnout.xds.translate.options import NodeGroup, route_configuration_name
@@ -498,7 +503,9 @@ class TranslationMemo:
     def api_key_auth_config(self, decl: Declaration) -> PackedResource:
         """The credentials (ECDS), rebuilt only when the keys changed."""
         if self._api_keys is None or self._api_keys[0] is not decl.api_keys:
-            self._api_keys = (decl.api_keys, pack(build_api_key_auth_config(decl)))
+            value = serialized_api_key_auth_config(decl)
+            packed = Any(type_url=EXTENSION_CONFIG_TYPE, value=value)
+            self._api_keys = (decl.api_keys, packed_bytes(API_KEY_AUTH_FILTER, packed))
         return self._api_keys[1]
 
     def listener(self, opts: NodeGroup) -> tuple[Listener, PackedResource]:

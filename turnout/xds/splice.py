@@ -16,20 +16,24 @@ from turnout.xds.snapshot import CLUSTER_TYPE, ROUTE_TYPE, TYPE_ORDER, PackedRes
 from turnout.xds.subscription import Subscription
 
 
-def enter_quarantine(sub: Subscription, message: str, holdings: Holdings) -> list[Quarantined]:
-    """Quarantine what a NACK of the last response rejected; what was quarantined."""
+def enter_quarantine(
+    sub: Subscription, message: str, holdings: Holdings
+) -> tuple[list[Quarantined], bool]:
+    """Quarantine what a NACK of the last response rejected. Returns what was
+    quarantined (empty: nothing could be pinned, the NACK stays unexplained), and
+    whether the client applied other changed resources of that response, which
+    are owed an answer (`Input.RECV_NACK_PARTIAL`). Once entries say what is
+    rejected, and for how long, the NACK as such is settled."""
     text = sub.last_nack or ""
     if sub.type_url == ROUTE_TYPE:
         routes = pin_routes(message, text, sub.last_updated, sub.sent_parts)
         if routes:
             sub.quarantined_routes.update(routes)
-            sub.nacked = False
-            return list(routes.values())
+            return list(routes.values()), False
     found = pin_resources(sub.type_url, message, text, sub.last_updated, sub.sent)
     if not found:
-        return []
+        return [], False
     sub.quarantined.update(found)
-    sub.nacked = False  # the entries now say what is rejected, and for how long
     # Envoy kept its previous version of each rejected resource (or has none),
     # and applied the rest of the response (cds_api_helper.cc, lds_api.cc).
     for name in found:
@@ -38,9 +42,8 @@ def enter_quarantine(sub: Subscription, message: str, holdings: Holdings) -> lis
         else:
             sub.sent.pop(name, None)
     holdings.fall_back(sub.type_url, found)
-    if set(sub.last_updated) - found.keys():
-        sub.must_respond = True  # an ACK of the rest is what lets listeners follow
-    return list(found.values())
+    # An ACK of the rest is what lets listeners follow.
+    return list(found.values()), bool(set(sub.last_updated) - found.keys())
 
 
 def release(

@@ -4,7 +4,9 @@ One `StreamState` per gRPC stream holds one `Subscription` per type URL. The ser
 feeds it every request (`on_request` / `on_delta_request`), asks it what to send
 (`next_response`) whenever a request arrives or the snapshot changes, and records
 what went out (`on_sent`). It coordinates: `subscription.py` (one type's names and
-versions), `state_machine.py` (the table of its states), `holdings.py` (what the
+versions), `state_machine.py` (the table of its states: whether a response is in
+flight, owed, and how the last one was taken; every change of them is an input to
+that table), `holdings.py` (what the
 client was sent and accepted), `ordering.py` (make before break), `splice.py`
 (quarantine and route cuts) and `sync_state.py` (where each type stands). Rules
 it enforces (xDS spec, docs/root/api-docs/xds_protocol.rst):
@@ -125,31 +127,34 @@ class StreamState:
     ) -> RequestOutcome:
         outcome = RequestOutcome()
         if not nonce:
-            # A new subscription or a reconnect: always answered (rule 12).
-            sub.must_respond = True
-            if sub.state is State.IDLE:
-                sub.process_input(Input.RECV_REQUEST)
+            # A new subscription or a reconnect: always answered.
+            sub.process_input(Input.RECV_REQUEST)
             return outcome
         if nonce != sub.nonce:
             outcome.stale = True  # names were applied above; nothing else
             return outcome
-        if sub.state is not State.AWAITING_ACK:
-            sub.process_input(Input.RECV_REQUEST)  # a names change after the ACK
+        if not sub.state.awaiting_ack:
+            sub.process_input(Input.RECV_UPDATE)  # a names change after the answer
             return outcome
         if request.HasField("error_detail"):
-            sub.process_input(Input.RECV_NACK)
-            sub.nacked_version, sub.nacked = sub.version_sent, True
+            sub.nacked_version = sub.version_sent
             sub.last_nack = nack_text(request.error_detail)
             outcome.nack = sub.last_nack
-            outcome.quarantined = enter_quarantine(
+            quarantined, rest_applied = enter_quarantine(
                 sub, request.error_detail.message, self._holdings
             )
-            if outcome.quarantined:
+            if not quarantined:
+                sub.process_input(Input.RECV_NACK)
+            elif rest_applied:
+                sub.process_input(Input.RECV_NACK_PARTIAL)
+            else:
+                sub.process_input(Input.RECV_NACK_QUARANTINED)
+            outcome.quarantined = quarantined
+            if quarantined:
                 self.quarantine_version += 1
         else:
             sub.process_input(Input.RECV_ACK)
-            sub.version_acked, sub.acked, sub.nacked = sub.version_sent, dict(sub.sent), False
-            sub.acked_all = True
+            sub.version_acked, sub.acked = sub.version_sent, dict(sub.sent)
             self._holdings.on_ack(sub.type_url, routes=sub.type_url == ROUTE_TYPE)
             if sub.type_url == ROUTE_TYPE:
                 sub.acked_parts = dict(sub.sent_cuts)
@@ -163,7 +168,7 @@ class StreamState:
         self.quarantine_version += release(self.subscriptions, snapshot, self._holdings)
         for type_url in TYPE_ORDER:
             sub = self.subscriptions.get(type_url)
-            if sub is None or sub.state is not State.WATCHING:
+            if sub is None or not sub.state.watching:
                 continue
             if type_url in (LISTENER_TYPE, ROUTE_TYPE) and not self._clusters_settled(snapshot):
                 continue
@@ -177,10 +182,10 @@ class StreamState:
             gone = tuple(n for n in sub.sent if n not in wanted)
             missing = tuple(sorted(sub.names - wanted.keys() - sub.told_missing - set(gone)))
             if self.delta:
-                due = sub.must_respond or updated or gone or missing
+                due = sub.state.owed or updated or gone or missing
                 resources, removed = updated, tuple(sorted(gone)) + missing
             else:
-                due = sub.must_respond or updated or (gone and type_url in FULL_STATE_TYPES)
+                due = sub.state.owed or updated or (gone and type_url in FULL_STATE_TYPES)
                 resources, removed = wanted, ()
             if not due:
                 sub.clean_basis = basis
@@ -220,9 +225,6 @@ class StreamState:
         sub = self.subscriptions[response.type_url]
         sub.process_input(Input.SEND_RESPONSE)
         sub.nonce, sub.version_sent = response.nonce, response.version
-        sub.must_respond = False
-        sub.nacked = False
-        sub.acked_all = False
         sub.clean_basis = response.basis
         sub.last_updated = response.updated
         if response.type_url == ROUTE_TYPE:
@@ -251,7 +253,8 @@ class StreamState:
                     sub.told_missing.add(name)
         else:
             sub.sent = hashes
-        sub.resend -= response.resources.keys()
+        if sub.resend:  # in place: `-=` with dict keys builds a new set per response
+            sub.resend.difference_update(response.resources)
 
     def _wanted(self, sub: Subscription, snapshot: Snapshot) -> dict[str, PackedResource]:
         cds = self.subscriptions.get(CLUSTER_TYPE)
@@ -275,7 +278,7 @@ class StreamState:
 
     @staticmethod
     def _clean(sub: Subscription, basis: tuple[object, ...]) -> bool:
-        return not sub.must_respond and not sub.resend and sub.clean_basis == basis
+        return not sub.state.owed and not sub.resend and sub.clean_basis == basis
 
     def _resend_endpoints_of_changed_clusters(
         self, before: dict[str, str], after: dict[str, PackedResource]

@@ -2,7 +2,9 @@
 
 Follows go-control-plane `pkg/server/stream/v3/subscription.go` (names, wildcard,
 nonce, versions per type URL); its protocol state steps through the table of
-`state_machine.py`. The rules the fields serve are listed in `stream.py`. No I/O.
+`state_machine.py`, and only `process_input` changes it: the other fields are data
+(what was asked, sent, accepted, quarantined), not state. The rules the fields serve
+are listed in `stream.py`. No I/O.
 """
 
 from collections.abc import Iterable
@@ -26,20 +28,19 @@ class TypeState(Enum):
     NACKED = "NACKED"  # rejected the newest content; waits for the next change
 
 
-@dataclass
+@dataclass(slots=True)  # one per type per stream: thousands of them; slots save ~1 KB each
 class Subscription:
     """What one stream asked for and received of one resource type."""
 
     type_url: str
     state: State = State.IDLE
+    """The protocol state (`state_machine.py`); only `process_input` changes it."""
     names: set[str] = field(default_factory=set)
     """Explicitly requested names (without `*`)."""
     wildcard: bool = False
     """The client wants every resource of this type."""
     ever_named: bool = False
     """A name was sent once; an empty SotW list no longer means wildcard."""
-    must_respond: bool = False
-    """New names (or a new stream) need an answer even if nothing changed."""
     nonce: str = ""
     """Nonce of the last response sent."""
     version_sent: str | None = None
@@ -53,16 +54,14 @@ class Subscription:
     told_missing: set[str] = field(default_factory=set)
     """Delta: requested names already reported as not existing."""
     nacked_version: str | None = None
+    """The version of the last response the client rejected (for `GET /proxies`)."""
     last_nack: str | None = None
-    nacked: bool = False
-    """The last response was rejected and nothing newer was sent since."""
+    """The client's message for that rejection (`nack.py` bounds and redacts it)."""
     names_version: int = 0
     """Bumped whenever `names` or `wildcard` change."""
     clean_basis: tuple[object, ...] | None = None
     """The basis (see `StreamState._basis`) at which what was sent covers what the
     client wants: while it holds, there is nothing to compute for this type."""
-    acked_all: bool = False
-    """The last response sent was acknowledged."""
     last_updated: tuple[str, ...] = ()
     """Names the last response sent changed for the client (what a NACK can be about)."""
     sent_parts: dict[str, RouteParts] = field(default_factory=dict)
@@ -117,7 +116,7 @@ class Subscription:
 
     def _apply(self, wildcard: bool, names: set[str]) -> None:
         if (wildcard and not self.wildcard) or (names - self.names):
-            self.must_respond = True
+            self.process_input(Input.RECV_NEW_NAMES)
         if wildcard != self.wildcard or names != self.names:
             self.names_version += 1
         self.wildcard, self.names = wildcard, names

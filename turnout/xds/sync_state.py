@@ -19,16 +19,15 @@ Wanted = Callable[[Subscription], dict[str, PackedResource]]
 
 
 def type_state(sub: Subscription, clean: Clean, wanted: Wanted) -> TypeState:
-    if sub.nacked or sub.quarantined or sub.quarantined_routes:
+    if sub.state.nacked or sub.quarantined or sub.quarantined_routes:
         return TypeState.NACKED
-    if sub.state is not State.WATCHING:
+    if not sub.state.watching:
         return TypeState.STALE
-    if sub.acked_all and clean(sub):
+    if sub.state is State.ACKED and clean(sub):
         return TypeState.SYNCED
     due = wanted(sub)
     synced = (
-        sub.state is State.WATCHING
-        and not sub.must_respond
+        not sub.state.owed
         and not sub.resend & due.keys()
         and {n: r.hash for n, r in due.items()} == _restrict(sub.acked, sub, due)
     )
@@ -45,19 +44,18 @@ def clusters_settled(
     cds = subscriptions.get(CLUSTER_TYPE)
     if cds is None:
         return True  # not a proxy that uses CDS over this stream
-    if cds.state is not State.WATCHING:
+    if not cds.state.watching:
         return False
     eds = subscriptions.get(ENDPOINT_TYPE)
     needed = snapshot.eds_cluster_names
     if (
-        cds.acked_all
+        cds.state is State.ACKED
         and clean(cds)
         and (
             not needed
             or (
                 eds is not None
-                and eds.state is State.WATCHING
-                and eds.acked_all
+                and eds.state is State.ACKED
                 and (eds.wildcard or needed <= eds.names)
                 and clean(eds)
             )
@@ -73,7 +71,7 @@ def clusters_settled(
     needed = (snapshot.eds_cluster_names & clusters.keys()) - set(cds.quarantined)
     if not needed:
         return True
-    if eds is None or eds.state is not State.WATCHING or eds.resend & needed:
+    if eds is None or not eds.state.watching or eds.resend & needed:
         return False
     available = snapshot.resources(ENDPOINT_TYPE)
     endpoints = {n: available[n] for n in needed if n in available}

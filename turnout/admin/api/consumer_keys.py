@@ -14,10 +14,11 @@ from fastapi import APIRouter, Body, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from turnout.admin.api.entities import REVISION_HEADER
+from turnout.admin.api.records import delete_record
 from turnout.admin.deps import ActorDep, StoreDep
 from turnout.admin.errors import CHANGE, LOOKUP, documented, errors
 from turnout.models import examples
-from turnout.models.consumer import KeyCreate, KeyCreated, KeyInfo
+from turnout.models.key import KeyCreate, KeyCreated, KeyInfo
 
 router = APIRouter(prefix="/consumers/{name}/keys", tags=["consumers"])
 
@@ -66,7 +67,7 @@ def create_key(
                 }
             ]
         )
-    created, revision = store.keys.create(name, body, actor)
+    created, revision = store.keys.of(name).create(body, actor)
     response.headers[REVISION_HEADER] = str(revision)
     return created
 
@@ -79,7 +80,7 @@ def create_key(
     responses=LOOKUP,
 )
 def list_keys(name: ConsumerName, store: StoreDep) -> Any:
-    return store.keys.list(name)
+    return store.keys.of(name).list()
 
 
 @router.delete(
@@ -103,5 +104,4 @@ def revoke_key(
     store: StoreDep,
     actor: ActorDep,
 ) -> Response:
-    revision = store.keys.revoke(name, key_id, actor)
-    return Response(status_code=204, headers={REVISION_HEADER: str(revision)})
+    return delete_record(store.keys.of(name), key_id, actor, revision_header=True)

@@ -2,6 +2,7 @@
 
 Enforcement is not here: the store checks freezes inside every write
 transaction (`turnout/storage/freezes.py`), so every write path obeys them.
+Lifting answers as revoking a token or a key does (`turnout/admin/api/records.py`).
 """
 
 from typing import Annotated
@@ -9,11 +10,12 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Response, status
 from pydantic import BaseModel
 
+from turnout.admin.api.records import delete_record
 from turnout.admin.deps import ActorDep, StoreDep
 from turnout.admin.errors import UNGATED_CREATE, documented, errors
 from turnout.admin.params import DB_INT_MAX
 from turnout.models import examples
-from turnout.storage.freezes import Freeze, FreezeCreate, FreezeView, now
+from turnout.models.freeze import Freeze, FreezeCreate, FreezeView, now
 
 router = APIRouter(prefix="/freezes", tags=["freezes"])
 
@@ -44,14 +46,14 @@ def create_freeze(
     """While active, writes to covered entities get 423 naming the freeze; reads are
     unaffected and a split rollback always goes through. A freeze starts at
     `starts_at` (default now) and ends at `ends_at` or when lifted."""
-    return _view(store.create_freeze(body, actor))
+    return _view(store.freezes.create(body, actor)[0])
 
 
 @router.get("", response_model=FreezeList, summary="List freezes with their state")
 def list_freezes(store: StoreDep) -> FreezeList:
     """Every freeze, scheduled, active, ended or lifted, with its scope and who declared
     (and lifted) it."""
-    return FreezeList(items=[_view(f) for f in store.freezes()])
+    return FreezeList(items=[_view(f) for f in store.freezes.list()])
 
 
 @router.delete(
@@ -75,5 +77,4 @@ def lift_freeze(
     actor: ActorDep,
 ) -> Response:
     """Lifting is audited and never frozen itself; lifting twice is harmless."""
-    store.lift_freeze(freeze_id, actor)
-    return Response(status_code=204)
+    return delete_record(store.freezes, freeze_id, actor, revision_header=False)

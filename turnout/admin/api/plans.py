@@ -16,10 +16,10 @@ from turnout.admin.api.entities import REVISION_HEADER
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
 from turnout.admin.errors import CHANGE, LOOKUP, documented, errors
 from turnout.models import examples
+from turnout.models.freeze import Freeze, now
 from turnout.models.load_stats import Load, LoadStatsSource, NoLoadStats
 from turnout.models.plan import PlanAction, PlanState, next_due, percent, waiting
 from turnout.models.split import SplitSpec
-from turnout.storage.freezes import Freeze, now
 from turnout.storage.plan_steps import holding_freezes, step_split
 
 router = APIRouter(prefix="/splits", tags=["splits"])
@@ -126,7 +126,7 @@ def split_view(
 def get_split(name: NamePath, store: StoreDep, request: Request) -> SplitView:
     split = store.get("split", name)
     assert isinstance(split, SplitSpec)
-    return split_view(split, load_stats_source(request), store.freezes())
+    return split_view(split, load_stats_source(request), store.freezes.list())
 
 
 def _action_endpoint(action: PlanAction) -> None:
@@ -168,7 +168,7 @@ def _action_endpoint(action: PlanAction) -> None:
         reason = (body.reason if body else "") or f"{action.value} by {actor}"
         split, revision = step_split(store, name, action, actor, reason, override_reason=override)
         response.headers[REVISION_HEADER] = str(revision)
-        return split_view(split, load_stats_source(request), store.freezes())
+        return split_view(split, load_stats_source(request), store.freezes.list())
 
 
 for _action in PlanAction:

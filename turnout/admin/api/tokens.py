@@ -7,23 +7,17 @@
 Only the sha256 of a token is stored; a lost token is revoked and replaced.
 """
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Response, status
-from pydantic import Field
 
+from turnout.admin.api.records import delete_record
 from turnout.admin.deps import ActorDep, StoreDep
 from turnout.admin.errors import LOOKUP, UNGATED_CREATE, documented
-from turnout.admin.token_hash import generate_token, hash_token
 from turnout.models import examples
-from turnout.storage.tokens import TokenCreate, TokenInfo, TokenStore
+from turnout.models.token import CreatedToken, TokenCreate, TokenInfo
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
-
-
-class CreatedToken(TokenInfo):
-    token: str = Field(description="The bearer token. Shown only in this response.")
 
 
 @router.post(
@@ -40,10 +34,7 @@ def create_token(
     store: StoreDep,
     actor: ActorDep,
 ) -> CreatedToken:
-    token = generate_token()
-    expires_in = timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None
-    info = TokenStore(store).create(body.name, body.role, hash_token(token), actor, expires_in)
-    return CreatedToken(**info.model_dump(), token=token)
+    return store.tokens.create(body, actor)[0]
 
 
 @router.get(
@@ -53,7 +44,7 @@ def create_token(
     description="Name, role, creation and expiry of each token. Admin role.",
 )
 def list_tokens(store: StoreDep) -> list[TokenInfo]:
-    return TokenStore(store).list()
+    return store.tokens.list()
 
 
 @router.delete(
@@ -75,5 +66,4 @@ def delete_token(
     store: StoreDep,
     actor: ActorDep,
 ) -> Response:
-    TokenStore(store).delete(name, actor)
-    return Response(status_code=204)
+    return delete_record(store.tokens, name, actor, revision_header=False)

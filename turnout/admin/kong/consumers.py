@@ -19,7 +19,8 @@ from typing import Any
 
 from turnout.admin.kong.plugins import windows
 from turnout.admin.kong.report import KongImport, name_of, tags_of, unknown_fields
-from turnout.models.consumer import KEY_PATTERN, MAX_KONG_VALUE
+from turnout.models.consumer import MAX_KONG_VALUE
+from turnout.models.key import KEY_PATTERN
 
 _KEY = re.compile(KEY_PATTERN)
 _HEADER_VALUE = re.compile(rf"^[!-~](?:[ -~]{{0,{MAX_KONG_VALUE - 2}}}[!-~])?$")

@@ -23,10 +23,10 @@ from turnout.admin.roles import rule_for
 from turnout.admin.ui import views
 from turnout.admin.ui.live import MAX_CLIENTS, EventHub
 from turnout.admin.ui.sessions import COOKIE, Session, Sessions
+from turnout.models.freeze import FreezeCreate, FreezeScope, now
 from turnout.models.plan import PlanAction
-from turnout.storage.freezes import FreezeCreate, FreezeScope, now
+from turnout.models.token import Role
 from turnout.storage.plan_steps import step_split
-from turnout.storage.tokens import Role
 
 CSRF_HEADER = "X-CSRF-Token"
 HERE = Path(__file__).parent
@@ -224,13 +224,14 @@ def create_freeze(
     body = FreezeCreate(
         reason=reason, scope=FreezeScope(all=True), ends_at=now() + timedelta(minutes=minutes)
     )
-    return {"id": request.app.state.store.create_freeze(body, principal.name).id}
+    freeze, _revision = request.app.state.store.freezes.create(body, principal.name)
+    return {"id": freeze.id}
 
 
 @router.post("/freezes/{freeze_id}/lift")
 def lift_freeze(freeze_id: int, request: Request) -> dict[str, Any]:
     principal = _writer(request, "DELETE", f"/freezes/{freeze_id}")
-    request.app.state.store.lift_freeze(freeze_id, principal.name)
+    request.app.state.store.freezes.delete(freeze_id, principal.name)
     return {"lifted": freeze_id}
 
 

@@ -10,12 +10,12 @@ from typing import Any
 from turnout.admin.api.plans import SplitView, split_view
 from turnout.admin.api.proxies import redacted_status
 from turnout.models.consumer import ConsumerSpec
+from turnout.models.freeze import Freeze, now
 from turnout.models.load_stats import LoadStatsSource
 from turnout.models.plan import PlanStatus
 from turnout.models.proxy_status import ProxyStatus, ProxyStatusSource
 from turnout.models.split import SplitSpec
 from turnout.ratelimit.usage import QuotaReader
-from turnout.storage.freezes import Freeze, now
 from turnout.storage.revisions import diff
 from turnout.storage.store import Store
 
@@ -29,11 +29,11 @@ class BoardRow:
 
 def active_freezes(store: Store) -> list[Freeze]:
     at = now()
-    return [f for f in store.freezes() if f.active(at)]
+    return [f for f in store.freezes.list() if f.active(at)]
 
 
 def board(store: Store, load_stats: LoadStatsSource) -> list[BoardRow]:
-    freezes = store.freezes()
+    freezes = store.freezes.list()
     rows = []
     for split in store.list("split"):
         assert isinstance(split, SplitSpec)
@@ -82,6 +82,6 @@ def consumers(store: Store, quota_usage: QuotaReader | None) -> list[dict[str, A
     listed = [c for c in store.list("consumer") if isinstance(c, ConsumerSpec)]
     used = quota_usage.used(listed) if quota_usage is not None else {}
     return [
-        {"consumer": c, "keys": store.keys.list(c.name), "quota_use": used.get(c.name, [])}
+        {"consumer": c, "keys": store.keys.of(c.name).list(), "quota_use": used.get(c.name, [])}
         for c in listed
     ]

@@ -9,12 +9,14 @@ owns. Run from the `alembic` command line instead, the URL comes from
 from alembic import context
 from sqlalchemy.engine import Connection
 
+# Imported for their row classes: each registers its table on Base.metadata.
 import turnout.models.entities
+import turnout.models.freeze
+import turnout.models.key
+import turnout.models.token
 import turnout.storage.audit
-import turnout.storage.freezes
 import turnout.storage.replicas
-import turnout.storage.rows
-import turnout.storage.tokens  # noqa: F401  (registers every table on Base.metadata)
+import turnout.storage.rows  # noqa: F401  (the whole block: see above)
 from turnout.storage.db import Base, database_url_from_env, make_engine
 
 target_metadata = Base.metadata
