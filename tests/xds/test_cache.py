@@ -236,7 +236,7 @@ class InProcessSource(InMemorySource):
         self.applied_in: list[int] = []
         self.advances = 0
 
-    def commit_route(self, i: int) -> None:
+    def commit_route(self, i: int, followed: bool = False) -> None:
         route = RouteSpec(name=f"r{i}", paths=[f"/r{i}"], service="s")
         with self._lock:
             self.decl = replace(
@@ -244,9 +244,8 @@ class InProcessSource(InMemorySource):
                 revision=self.decl.revision + 1,
                 routes=self.decl.routes | {route.name: route},
             )
-            commit = Commit(
-                self.decl.revision, (Change(Action.CREATE, "route", route.name, None, route),)
-            )
+            change = Change(Action.CREATE, "route", route.name, None, route)
+            commit = Commit(self.decl.revision, (change,), followed=followed)
         for callback in list(self._subscribers):
             callback(commit)
 
@@ -408,5 +407,21 @@ async def test_a_change_wakes_streams_in_batches_so_the_loop_serves_others_meanw
         while not all(w.is_set() for w in wakes):
             assert time.monotonic() < deadline, "not every stream was woken"
             await asyncio.sleep(0.005)
+    finally:
+        runner.cancel()
+
+
+async def test_a_commit_other_writes_follow_waits_for_quiet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slow_coalescing(monkeypatch, idle_seconds=0.0)  # only `followed` makes it a burst
+    source = InProcessSource()
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(source, source))
+    try:
+        await asyncio.wait_for(revision_other_than(cache, None), 5)
+        await asyncio.to_thread(source.commit_route, 1, True)
+        with pytest.raises(TimeoutError):  # coalesced: waiting for the 60 s quiet period
+            await asyncio.wait_for(revision_other_than(cache, 0), 1)
     finally:
         runner.cancel()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +67,9 @@ class Store(HistoryMixin):
         self._sqlite = self._engine.dialect.name == "sqlite"
         self.commits = LocalFeed()
         """This process's commits, each with its changes, as they commit (`feed.py`)."""
+        self._writers = 0
+        """Write transactions under way (or waiting for the lock) in this process."""
+        self._writers_lock = threading.Lock()
         self._skipped = SkippedReport()
         self.keys = KeyRing(self, secret_key)
         """The consumers' API keys (`turnout/storage/keystore.py`)."""
@@ -382,28 +386,34 @@ class Store(HistoryMixin):
         The revision row is locked before anything is checked, so the checks see
         every earlier commit and nobody can commit in between.
         """
-        with _unavailable_on_connect_errors(), Session(self._writer) as session:
-            try:
-                with session.begin():
-                    if self._sqlite:
-                        # BEGIN IMMEDIATE (`db.write_options`) already holds the write
-                        # lock: opening the connection takes it, a SELECT would add nothing.
-                        session.connection()
-                    else:
-                        session.execute(
-                            select(_REVISION.c.value)
-                            .where(_REVISION.c.id == REVISION_ROW_ID)
-                            .with_for_update()
-                        )
-                    yield session
-            except sa_exc.IntegrityError as exc:
-                # The checks run under the lock, so this means a rule was missed.
-                raise Conflict(f"the database rejected the write: {exc.orig}") from exc
-            revision: int | None = session.info.get("revision")
-            done: tuple[Change, ...] | None = session.info.get("changes")
-        # Only here has the transaction committed.
-        if revision is not None:
-            self.commits.publish(Commit(revision, done))
+        with self._writers_lock:
+            self._writers += 1
+        try:
+            with _unavailable_on_connect_errors(), Session(self._writer) as session:
+                try:
+                    with session.begin():
+                        if self._sqlite:
+                            # BEGIN IMMEDIATE (`db.write_options`) already holds the write
+                            # lock: opening the connection takes it, a SELECT adds nothing.
+                            session.connection()
+                        else:
+                            session.execute(
+                                select(_REVISION.c.value)
+                                .where(_REVISION.c.id == REVISION_ROW_ID)
+                                .with_for_update()
+                            )
+                        yield session
+                except sa_exc.IntegrityError as exc:
+                    # The checks run under the lock, so this means a rule was missed.
+                    raise Conflict(f"the database rejected the write: {exc.orig}") from exc
+                revision: int | None = session.info.get("revision")
+                done: tuple[Change, ...] | None = session.info.get("changes")
+            # Only here has the transaction committed.
+            if revision is not None:
+                self.commits.publish(Commit(revision, done, followed=self._writers > 1))
+        finally:
+            with self._writers_lock:
+                self._writers -= 1
 
     def commit_changes(
         self,

@@ -40,10 +40,11 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-# Coalescing: a commit heard IDLE_SECONDS or more after the one before it is loaded
-# at once: a lone write pays no wait, however soon after the last reload it comes
-# (a rule on the reload's end made a write every ~10 ms wait QUIET_SECONDS on a
-# quiet machine, issue 17). Commits that keep arriving are coalesced: the next reload
+# Coalescing: a commit heard IDLE_SECONDS or more after the one before it, with no
+# other write of this process under way (`Commit.followed`), is loaded at once: a lone
+# write pays no wait, however soon after the last reload it comes (a rule on the
+# reload's end made a write every ~10 ms wait QUIET_SECONDS on a quiet machine,
+# issue 17). Commits that keep arriving are coalesced: the next reload
 # starts once the feed has been quiet for QUIET_SECONDS, or at the latest
 # MAX_DELAY_SECONDS after the first change it covers, so a burst of writes reloads
 # about 1/MAX_DELAY_SECONDS times a second and the last state is always loaded.
@@ -132,7 +133,8 @@ class SnapshotCache:
         self._heard_at = -float("inf")
         """`time.monotonic()` when the newest revision was first heard."""
         self._burst = False
-        """The newest revision came within IDLE_SECONDS of the one before: coalesce."""
+        """The newest revision came within IDLE_SECONDS of the one before, or other
+        writes were under way: coalesce."""
         self._build_cpu = float("inf")
         """CPU seconds of the last translation (cold at first): what an inline reload
         would cost, about."""
@@ -295,7 +297,7 @@ class SnapshotCache:
         if len(self._committed_at) > _COMMIT_TIMES_KEPT:
             del self._committed_at[next(iter(self._committed_at))]
         if revision > self._heard:
-            self._burst = now - self._heard_at < IDLE_SECONDS
+            self._burst = commit.followed or now - self._heard_at < IDLE_SECONDS
             self._heard_at = now
         self._heard = max(self._heard, revision)
         if revision > (self.revision or 0):
