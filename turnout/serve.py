@@ -21,7 +21,7 @@ import uvicorn
 from turnout.admin.app import create_app
 from turnout.controller import PlanController
 from turnout.envoy_bootstrap import split_host_port
-from turnout.models.change import ChangeFeed
+from turnout.models.change import ChangeFeed, Commit
 from turnout.models.token import generate_token, hash_token
 from turnout.ratelimit.batch import BatchedCounters
 from turnout.ratelimit.counters import DEFAULT_PREFIX, RedisCounters
@@ -31,6 +31,7 @@ from turnout.ratelimit.usage import QuotaReader
 from turnout.serve_production import Production, ProductionOptions, is_postgres
 from turnout.storage.feed import PollingFeed
 from turnout.storage.keycrypt import SECRET_KEY_ENV
+from turnout.storage.keystore import KEY_ENTITY
 from turnout.storage.pg_feed import PgChangeFeed
 from turnout.storage.store import Store
 from turnout.xds.cache import SnapshotCache
@@ -85,6 +86,15 @@ def check_secret_key(store: Store, secret_key: str | None) -> None:
             f"the database holds {count} API key(s) but {SECRET_KEY_ENV} is not set; "
             "start Turnout with the secret the keys were stored with"
         )
+
+
+def may_change_keys(commit: Commit) -> bool:
+    """Whether `commit` may have added, changed or deleted API keys (a bare revision
+    may have): only then does key expiry read the next expiry again, not after
+    every route write, when its read would compete with the push (issue 17)."""
+    if commit.changes is None:
+        return True
+    return any(c.kind in (KEY_ENTITY.kind, "consumer") for c in commit.changes)
 
 
 EXPIRY_POLL_SECONDS = 30.0
@@ -225,7 +235,12 @@ async def serve(opts: ServeOptions) -> None:
                 fast_counters.close()
             raise ConfigError(f"cannot listen on --ratelimit-listen: {exc}") from exc
     key_commits = asyncio.Event()
-    unsubscribe = feed.subscribe(lambda _commit: loop.call_soon_threadsafe(key_commits.set))
+
+    def heard(commit: Commit) -> None:
+        if may_change_keys(commit):
+            loop.call_soon_threadsafe(key_commits.set)
+
+    unsubscribe = feed.subscribe(heard)
     feed.start()
     tasks = [
         asyncio.create_task(

@@ -162,3 +162,32 @@ def test_the_poll_hears_a_commit_no_notification_announced(tmp_path: Path, make:
         feed.stop()
         serving.close()
         other.close()
+
+
+def test_a_commit_made_while_another_write_waits_says_it_is_followed(
+    store: Store, make: Any
+) -> None:
+    seen: list[Commit] = []
+    store.commits.subscribe(seen.append)
+    store.create("service", make.service("solo"), "t")
+    holding, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with store.write_transaction() as session:
+            holding.set()
+            release.wait(10)
+            store.commit_changes(session, "t", [])
+
+    writer = threading.Thread(target=first)
+    writer.start()
+    assert holding.wait(10)
+    second = threading.Thread(target=store.create, args=("service", make.service("b"), "t"))
+    second.start()  # waits for the write lock the first one holds
+    deadline = time.monotonic() + 10
+    while store._writers < 2:
+        assert time.monotonic() < deadline, "the second write never started"
+        time.sleep(0.005)
+    release.set()
+    writer.join(10)
+    second.join(10)
+    assert [c.followed for c in seen] == [False, True, False]

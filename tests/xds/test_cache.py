@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from turnout.models.change import Commit
+from turnout.models.change import Action, Change, Commit
 from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
 from turnout.models.service import ServiceSpec
@@ -54,6 +54,11 @@ class InMemorySource:
         return self.load()
 
     def advance(self, previous: Declaration, commits: Sequence[Commit]) -> Declaration:
+        raise AssertionError("bare revisions never advance in memory")
+
+    def advance_in_memory(
+        self, previous: Declaration, commits: Sequence[Commit]
+    ) -> Declaration | None:
         raise AssertionError("bare revisions never advance in memory")
 
     def subscribe(self, callback: Callable[[Commit], None]) -> Callable[[], None]:
@@ -168,21 +173,163 @@ async def test_a_commit_to_an_idle_cache_is_loaded_at_once(
         runner.cancel()
 
 
-async def test_a_commit_right_after_a_reload_waits_for_quiet(
+async def test_a_commit_right_after_another_waits_for_quiet(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    slow_coalescing(monkeypatch, idle_seconds=60.0)  # never idle after the first load
+    slow_coalescing(monkeypatch, idle_seconds=60.0)  # every commit after the first is a burst
     source = InMemorySource()
     cache = SnapshotCache()
     runner = asyncio.create_task(cache.run(source, source))
     try:
         await asyncio.wait_for(revision_other_than(cache, None), 5)
+        await asyncio.to_thread(source.commit_route, 1)  # the leading edge: at once
+        await asyncio.wait_for(revision_other_than(cache, 0), 5)
         loads_before = source.loads
-        await asyncio.to_thread(source.commit_route, 1)
+        await asyncio.to_thread(source.commit_route, 2)
         # Coalesced: still waiting for the (60 s) quiet period.
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(revision_other_than(cache, 0), 1)
+            await asyncio.wait_for(revision_other_than(cache, 1), 1)
         assert source.loads == loads_before
+    finally:
+        runner.cancel()
+
+
+class SlowSource(InMemorySource):
+    """Each load takes `seconds`: a reload that ends long after its commit."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def load(self) -> Declaration:
+        time.sleep(self.seconds)  # the work being modelled, not a wait for something
+        return super().load()
+
+
+async def test_a_lone_commit_right_after_a_slow_reload_is_loaded_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Idle is measured between commits, not from the reload's end: a write every
+    # few milliseconds, each after the last one was served, never waits for quiet.
+    slow_coalescing(monkeypatch, idle_seconds=0.2)
+    source = SlowSource(0.3)
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(source, source))
+    try:
+        await asyncio.wait_for(revision_other_than(cache, None), 5)
+        await asyncio.to_thread(source.commit_route, 1)
+        await asyncio.wait_for(revision_other_than(cache, 0), 5)
+        # 0.3 s after commit 1, just after its reload ended: still a lone commit.
+        await asyncio.to_thread(source.commit_route, 2)
+        await asyncio.wait_for(revision_other_than(cache, 1), 5)  # not the 60 s quiet period
+        assert cache.revision == 2
+    finally:
+        runner.cancel()
+
+
+class InProcessSource(InMemorySource):
+    """Commits heard with their changes, as the admin API's are: applied in memory.
+    Records the thread of every apply (the loop's, or a worker's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.applied_in: list[int] = []
+        self.advances = 0
+
+    def commit_route(self, i: int, followed: bool = False) -> None:
+        route = RouteSpec(name=f"r{i}", paths=[f"/r{i}"], service="s")
+        with self._lock:
+            self.decl = replace(
+                self.decl,
+                revision=self.decl.revision + 1,
+                routes=self.decl.routes | {route.name: route},
+            )
+            change = Change(Action.CREATE, "route", route.name, None, route)
+            commit = Commit(self.decl.revision, (change,), followed=followed)
+        for callback in list(self._subscribers):
+            callback(commit)
+
+    def advance(self, previous: Declaration, commits: Sequence[Commit]) -> Declaration:
+        self.advances += 1
+        decl = self.advance_in_memory(previous, commits)
+        assert decl is not None
+        return decl
+
+    def advance_in_memory(
+        self, previous: Declaration, commits: Sequence[Commit]
+    ) -> Declaration | None:
+        self.applied_in.append(threading.get_ident())
+        routes = dict(previous.routes)
+        for commit in commits:
+            for change in commit.changes or ():
+                routes[change.name] = change.after  # type: ignore[assignment]
+        return replace(previous, revision=commits[-1].revision, routes=routes)
+
+
+async def test_a_lone_commit_of_this_process_is_applied_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every commit lone, and any measured cost cheap enough: on a loaded machine the
+    # commits below may come within the real IDLE_SECONDS, or a build take over 2 ms.
+    monkeypatch.setattr(cache_module, "IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(cache_module, "INLINE_CPU_SECONDS", 60.0)
+    source = InProcessSource()
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(source, source))
+    try:
+        await revision_other_than(cache, None)
+        await group_snapshot(cache, NodeGroup())
+        for i in (1, 2, 3):  # the first may run in a thread: the cold load's cost is known
+            await asyncio.to_thread(source.commit_route, i)
+            await revision_other_than(cache, i - 1)
+        assert source.applied_in[-1] == threading.get_ident()
+        snapshot = await group_snapshot(cache, NodeGroup())
+        assert snapshot.revision == 3
+    finally:
+        runner.cancel()
+
+
+async def test_a_costly_translation_stays_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_module, "INLINE_CPU_SECONDS", 0.0)  # every translation is costly
+    source = InProcessSource()
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(source, source))
+    try:
+        await revision_other_than(cache, None)
+        await group_snapshot(cache, NodeGroup())
+        for i in (1, 2, 3):
+            await asyncio.to_thread(source.commit_route, i)
+            await revision_other_than(cache, i - 1)
+        assert source.advances == 3
+        assert threading.get_ident() not in source.applied_in
+    finally:
+        runner.cancel()
+
+
+async def test_a_thousand_commits_of_this_process_in_a_second_make_a_handful_of_reloads() -> None:
+    source = InProcessSource()
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(source, source))
+    key = NodeGroup()
+    try:
+        await revision_other_than(cache, None)
+        await group_snapshot(cache, key)
+
+        def burst() -> float:
+            started = time.monotonic()
+            for i in range(1000):
+                source.commit_route(i)
+            return time.monotonic() - started
+
+        elapsed = await asyncio.to_thread(burst)
+        while cache.revision != 1000:
+            await revision_other_than(cache, cache.revision)
+        reloads = len(source.applied_in)
+        assert 1 <= reloads <= elapsed / MAX_DELAY_SECONDS + 3, reloads
+        snapshot = await group_snapshot(cache, key)
+        assert snapshot.revision == 1000
+        (routes,) = snapshot.resources(ROUTE_TYPE).values()
+        assert b"/r999" in routes.any.value
     finally:
         runner.cancel()
 
@@ -260,5 +407,21 @@ async def test_a_change_wakes_streams_in_batches_so_the_loop_serves_others_meanw
         while not all(w.is_set() for w in wakes):
             assert time.monotonic() < deadline, "not every stream was woken"
             await asyncio.sleep(0.005)
+    finally:
+        runner.cancel()
+
+
+async def test_a_commit_other_writes_follow_waits_for_quiet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slow_coalescing(monkeypatch, idle_seconds=0.0)  # only `followed` makes it a burst
+    source = InProcessSource()
+    cache = SnapshotCache()
+    runner = asyncio.create_task(cache.run(source, source))
+    try:
+        await asyncio.wait_for(revision_other_than(cache, None), 5)
+        await asyncio.to_thread(source.commit_route, 1, True)
+        with pytest.raises(TimeoutError):  # coalesced: waiting for the 60 s quiet period
+            await asyncio.wait_for(revision_other_than(cache, 0), 1)
     finally:
         runner.cancel()

@@ -32,15 +32,22 @@ def unauthorized(detail: str) -> HTTPException:
     )
 
 
+def bootstrap_admin(expected_hash: str | None, token: str) -> Principal | None:
+    """The admin, if `token` is the bootstrap admin token (sha256 hex `expected_hash`)."""
+    if expected_hash is not None and token_matches(token, expected_hash):
+        return Principal(BOOTSTRAP_ACTOR, Role.ADMIN)
+    return None
+
+
 def authenticate(bootstrap_hash: str | None, store: Store, token: str) -> Principal:
     """The principal behind `token`, or 401 (unknown or expired token).
 
     `bootstrap_hash` comes from `create_app(admin_token=...)` when given, else from
     the database on every request, so rotation needs no restart.
     """
-    expected = bootstrap_hash or store.admin_token_hash()
-    if expected is not None and token_matches(token, expected):
-        return Principal(BOOTSTRAP_ACTOR, Role.ADMIN)
+    admin = bootstrap_admin(bootstrap_hash or store.admin_token_hash(), token)
+    if admin is not None:
+        return admin
     info = store.tokens.lookup(hash_token(token))
     if info is None:
         raise unauthorized("invalid bearer token")

@@ -51,6 +51,9 @@ class Commit:
     changes: tuple[Change, ...] | None = None
     """Every entity the revision changed, when this process committed it; None when
     the commit was heard of (another process, the poll): read the audit log."""
+    followed: bool = False
+    """Other writes of this process were under way when it committed (waiting for the
+    write lock, say): more commits are coming, so followers coalesce it with them."""
 
 
 Listener = Callable[[Commit], None]

@@ -12,10 +12,23 @@ entity. Any `Conflict` aborts the whole transaction: all or nothing.
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Table, exists, func, insert, select, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from turnout.models.change import Action, Change
@@ -51,17 +64,16 @@ def create(session: Session, ent: Entity, spec: BaseModel) -> Change:
     table = _table(ent)
     # Core statements, not the ORM: one admin write pays ~1 ms less (issue 17), and
     # nothing later in the transaction needs the row as an object.
-    if session.scalar(select(exists().where(table.c.name == name))):
+    if session.scalar(_statements(table).exists, {"b_name": name}):
         raise Conflict(f"{ent.kind} {name!r} already exists", field="name")
     check_write(session, ent, spec)
-    session.execute(insert(table).values(spec.model_dump(mode="json")))
+    session.execute(_statements(table).insert, spec.model_dump(mode="json"))
     return Change(Action.CREATE, ent.kind, name, None, spec)
 
 
 def replace(session: Session, ent: Entity, name: str, spec: BaseModel) -> Change:
     table = _table(ent)
-    columns = [table.c[field] for field in ent.spec.model_fields]
-    stored = session.execute(select(*columns).where(table.c.name == name)).first()
+    stored = session.execute(_statements(table).select, {"b_name": name}).first()
     if stored is None:
         raise NotFound(ent.kind, name)
     try:
@@ -69,9 +81,37 @@ def replace(session: Session, ent: Entity, name: str, spec: BaseModel) -> Change
     except ValidationError:
         before = stored._asdict()  # refused by today's rules: recorded as stored (lenient.py)
     check_write(session, ent, spec)
-    session.execute(update(table).where(table.c.name == name).values(spec.model_dump(mode="json")))
+    session.execute(_statements(table).update, {**spec.model_dump(mode="json"), "b_name": name})
     _expire(session, ent, name)
     return Change(Action.UPDATE, ent.kind, name, before, spec)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """One entity table's statements, built once: building a statement costs about
+    three times what executing a cached one does (~90 µs of ~130, issue 17).
+    The row's name is the bound parameter `b_name` (`name` is a column's)."""
+
+    exists: Select[Any]
+    select: Select[Any]
+    insert: Insert
+    update: Update
+
+
+@cache
+def _statements(table: Table) -> _Statements:
+    by_name = table.c.name == bindparam("b_name")
+    return _Statements(
+        exists=select(exists().where(by_name)),
+        # The spec's fields only: a column added by a later migration is not read.
+        select=select(*(table.c[f] for f in _entity_of(table).spec.model_fields)).where(by_name),
+        insert=insert(table),
+        update=update(table).where(by_name),
+    )
+
+
+def _entity_of(table: Table) -> Entity:
+    return next(e for e in ENTITIES.values() if _table(e) is table)
 
 
 def delete(session: Session, ent: Entity, name: str) -> Change:

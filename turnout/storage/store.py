@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from turnout.models.change import Change, Commit
 from turnout.models.declaration import Declaration
 from turnout.models.entities import ENTITIES, Entity, entity
 from turnout.models.errors import Conflict, NotFound, StoreUnavailable
+from turnout.models.key import ApiKey
 from turnout.storage import changes, db, revisions
 from turnout.storage.audit import AuditEvent, AuditEventRow, append_events
 from turnout.storage.feed import LocalFeed
@@ -65,6 +67,9 @@ class Store(HistoryMixin):
         self._sqlite = self._engine.dialect.name == "sqlite"
         self.commits = LocalFeed()
         """This process's commits, each with its changes, as they commit (`feed.py`)."""
+        self._writers = 0
+        """Write transactions under way (or waiting for the lock) in this process."""
+        self._writers_lock = threading.Lock()
         self._skipped = SkippedReport()
         self.keys = KeyRing(self, secret_key)
         """The consumers' API keys (`turnout/storage/keystore.py`)."""
@@ -201,31 +206,26 @@ class Store(HistoryMixin):
             return self.load_since(previous)
         revision = commits[-1].revision
         done = [change for commit in commits for change in commit.changes or ()]
-        specs: dict[str, dict[str, BaseModel]] = {}
-        for change in done:
-            ent = ENTITIES.get(change.kind)
-            if ent is None:
-                continue  # an API key's change: read below
-            current = specs.get(ent.plural)
-            if current is None:
-                current = specs[ent.plural] = dict(getattr(previous, ent.plural))
-            if change.after is None:
-                current.pop(change.name, None)
-            else:
-                current[change.name] = change.after
         api_keys = previous.api_keys
-        key_owners = {c.name for c in done if c.kind in (KEY_ENTITY.kind, "consumer")}
+        key_owners = _key_owners(done)
         if key_owners:
             with self.read_transaction() as session:
                 if _current_revision(session) != revision:
                     return self.load_since(previous)
                 api_keys = self.keys.reload(session, datetime.now(UTC), api_keys, key_owners)
-        unchanged = {
-            ent.plural: getattr(previous, ent.plural)
-            for ent in ENTITIES.values()
-            if ent.plural not in specs
-        }
-        return Declaration(revision=revision, api_keys=api_keys, **specs, **unchanged)  # type: ignore[arg-type]
+        return _applied(previous, revision, done, api_keys)
+
+    def advance_in_memory(
+        self, previous: Declaration, commits: Sequence[Commit]
+    ) -> Declaration | None:
+        """`advance` when it reads nothing (no API key changed, no row skipped), so
+        it may run on the event loop; None when it would read the database."""
+        if not commits:
+            return previous
+        done = [change for commit in commits for change in commit.changes or ()]
+        if self._skipped.rows or _key_owners(done):
+            return None
+        return _applied(previous, commits[-1].revision, done, previous.api_keys)
 
     def audit(
         self,
@@ -306,7 +306,11 @@ class Store(HistoryMixin):
             row = session.get(ent.row, name)
             if row is None:
                 raise NotFound(kind, name)
-            spec = change(ent.to_spec(row))
+            try:
+                current = ent.to_spec(row)
+            except ValidationError:
+                raise invalid_row(ent, row) from None  # as `get` answers it
+            spec = change(current)
             done = changes.replace(session, ent, name, spec)
             return spec, self.commit_changes(session, actor, [done], **how)
 
@@ -382,28 +386,34 @@ class Store(HistoryMixin):
         The revision row is locked before anything is checked, so the checks see
         every earlier commit and nobody can commit in between.
         """
-        with _unavailable_on_connect_errors(), Session(self._writer) as session:
-            try:
-                with session.begin():
-                    if self._sqlite:
-                        # BEGIN IMMEDIATE (`db.write_options`) already holds the write
-                        # lock: opening the connection takes it, a SELECT would add nothing.
-                        session.connection()
-                    else:
-                        session.execute(
-                            select(_REVISION.c.value)
-                            .where(_REVISION.c.id == REVISION_ROW_ID)
-                            .with_for_update()
-                        )
-                    yield session
-            except sa_exc.IntegrityError as exc:
-                # The checks run under the lock, so this means a rule was missed.
-                raise Conflict(f"the database rejected the write: {exc.orig}") from exc
-            revision: int | None = session.info.get("revision")
-            done: tuple[Change, ...] | None = session.info.get("changes")
-        # Only here has the transaction committed.
-        if revision is not None:
-            self.commits.publish(Commit(revision, done))
+        with self._writers_lock:
+            self._writers += 1
+        try:
+            with _unavailable_on_connect_errors(), Session(self._writer) as session:
+                try:
+                    with session.begin():
+                        if self._sqlite:
+                            # BEGIN IMMEDIATE (`db.write_options`) already holds the write
+                            # lock: opening the connection takes it, a SELECT adds nothing.
+                            session.connection()
+                        else:
+                            session.execute(
+                                select(_REVISION.c.value)
+                                .where(_REVISION.c.id == REVISION_ROW_ID)
+                                .with_for_update()
+                            )
+                        yield session
+                except sa_exc.IntegrityError as exc:
+                    # The checks run under the lock, so this means a rule was missed.
+                    raise Conflict(f"the database rejected the write: {exc.orig}") from exc
+                revision: int | None = session.info.get("revision")
+                done: tuple[Change, ...] | None = session.info.get("changes")
+            # Only here has the transaction committed.
+            if revision is not None:
+                self.commits.publish(Commit(revision, done, followed=self._writers > 1))
+        finally:
+            with self._writers_lock:
+                self._writers -= 1
 
     def commit_changes(
         self,
@@ -430,12 +440,7 @@ class Store(HistoryMixin):
         session.flush()  # a caller's pending rows (an API key): constraint errors surface here
         # Core statements, not the ORM's unit of work: the revision bump and the audit
         # events cost one statement each (issue 17).
-        revision: int = session.execute(
-            update(_REVISION)
-            .where(_REVISION.c.id == REVISION_ROW_ID)
-            .values(value=_REVISION.c.value + 1)
-            .returning(_REVISION.c.value)
-        ).scalar_one()
+        revision: int = session.execute(_BUMP_REVISION).scalar_one()
         loaded = session.identity_map.get(session.identity_key(RevisionRow, REVISION_ROW_ID))
         if loaded is not None:  # keep a copy read earlier in this transaction true
             set_committed_value(loaded, "value", revision)
@@ -449,7 +454,45 @@ class Store(HistoryMixin):
         return revision
 
 
+def _key_owners(done: Sequence[Change]) -> set[str]:
+    """Consumers whose API keys `done` may have changed (audit events of keys name
+    their consumer; deleting a consumer deletes its keys)."""
+    return {c.name for c in done if c.kind in (KEY_ENTITY.kind, "consumer")}
+
+
+def _applied(
+    previous: Declaration, revision: int, done: Sequence[Change], api_keys: tuple[ApiKey, ...]
+) -> Declaration:
+    """`previous` with the entity changes `done` applied, at `revision`; unchanged
+    kinds keep their very dicts."""
+    specs: dict[str, dict[str, BaseModel]] = {}
+    for change in done:
+        ent = ENTITIES.get(change.kind)
+        if ent is None:
+            continue  # an API key's change: the caller read the keys
+        current = specs.get(ent.plural)
+        if current is None:
+            current = specs[ent.plural] = dict(getattr(previous, ent.plural))
+        if change.after is None:
+            current.pop(change.name, None)
+        else:
+            current[change.name] = change.after
+    unchanged = {
+        ent.plural: getattr(previous, ent.plural)
+        for ent in ENTITIES.values()
+        if ent.plural not in specs
+    }
+    return Declaration(revision=revision, api_keys=api_keys, **specs, **unchanged)  # type: ignore[arg-type]
+
+
 _REVISION = RevisionRow.__table__
+# Built once: building a statement costs more than executing a cached one (issue 17).
+_BUMP_REVISION = (
+    update(_REVISION)
+    .where(_REVISION.c.id == REVISION_ROW_ID)
+    .values(value=_REVISION.c.value + 1)
+    .returning(_REVISION.c.value)
+)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,13 @@ replica, the safety poll) makes it read what changed from the audit log
 (`load_since`). Reloads coalesce: while one runs, any number of commits produce one
 more reload of the newest revision, so a burst of writes yields a handful of pushes.
 
+A lone commit to an idle cache is applied and translated right where the feed
+delivers it, on the event loop, when that is cheap (a few changes, no database
+read, the last translation took under `INLINE_CPU_SECONDS`): no thread hops, and
+the streams are woken before the writer's HTTP response is sent, so Envoy applies
+the change while the response goes out (issue 17). Cold, large or slow work stays
+in worker threads.
+
 Streams `join` their node group and `leave` it; groups without streams are
 evicted after a grace period, and their number is capped (`turnout.xds.groups`),
 so every change is translated only for groups that proxies use.
@@ -33,16 +40,24 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-# Coalescing: a change that finds the cache idle (no reload ended in the last
-# IDLE_SECONDS) is loaded at once: a lone write pays no wait. Changes that keep
-# arriving are coalesced: the next reload starts once the feed has been quiet for
-# QUIET_SECONDS, or at the latest MAX_DELAY_SECONDS after the first change it covers,
-# so a burst of writes reloads about 1/MAX_DELAY_SECONDS times a second and the last
-# state is always loaded. Istio uses 100 ms / 10 s; Turnout's writes are explicit
-# operator actions, so it favours latency.
+# Coalescing: a commit heard IDLE_SECONDS or more after the one before it, with no
+# other write of this process under way (`Commit.followed`), is loaded at once: a lone
+# write pays no wait, however soon after the last reload it comes (a rule on the
+# reload's end made a write every ~10 ms wait QUIET_SECONDS on a quiet machine,
+# issue 17). Commits that keep arriving are coalesced: the next reload
+# starts once the feed has been quiet for QUIET_SECONDS, or at the latest
+# MAX_DELAY_SECONDS after the first change it covers, so a burst of writes reloads
+# about 1/MAX_DELAY_SECONDS times a second and the last state is always loaded.
+# Istio uses 100 ms / 10 s; Turnout's writes are explicit operator actions, so it
+# favours latency.
 QUIET_SECONDS = 0.005
 MAX_DELAY_SECONDS = 0.1
 IDLE_SECONDS = QUIET_SECONDS
+# Inline reloads (see the module docstring): at most this many changes, and only
+# while the last translation's CPU time stayed under INLINE_CPU_SECONDS (a route
+# added among 1,000 costs ~0.7 ms, among 10,000 ~7 ms, which then runs in a thread).
+INLINE_MAX_CHANGES = 16
+INLINE_CPU_SECONDS = 0.002
 _COMMIT_TIMES_KEPT = 4096
 _PENDING_KEPT = 4096
 """Commits held for the next reload; beyond it the oldest go, and the reload reads
@@ -70,6 +85,13 @@ class DeclarationSource(Protocol):
     def load_since(self, previous: Declaration) -> Declaration: ...
 
     def advance(self, previous: Declaration, commits: Sequence[Commit]) -> Declaration: ...
+
+    def advance_in_memory(
+        self, previous: Declaration, commits: Sequence[Commit]
+    ) -> Declaration | None:
+        """`advance` if it needs no database read (then it is cheap and never blocks),
+        else None."""
+        ...
 
 
 def _build_group(
@@ -104,6 +126,18 @@ class SnapshotCache:
         self._memo = TranslationMemo()
         self._memo_lock = threading.Lock()
         self._building: dict[NodeGroup, asyncio.Task[None]] = {}
+        self._source: DeclarationSource | None = None
+        """What `run` follows; None until it runs."""
+        self._parked = False
+        """`run` waits for a commit with no reload in flight and no coalescing window open."""
+        self._heard_at = -float("inf")
+        """`time.monotonic()` when the newest revision was first heard."""
+        self._burst = False
+        """The newest revision came within IDLE_SECONDS of the one before, or other
+        writes were under way: coalesce."""
+        self._build_cpu = float("inf")
+        """CPU seconds of the last translation (cold at first): what an inline reload
+        would cost, about."""
 
     @property
     def revision(self) -> int | None:
@@ -139,7 +173,7 @@ class SnapshotCache:
                 self._snapshots[node_group] = snap  # set_declaration will bring it up to date
         finally:
             del self._building[node_group]
-        await self._wake_streams()
+        self._wake_streams()
 
     # --- node groups ------------------------------------------------------------------
 
@@ -208,6 +242,14 @@ class SnapshotCache:
 
     async def set_declaration(self, decl: Declaration) -> None:
         """Translate `decl` for every known group (off the loop) and wake streams."""
+        shared, snaps = await asyncio.to_thread(self._locked, self._translation(decl))
+        self._publish(decl, shared, snaps)
+
+    def _translation(
+        self, decl: Declaration
+    ) -> Callable[[TranslationMemo], tuple[SharedResources, dict[NodeGroup, Snapshot]]]:
+        """The work of translating `decl` for every known group, to run under the memo
+        lock; it records its CPU time in `_build_cpu`."""
         keys = list(self._snapshots)
         previous = dict(self._snapshots)
         groups = self._groups_in_use()
@@ -215,36 +257,48 @@ class SnapshotCache:
         def build(
             memo: TranslationMemo,
         ) -> tuple[SharedResources, dict[NodeGroup, Snapshot]]:
+            started = time.thread_time()
             shared = memo.shared(decl)
             snaps = {k: _build_group(decl, k, previous.get(k), memo) for k in keys}
             memo.forget_routes_except(decl)
             memo.forget_layouts_except(groups)
+            self._build_cpu = time.thread_time() - started
             return shared, snaps
 
-        shared, snaps = await asyncio.to_thread(self._locked, build)
+        return build
+
+    def _publish(
+        self, decl: Declaration, shared: SharedResources, snaps: dict[NodeGroup, Snapshot]
+    ) -> None:
         self._declaration, self._shared = decl, shared
         # A group evicted while this build ran stays evicted.
         self._snapshots.update(
             (k, snap) for k, snap in snaps.items() if k in self._snapshots or k in self._groups
         )
-        await self._wake_streams()
+        self._wake_streams()
 
-    async def _wake_streams(self) -> None:
+    def _wake_streams(self, watchers: list[asyncio.Event] | None = None) -> None:
         """Wake every stream, WAKE_BATCH at a time with a turn of the loop between
         batches. The admin API shares this loop: woken all at once, thousands of
         streams would each send their response before the write that caused it gets
-        its HTTP response out (at 5,000 streams, about a second later)."""
-        for i, wake in enumerate(list(self._watchers), 1):
+        its HTTP response out (at 5,000 streams, about a second later). Not a
+        coroutine: an inline reload (`committed`) wakes them too."""
+        pending = list(self._watchers) if watchers is None else watchers
+        for wake in pending[:WAKE_BATCH]:
             wake.set()
-            if i % WAKE_BATCH == 0:
-                await asyncio.sleep(0)
+        if len(pending) > WAKE_BATCH:
+            asyncio.get_running_loop().call_soon(self._wake_streams, pending[WAKE_BATCH:])
 
     def committed(self, commit: Commit) -> None:
         """Called on the loop when the feed delivers `commit`."""
         revision = commit.revision
-        self._committed_at.setdefault(revision, time.monotonic())
+        now = time.monotonic()
+        self._committed_at.setdefault(revision, now)
         if len(self._committed_at) > _COMMIT_TIMES_KEPT:
             del self._committed_at[next(iter(self._committed_at))]
+        if revision > self._heard:
+            self._burst = commit.followed or now - self._heard_at < IDLE_SECONDS
+            self._heard_at = now
         self._heard = max(self._heard, revision)
         if revision > (self.revision or 0):
             # A revision may be heard twice (its NOTIFY, then its commit): the changes win.
@@ -252,7 +306,39 @@ class SnapshotCache:
                 self._pending[revision] = commit
             if len(self._pending) > _PENDING_KEPT:
                 del self._pending[min(self._pending)]  # a gap: the reload reads the audit log
+        if self._parked and not self._dirty.is_set() and self._reload_inline():
+            return
         self._dirty.set()
+
+    def _reload_inline(self) -> bool:
+        """Apply and translate the pending commits here, on the loop, if the cache is
+        idle and that is cheap (see the module docstring); False if `run` must."""
+        source, previous = self._source, self._declaration
+        if self._burst:
+            return False  # commits keep coming: `run` coalesces them
+        if source is None or previous is None or self._build_cpu > INLINE_CPU_SECONDS:
+            return False
+        commits = self._commits_after(previous.revision)
+        if not commits or sum(len(c.changes or ()) for c in commits) > INLINE_MAX_CHANGES:
+            return False
+        if not self._memo_lock.acquire(blocking=False):
+            return False  # a new group is being translated in a thread
+        try:
+            started = time.thread_time()
+            decl = source.advance_in_memory(previous, commits)
+            if decl is None:
+                return False  # it needs the database: a worker thread reads it
+            shared, snaps = self._translation(decl)(self._memo)
+            self._build_cpu = time.thread_time() - started  # the apply included
+        except Exception:
+            log.exception("applying a commit failed; keeping the last declaration")
+            return True  # as in `run`: the next commit tries again with every one pending
+        finally:
+            self._memo_lock.release()
+        self._publish(decl, shared, snaps)
+        RELOADS.inc()
+        self._pending = {r: c for r, c in self._pending.items() if r > decl.revision}
+        return True
 
     def _commits_after(self, revision: int) -> list[Commit] | None:
         """Every commit after `revision` up to the newest heard, if each came with its
@@ -283,16 +369,21 @@ class SnapshotCache:
     async def run(self, source: DeclarationSource, feed: ChangeFeed) -> None:
         """Follow `feed`, reading from `source`, until cancelled."""
         loop = asyncio.get_running_loop()
+        self._source = source
         unsubscribe = feed.subscribe(lambda c: loop.call_soon_threadsafe(self.committed, c))
         try:
             self._dirty.set()
-            last_reload_end = -float("inf")
             while True:
-                await self._dirty.wait()
-                if loop.time() - last_reload_end < IDLE_SECONDS:
+                self._parked = True
+                try:
+                    await self._dirty.wait()
+                finally:
+                    self._parked = False
+
+                if self._burst:
                     await self._quiet_period(loop)  # changes keep coming: coalesce
                 else:
-                    self._dirty.clear()  # idle: the leading edge loads at once
+                    self._dirty.clear()  # a lone commit: the leading edge loads at once
                 try:
                     decl = await self._reload(source)
                     if decl.revision != self.revision:
@@ -301,8 +392,8 @@ class SnapshotCache:
                     self._pending = {r: c for r, c in self._pending.items() if r > decl.revision}
                 except Exception:
                     log.exception("reloading the declaration failed; keeping the last one")
-                last_reload_end = loop.time()
         finally:
+            self._source = None
             unsubscribe()
 
     async def _quiet_period(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -11,6 +11,11 @@ Nothing here names services, routes or splits: every kind in
     DELETE /<plural>/{name}   204
 
 Every write answers with header `X-Turnout-Revision: <revision it produced>`.
+
+The writes are `async def` and hand the store call to the thread pool themselves:
+one thread hop per write. A plain `def` endpoint costs two (FastAPI also validates
+its answer in the pool), and each hop is a wait for the GIL while the snapshot cache
+translates the very commit (issue 17). Reads stay plain `def`.
 """
 
 from typing import Annotated, Any
@@ -18,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError, create_model
+from starlette.concurrency import run_in_threadpool
 
 from turnout.admin.deps import ActorDep, OverrideDep, StoreDep
 from turnout.admin.errors import (
@@ -92,14 +98,17 @@ def entity_router(ent: Entity) -> APIRouter:
         f"{REVISION_HEADER}. A name already in use is a 409.",
         responses=CREATE | {409: _CONFLICT},
     )
-    def create(
+    async def create(
         spec: Annotated[spec_cls, Body(openapi_examples=examples.openapi_examples(created))],
         response: Response,
         store: StoreDep,
         actor: ActorDep,
         override: OverrideDep,
     ) -> Any:
-        _revision_header(response, store.create(kind, spec, actor, override_reason=override))
+        revision = await run_in_threadpool(
+            store.create, kind, spec, actor, override_reason=override
+        )
+        _revision_header(response, revision)
         return spec
 
     @router.get(
@@ -130,7 +139,7 @@ def entity_router(ent: Entity) -> APIRouter:
         "it must equal the path (renaming is not supported).",
         responses=CHANGE | {409: _CONFLICT},
     )
-    def replace(
+    async def replace(
         name: name_path,
         body: Annotated[put_model, Body(openapi_examples=examples.openapi_examples(first))],
         response: Response,
@@ -139,7 +148,10 @@ def entity_router(ent: Entity) -> APIRouter:
         override: OverrideDep,
     ) -> Any:
         spec = _validate(ent, name, body.model_dump(exclude_unset=True))
-        _revision_header(response, store.replace(kind, name, spec, actor, override_reason=override))
+        revision = await run_in_threadpool(
+            store.replace, kind, name, spec, actor, override_reason=override
+        )
+        _revision_header(response, revision)
         return spec
 
     @router.patch(
@@ -151,7 +163,7 @@ def entity_router(ent: Entity) -> APIRouter:
         "default. The result is validated as a whole spec.",
         responses=CHANGE | {409: _CONFLICT},
     )
-    def patch(
+    async def patch(
         name: name_path,
         changes: Annotated[
             dict[str, Any],
@@ -165,17 +177,21 @@ def entity_router(ent: Entity) -> APIRouter:
         actor: ActorDep,
         override: OverrideDep,
     ) -> Any:
-        # Read and write are separate transactions: a write landing in between is
-        # overwritten, last writer wins, as with PUT. Conditional writes (If-Match on
-        # the revision) would close that gap; not needed by any caller yet.
-        data = store.get(kind, name).model_dump(mode="json")
-        for field, value in changes.items():
-            if value is None:
-                data.pop(field, None)
-            else:
-                data[field] = value
-        spec = _validate(ent, name, data)
-        _revision_header(response, store.replace(kind, name, spec, actor, override_reason=override))
+        def merged(current: BaseModel) -> BaseModel:
+            data = current.model_dump(mode="json")
+            for field, value in changes.items():
+                if value is None:
+                    data.pop(field, None)
+                else:
+                    data[field] = value
+            return _validate(ent, name, data)
+
+        # Read and write in ONE transaction (and one thread hop): a write landing in
+        # between cannot be lost, and the read costs no transaction of its own.
+        spec, revision = await run_in_threadpool(
+            store.modify, kind, name, merged, actor, override_reason=override
+        )
+        _revision_header(response, revision)
         return spec
 
     @router.delete(
@@ -187,10 +203,12 @@ def entity_router(ent: Entity) -> APIRouter:
         f"entity still refers to the {kind}.",
         responses=REMOVE | {409: documented(f"Another entity still refers to this {kind}.")},
     )
-    def delete(
+    async def delete(
         name: name_path, store: StoreDep, actor: ActorDep, override: OverrideDep
     ) -> Response:
-        revision = store.delete(kind, name, actor, override_reason=override)
+        revision = await run_in_threadpool(
+            store.delete, kind, name, actor, override_reason=override
+        )
         return Response(status_code=204, headers={REVISION_HEADER: str(revision)})
 
     return router
