@@ -37,6 +37,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/envoy_floor.py --changes 200 --envoys 1 20
 	$(PY) bench/write_to_served.py --changes 200 --envoys 1 20
+	$(PY) bench/write_to_served.py --changes 30 --envoys 1 --present 10000
 	$(PY) bench/admin_write.py --writes 500
 	$(PY) bench/translate.py --sizes 1000 10000 --runs 5
 	$(PY) bench/bulk_routes.py --routes 1000 --repeat 5

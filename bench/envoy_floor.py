@@ -27,7 +27,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 from google.protobuf.any_pb2 import Any
 from results_io import RESULTS, write_results
-from served import SERVICE, bench_path, fleet, route_body, summary
+from served import SERVICE, bench_path, fleet, present_bodies, route_body, summary
 
 from turnout.models.declaration import Declaration
 from turnout.models.route import RouteSpec
@@ -150,25 +150,33 @@ class FloorServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             return len(live) >= streams
 
 
-def declarations(upstream_url: str, changes: int) -> list[Declaration]:
+def declarations(upstream_url: str, changes: int, present: int = 0) -> list[Declaration]:
     """The declaration before any change, then after each: what write_to_served writes."""
     service = ServiceSpec(name=SERVICE, url=upstream_url)
-    routes: dict[str, RouteSpec] = {}
-    out = [Declaration(revision=1, services={SERVICE: service})]
+    routes = {
+        spec.name: spec for spec in (RouteSpec.model_validate(b) for b in present_bodies(present))
+    }
+    out = [Declaration(revision=1, services={SERVICE: service}, routes=routes)]
     for i in range(changes):
         spec = RouteSpec.model_validate(route_body(i))
         routes = {**routes, spec.name: spec}
         out.append(Declaration(revision=i + 2, services={SERVICE: service}, routes=routes))
+    for i in range(changes if present else 0):  # then removed again, one by one
+        routes = {k: v for k, v in routes.items() if k != f"r{i}"}
+        revision = changes + i + 2
+        out.append(Declaration(revision=revision, services={SERVICE: service}, routes=routes))
     return out
 
 
-def prepare(upstream_url: str, changes: int) -> tuple[dict[str, list[Any]], list[list[Any]]]:
+def prepare(
+    upstream_url: str, changes: int, present: int = 0
+) -> tuple[dict[str, list[Any]], list[list[Any]]]:
     """Turnout's translation of every step, packed: shared resources, routes per step."""
     memo = TranslationMemo()
     group = NodeGroup(address="127.0.0.1", port=10000, group="default")
     shared: dict[str, list[Any]] = {}
     routes: list[list[Any]] = []
-    for decl in declarations(upstream_url, changes):
+    for decl in declarations(upstream_url, changes, present):
         t = translate(decl, group, memo)
         if not shared:
             skip = (LISTENER_TYPE, ROUTE_TYPE)
@@ -177,9 +185,9 @@ def prepare(upstream_url: str, changes: int) -> tuple[dict[str, list[Any]], list
     return shared, routes
 
 
-def run(changes: int, envoys: int) -> dict[str, object]:
+def run(changes: int, envoys: int, present: int = 0) -> dict[str, object]:
     with fleet() as f:
-        shared, routes = prepare(f.upstream.url, changes)
+        shared, routes = prepare(f.upstream.url, changes, present)
         server = FloorServer(shared, routes[0]).start()
         try:
             f.add_envoys(envoys, server.address, prefix="floor")
@@ -193,6 +201,11 @@ def run(changes: int, envoys: int) -> dict[str, object]:
                 start = time.perf_counter()
                 server.push(ROUTE_TYPE, routes[i + 1], str(i + 2))
                 samples.append((f.wait_served(path) - start) * 1000)
+            removed: list[float] = []
+            for i in range(changes if present else 0):
+                start = time.perf_counter()
+                server.push(ROUTE_TYPE, routes[changes + i + 1], str(changes + i + 2))
+                removed.append((f.wait_served(bench_path(i), 404) - start) * 1000)
             if server.rejections:
                 raise RuntimeError(f"Envoy rejected: {server.rejections[:3]}")
         finally:
@@ -202,7 +215,9 @@ def run(changes: int, envoys: int) -> dict[str, object]:
         "benchmark": "envoy_floor",
         "envoys": envoys,
         "changes": changes,
+        "present_routes": present,
         **summary(samples),
+        **(summary(removed, "remove_") if removed else {}),
         "route_configuration_bytes": route_bytes,
         "trivial_samples": trivial,
     }
@@ -212,15 +227,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=100)
     parser.add_argument("--envoys", type=int, nargs="+", default=[1])
+    parser.add_argument(
+        "--present", type=int, default=0, help="routes declared before the first change"
+    )
     args = parser.parse_args()
-    results = [run(args.changes, n) for n in args.envoys]
+    results = [run(args.changes, n, args.present) for n in args.envoys]
     print(f"{'envoys':>6} {'changes':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for r in results:
         print(
             f"{r['envoys']:>6} {r['changes']:>7} {r['p50_ms']:>8} {r['p90_ms']:>8} "
             f"{r['p99_ms']:>8} {r['max_ms']:>8}"
         )
-    write_results(results, RESULTS / "envoy_floor.json")
+    stem = "envoy_floor-present" if args.present else "envoy_floor"
+    write_results(results, RESULTS / f"{stem}.json")
     return 0
 
 

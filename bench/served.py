@@ -33,6 +33,26 @@ def route_body(i: int) -> dict[str, object]:
     return {"name": f"r{i}", "paths": [{"exact": bench_path(i)}], "service": SERVICE}
 
 
+PRESENT_TAG = "present"
+
+
+def present_bodies(n: int) -> list[dict[str, object]]:
+    """`--present N`: N routes already declared before the first change (exact paths of
+    their own, so none answers a change's path), to measure a write to a large
+    declaration: each change then re-sends a RouteConfiguration of N + i routes. With
+    them, the benchmarks also remove the routes they added, one by one (served: the
+    path answers 404)."""
+    return [
+        {
+            "name": f"p{i}",
+            "paths": [{"exact": f"/present/{i}"}],
+            "service": SERVICE,
+            "tags": [PRESENT_TAG],
+        }
+        for i in range(n)
+    ]
+
+
 @dataclass
 class Fleet:
     """N Envoys with a keep-alive client each, and the echo upstream they route to."""
@@ -50,14 +70,15 @@ class Fleet:
         """True if some Envoy answers `path` before its route was written (a trivial sample)."""
         return any(c.get(path).status_code == 200 for c in self.clients)
 
-    def wait_served(self, path: str) -> float:
-        """Poll every Envoy until each answered 200 on `path`; the perf_counter then."""
+    def wait_served(self, path: str, status: int = 200) -> float:
+        """Poll every Envoy until each answered `status` on `path` (404: the route is
+        gone); the perf_counter then."""
         deadline = time.perf_counter() + SERVED_TIMEOUT_S
         pending = list(self.clients)
         while pending:
-            pending = [c for c in pending if c.get(path).status_code != 200]
+            pending = [c for c in pending if c.get(path).status_code != status]
             if pending and time.perf_counter() > deadline:
-                raise TimeoutError(f"{path}: {len(pending)} Envoys never answered 200")
+                raise TimeoutError(f"{path}: {len(pending)} Envoys never answered {status}")
         return time.perf_counter()
 
     def close(self) -> None:

@@ -39,14 +39,18 @@ def _n(value: Any) -> str:
 def write_to_served(items: list[dict[str, Any]]) -> list[Row]:
     rows = []
     for r in items:
+        present = r.get("present_routes") or 0
         what = (
             f"`write_to_served.py`: write's response → served by every one of {r['envoys']} "
             f"Envoy(s), {r['changes']} routes on exact paths of their own"
+            + (f", {_n(present)} routes already present" if present else "")
         )
         measured = (
             f"p50 {_n(r['p50_ms'])} ms, p99 {_n(r['p99_ms'])} ms; from the request p50 "
             f"{_n(r['from_request_p50_ms'])} ms; trivial samples {r['trivial_samples']}"
         )
+        if "remove_p50_ms" in r:
+            measured += f"; removed again: p50 {_n(r['remove_p50_ms'])} ms"
         floor = r.get("floor")
         if floor:
             ratio = (
@@ -54,9 +58,16 @@ def write_to_served(items: list[dict[str, Any]]) -> list[Row]:
                 f"p50 {_n(r['ratio_p50'])}x, p99 {_n(r['ratio_p99'])}x, "
                 f"request p50 {_n(r['from_request_ratio_p50'])}x"
             )
+            if "remove_ratio_p50" in r:
+                ratio += (
+                    f"; removed: floor p50 {_n(floor['remove_p50_ms'])} ms, "
+                    f"{_n(r['remove_ratio_p50'])}x"
+                )
         else:
             ratio = "no floor measured"
-        if r["envoys"] == 1:
+        if present:
+            goal = "p50 ≤ 2x floor, added and removed"
+        elif r["envoys"] == 1:
             goal = "p50 ≤ 2x floor, p99 ≤ 10 ms, request p50 ≤ 6 ms"
         else:
             goal = "p99 ≤ 2x floor"
@@ -187,6 +198,7 @@ def ui_pages(items: list[dict[str, Any]]) -> list[Row]:
 # File stem → rows; the order of the README's table.
 TABLE: dict[str, Callable[[list[dict[str, Any]]], list[Row]]] = {
     "write_to_served": write_to_served,
+    "write_to_served-present": write_to_served,
     "envoy_floor": envoy_floor,
     "admin_write": admin_write,
     "translate": simple(

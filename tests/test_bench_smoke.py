@@ -22,6 +22,7 @@ REDIS_URL = os.environ.get("TURNOUT_TEST_REDIS_URL")
 # (script, tiny arguments, what it needs)
 CASES: list[tuple[str, list[str], str | None]] = [
     ("write_to_served.py", ["--changes", "5", "--envoys", "1"], None),
+    ("write_to_served.py", ["--changes", "2", "--envoys", "1", "--present", "30"], None),
     ("envoy_floor.py", ["--changes", "5", "--envoys", "1", "2"], None),
     ("admin_write.py", ["--writes", "5"], None),
     ("translate.py", ["--sizes", "50", "--runs", "1", "--skip-store"], None),
@@ -67,7 +68,11 @@ def numbers(value: Any) -> list[float]:
     return []
 
 
-@pytest.mark.parametrize(("script", "args", "needs"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("script", "args", "needs"),
+    CASES,
+    ids=[c[0] + (" --present" if "--present" in c[1] else "") for c in CASES],
+)
 def test_benchmark_runs_at_a_tiny_size(
     script: str, args: list[str], needs: str | None, tmp_path: Path
 ) -> None:
@@ -95,10 +100,15 @@ def test_benchmark_runs_at_a_tiny_size(
         (run,) = results[0]
         # Each sample waited for a route of its own: none was already answered before.
         assert run["trivial_samples"] == 0
-        assert run["changes"] == 5 and run["p50_ms"] > 0
+        assert run["changes"] == int(args[args.index("--changes") + 1]) and run["p50_ms"] > 0
+        present = int(args[args.index("--present") + 1]) if "--present" in args else 0
+        assert run["present_routes"] == present
+        if present:  # the routes it added were removed again: served by a 404
+            assert run["remove_p50_ms"] > 0 and run["floor"]["remove_p50_ms"] > 0
         # The floor was measured in the same run, for the same declaration.
         assert run["floor"]["trivial_samples"] == 0 and run["floor"]["p50_ms"] > 0
-        assert run["ratio_p50"] > 0 and set(run["goals"]) >= {"p99_le_10ms"}
+        assert run["ratio_p50"] > 0
+        assert set(run["goals"]) >= ({"p50_le_2x_floor"} if present else {"p99_le_10ms"})
     if script == "envoy_floor.py":
         runs = results[0]
         assert [r["envoys"] for r in runs] == [1, 2]
